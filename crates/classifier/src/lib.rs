@@ -1,0 +1,1 @@
+//! minyi-classifier (in progress)

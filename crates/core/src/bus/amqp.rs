@@ -1,0 +1,420 @@
+//! RabbitMQ adapter (lapin).
+//!
+//! Topology, all under a configurable prefix (tests use a random one):
+//! - `{prefix}.events`: durable topic exchange every event is published to.
+//! - `{prefix}.{queue}`: one durable quorum queue per consumer group, bound by routing key, with
+//!   `x-delivery-limit` so a message retried too often is dead-lettered rather than looping.
+//!   Quorum queues write to disk before confirming, which classic queues may skip.
+//! - `{prefix}.dead` (direct exchange) → `{prefix}.{queue}.dead`: the dead-letter queues.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::Confirmation;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::{Acker, Bus, BusError, Delivery, Message, Settle, Subscription};
+
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    pub url: String,
+    /// Prefix of every exchange and queue name.
+    pub prefix: String,
+    /// Deliveries before a message is dead-lettered.
+    pub max_deliveries: u32,
+    pub prefetch: u16,
+    /// Delete idle queues after this long (tests); `None` in production.
+    pub queue_expires: Option<Duration>,
+}
+
+impl AmqpConfig {
+    pub fn new(url: &str, prefix: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+            max_deliveries: 5,
+            prefetch: 64,
+            queue_expires: None,
+        }
+    }
+
+    fn exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    fn queue(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+}
+
+/// The bus on RabbitMQ. Cheap to clone; reconnects after the broker restarts.
+#[derive(Clone)]
+pub struct AmqpBus {
+    config: Arc<AmqpConfig>,
+    publisher: Arc<Mutex<Option<(Connection, Channel)>>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+impl AmqpBus {
+    /// Connects once to check the broker and declare the exchanges.
+    pub async fn connect(config: AmqpConfig) -> Result<Self, BusError> {
+        let bus = Self {
+            config: Arc::new(config),
+            publisher: Arc::default(),
+        };
+        let (conn, channel) = bus.open_channel(true).await?;
+        *bus.publisher.lock().await = Some((conn, channel));
+        Ok(bus)
+    }
+
+    async fn open_channel(&self, confirms: bool) -> Result<(Connection, Channel), BusError> {
+        let conn = Connection::connect(&self.config.url, ConnectionProperties::default())
+            .await
+            .map_err(unavailable)?;
+        let channel = conn.create_channel().await.map_err(unavailable)?;
+        if confirms {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(unavailable)?;
+        }
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.config.exchange().as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        channel
+            .exchange_declare(
+                self.config.dead_exchange().as_str().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok((conn, channel))
+    }
+
+    async fn declare_queue(
+        &self,
+        channel: &Channel,
+        name: &str,
+        keys: &[String],
+    ) -> Result<(), BusError> {
+        let queue = self.config.queue(name);
+        let dead = format!("{queue}.dead");
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut dead_args = FieldTable::default();
+        dead_args.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString(LongString::from("quorum")),
+        );
+        if let Some(ttl) = self.config.queue_expires {
+            dead_args.insert(
+                ShortString::from("x-expires"),
+                AMQPValue::LongLongInt(ttl.as_millis() as i64),
+            );
+        }
+        channel
+            .queue_declare(dead.as_str().into(), durable, dead_args.clone())
+            .await
+            .map_err(unavailable)?;
+        channel
+            .queue_bind(
+                dead.as_str().into(),
+                self.config.dead_exchange().as_str().into(),
+                name.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut args = dead_args;
+        args.insert(
+            ShortString::from("x-delivery-limit"),
+            AMQPValue::LongLongInt(i64::from(self.config.max_deliveries.saturating_sub(1))),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-exchange"),
+            AMQPValue::LongString(LongString::from(self.config.dead_exchange().as_str())),
+        );
+        args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            AMQPValue::LongString(LongString::from(name)),
+        );
+        channel
+            .queue_declare(queue.as_str().into(), durable, args)
+            .await
+            .map_err(unavailable)?;
+        for key in keys {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    self.config.exchange().as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn publish_on(
+        channel: &Channel,
+        exchange: &str,
+        messages: &[Message],
+    ) -> Result<(), BusError> {
+        // Pipelined: send every message, then await every confirm.
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in messages {
+            let mut headers = FieldTable::default();
+            for (k, v) in &m.headers {
+                headers.insert(
+                    ShortString::from(k.as_str()),
+                    AMQPValue::LongString(LongString::from(v.as_str())),
+                );
+            }
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_message_id(ShortString::from(m.event_id.to_string()))
+                .with_content_type(ShortString::from("application/x-protobuf"))
+                .with_headers(headers);
+            let confirm = channel
+                .basic_publish(
+                    exchange.into(),
+                    m.routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &m.payload,
+                    props,
+                )
+                .await
+                .map_err(unavailable)?;
+            confirms.push(confirm);
+        }
+        for c in confirms {
+            match c.await.map_err(unavailable)? {
+                Confirmation::Nack(_) => return Err(BusError::Nacked("nack".into())),
+                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn passive_count(&self, queue: &str) -> Result<u64, BusError> {
+        let (conn, channel) = self.open_channel(false).await?;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = conn.close(200, "bye".into()).await;
+        match q {
+            Ok(q) => Ok(u64::from(q.message_count())),
+            Err(_) => Ok(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    async fn publish(&self, messages: &[Message]) -> Result<(), BusError> {
+        let mut guard = self.publisher.lock().await;
+        if guard
+            .as_ref()
+            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+        {
+            *guard = Some(self.open_channel(true).await?);
+        }
+        let Some((_, channel)) = guard.as_ref() else {
+            return Err(BusError::Unavailable("no channel".into()));
+        };
+        let result = Self::publish_on(channel, &self.config.exchange(), messages).await;
+        if result.is_err() {
+            // Start afresh next time; the caller keeps the messages (the outbox) and retries.
+            *guard = None;
+        }
+        result
+    }
+
+    async fn subscribe(
+        &self,
+        queue: &str,
+        routing_keys: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let mut sub = AmqpSubscription {
+            bus: self.clone(),
+            queue: queue.to_owned(),
+            keys: routing_keys.iter().map(|k| (*k).to_owned()).collect(),
+            consumer: None,
+        };
+        sub.connect().await?;
+        Ok(Box::new(sub))
+    }
+
+    async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {
+        self.passive_count(&self.config.queue(queue)).await
+    }
+
+    async fn dead_letter_depth(&self, queue: &str) -> Result<u64, BusError> {
+        self.passive_count(&format!("{}.dead", self.config.queue(queue)))
+            .await
+    }
+}
+
+struct AmqpSubscription {
+    bus: AmqpBus,
+    queue: String,
+    keys: Vec<String>,
+    consumer: Option<(Connection, lapin::Consumer)>,
+}
+
+impl AmqpSubscription {
+    async fn connect(&mut self) -> Result<(), BusError> {
+        let (conn, channel) = self.bus.open_channel(false).await?;
+        self.bus
+            .declare_queue(&channel, &self.queue, &self.keys)
+            .await?;
+        channel
+            .basic_qos(self.bus.config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let tag = format!("minyi-{}", Uuid::new_v4().simple());
+        let consumer = channel
+            .basic_consume(
+                self.bus.config.queue(&self.queue).as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.consumer = Some((conn, consumer));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscription for AmqpSubscription {
+    async fn next(&mut self) -> Result<Delivery, BusError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if let Some((_, consumer)) = self.consumer.as_mut() {
+                match consumer.next().await {
+                    Some(Ok(d)) => {
+                        let props = d.properties.clone();
+                        let event_id = props
+                            .message_id()
+                            .as_ref()
+                            .and_then(|id| Uuid::parse_str(id.as_str()).ok())
+                            .unwrap_or_else(Uuid::nil);
+                        let mut headers = std::collections::BTreeMap::new();
+                        let mut attempt = 0u32;
+                        if let Some(h) = props.headers() {
+                            for (k, v) in h.inner() {
+                                match v {
+                                    AMQPValue::LongString(s) => {
+                                        headers.insert(k.to_string(), s.to_string());
+                                    }
+                                    AMQPValue::LongLongInt(n)
+                                        if k.as_str() == "x-delivery-count" =>
+                                    {
+                                        attempt = u32::try_from(*n).unwrap_or(u32::MAX);
+                                    }
+                                    AMQPValue::LongInt(n) if k.as_str() == "x-delivery-count" => {
+                                        attempt = u32::try_from(*n).unwrap_or(u32::MAX);
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        let message = Message {
+                            event_id,
+                            routing_key: d.routing_key.to_string(),
+                            payload: d.data.clone(),
+                            headers,
+                        };
+                        return Ok(Delivery::new(
+                            message,
+                            attempt,
+                            Box::new(AmqpAcker(d.acker)),
+                        ));
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, queue = %self.queue, "consumer failed; reconnecting");
+                        self.consumer = None;
+                    }
+                    None => {
+                        tracing::warn!(queue = %self.queue, "consumer closed; reconnecting");
+                        self.consumer = None;
+                    }
+                }
+            }
+            match self.connect().await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, queue = %self.queue, "broker unreachable; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+struct AmqpAcker(lapin::Acker);
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn settle(&self, how: Settle) -> Result<(), BusError> {
+        match how {
+            Settle::Ack => self.0.ack(BasicAckOptions::default()).await,
+            // Requeue: the quorum queue counts deliveries and dead-letters past the limit.
+            Settle::Retry => {
+                self.0
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            }
+            Settle::DeadLetter => self.0.reject(BasicRejectOptions { requeue: false }).await,
+        }
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+}

@@ -1,0 +1,156 @@
+//! The message bus port: RabbitMQ in production, an in-process broker in embedded mode.
+//!
+//! Semantics both adapters keep (checked by the contract suite in `tests/bus_contract.rs`):
+//! - `publish` returns only once the broker has taken responsibility for every message
+//!   (publisher confirms on RabbitMQ).
+//! - Each subscriber *queue* gets every message whose routing key matches one of its bindings;
+//!   several subscriptions to the same queue share its messages (competing consumers).
+//! - A delivery is settled by exactly one of `ack`, `retry` (redelivered later; after
+//!   `max_deliveries` attempts it goes to the queue's dead-letter queue) or `dead_letter`.
+//!   Deliveries still unsettled when their subscription is dropped are redelivered.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+mod amqp;
+mod memory;
+
+pub use amqp::{AmqpBus, AmqpConfig};
+pub use memory::MemoryBus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    #[error("broker refused the message: {0}")]
+    Nacked(String),
+    #[error("subscription closed")]
+    Closed,
+}
+
+/// A message on the bus: an encoded `minyi.events.v1.Event` plus routing metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub event_id: Uuid,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    /// Carries the W3C trace context (`traceparent`) across services.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a consumer gets.
+pub struct Delivery {
+    pub message: Message,
+    /// How many times this message was delivered before (0 on the first delivery), where the
+    /// broker knows it.
+    pub attempt: u32,
+    acker: Box<dyn Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("event_id", &self.message.event_id)
+            .field("routing_key", &self.message.routing_key)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+impl Delivery {
+    pub(crate) fn new(message: Message, attempt: u32, acker: Box<dyn Acker>) -> Self {
+        Self {
+            message,
+            attempt,
+            acker,
+        }
+    }
+
+    /// The effect is committed: forget the message.
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.settle(Settle::Ack).await
+    }
+
+    /// Try again later; dead-lettered once the queue's delivery limit is reached.
+    pub async fn retry(self) -> Result<(), BusError> {
+        self.acker.settle(Settle::Retry).await
+    }
+
+    /// Poison: straight to the dead-letter queue, never dropped.
+    pub async fn dead_letter(self) -> Result<(), BusError> {
+        self.acker.settle(Settle::DeadLetter).await
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    Ack,
+    Retry,
+    DeadLetter,
+}
+
+#[async_trait]
+pub(crate) trait Acker: Send + Sync {
+    async fn settle(&self, how: Settle) -> Result<(), BusError>;
+}
+
+/// A consumer's stream of deliveries from one queue.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next delivery. Reconnects by itself after a broker restart.
+    async fn next(&mut self) -> Result<Delivery, BusError>;
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes every message and waits until the broker has confirmed them all.
+    async fn publish(&self, messages: &[Message]) -> Result<(), BusError>;
+
+    /// Declares (idempotently) the durable queue `queue` bound to `routing_keys` (`#` and `*`
+    /// wildcards as in AMQP topics) with its dead-letter queue, and consumes from it.
+    async fn subscribe(
+        &self,
+        queue: &str,
+        routing_keys: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Messages waiting in `queue` (ready, not delivered), for metrics and tests.
+    async fn queue_depth(&self, queue: &str) -> Result<u64, BusError>;
+
+    /// Messages in `queue`'s dead-letter queue.
+    async fn dead_letter_depth(&self, queue: &str) -> Result<u64, BusError>;
+}
+
+/// AMQP topic matching: `*` is one word, `#` zero or more.
+pub fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(p: &[&str], k: &[&str]) -> bool {
+        match (p.first(), k.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => go(&p[1..], k) || (!k.is_empty() && go(p, &k[1..])),
+            (Some(&"*"), Some(_)) => go(&p[1..], &k[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &k[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = key.split('.').collect();
+    go(&p, &k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_matches;
+
+    #[test]
+    fn topics() {
+        assert!(topic_matches("ticket.received", "ticket.received"));
+        assert!(topic_matches("ticket.*", "ticket.received"));
+        assert!(topic_matches("#", "ticket.received"));
+        assert!(topic_matches("ticket.#", "ticket"));
+        assert!(!topic_matches("ticket.*", "ticket.a.b"));
+        assert!(!topic_matches("ticket.routed", "ticket.received"));
+    }
+}

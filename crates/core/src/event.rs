@@ -1,0 +1,55 @@
+//! Building and reading bus events (`minyi.events.v1.Event`).
+
+use chrono::{DateTime, Utc};
+use minyi_proto::events::{Event, event::Body};
+use prost::Message as _;
+use uuid::Uuid;
+
+use crate::bus::Message;
+
+/// Routing keys, one per event body.
+pub mod keys {
+    pub const TICKET_RECEIVED: &str = "ticket.received";
+    pub const FOLLOW_UP_ADDED: &str = "ticket.follow_up_added";
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn from_timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
+pub fn routing_key(body: &Body) -> &'static str {
+    match body {
+        Body::Received(_) => keys::TICKET_RECEIVED,
+        Body::FollowUpAdded(_) => keys::FOLLOW_UP_ADDED,
+    }
+}
+
+/// Wraps a body in an [`Event`] with a fresh id, ready for the outbox.
+pub fn new_event(ticket_id: Uuid, at: DateTime<Utc>, body: Body) -> Message {
+    let event_id = Uuid::now_v7();
+    let key = routing_key(&body);
+    let event = Event {
+        event_id: event_id.to_string(),
+        ticket_id: ticket_id.to_string(),
+        occurred_at: Some(timestamp(at)),
+        body: Some(body),
+    };
+    Message {
+        event_id,
+        routing_key: key.to_owned(),
+        payload: event.encode_to_vec(),
+        headers: Default::default(),
+    }
+}
+
+/// Decodes a bus payload; `None` for bytes that are not an event (poison).
+pub fn decode(payload: &[u8]) -> Option<Event> {
+    Event::decode(payload).ok()
+}

@@ -1,0 +1,20 @@
+//! Minyi's domain core, shared by every service.
+//!
+//! Layout:
+//! - [`petition`]: what a petition is, and the validation of a submission (field-level errors).
+//! - [`pii`]: personal data: AEAD sealing at rest with key ids for rotation, and masking.
+//! - [`auth`]: bearer tokens (JWT) and the roles that use the system.
+//! - [`clock`]: time as an injected dependency, so deadline tests move a clock.
+//! - [`store`]: the ticket store port, with PostgreSQL and embedded (journal file) adapters.
+//! - [`bus`]: the message bus port, with RabbitMQ and in-process adapters.
+//! - [`timers`]: the timer port (due-time ordered), with Redis and in-memory adapters.
+//! - [`event`]: building and reading bus events.
+
+pub mod auth;
+pub mod bus;
+pub mod clock;
+pub mod event;
+pub mod petition;
+pub mod pii;
+pub mod store;
+pub mod timers;

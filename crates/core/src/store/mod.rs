@@ -1,0 +1,165 @@
+//! The ticket store port: PostgreSQL is the source of truth in production; the embedded
+//! adapter keeps everything in memory and in an fsync'd journal file.
+//!
+//! Every state change that other services must hear of writes its events into the outbox in
+//! the same transaction; the relay publishes them later ([`TicketStore::claim_outbox`]).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::bus::Message;
+use crate::petition::{Channel, TicketStatus};
+
+mod memory;
+mod postgres;
+
+pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ticket {0} not found")]
+    NotFound(String),
+    #[error("ticket {id} is {status} and no longer takes follow-ups")]
+    Closed { id: String, status: &'static str },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A ticket as stored. Personal data is sealed (see [`crate::pii`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketRecord {
+    pub id: Uuid,
+    pub tracking_number: String,
+    pub status: TicketStatus,
+    pub channel: Channel,
+    pub title: String,
+    pub text: String,
+    pub anonymous: bool,
+    pub caller_name: Option<String>,
+    pub caller_phone: Option<String>,
+    pub caller_id_number: Option<String>,
+    pub address: String,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub event_time: Option<DateTime<Utc>>,
+    pub attachment_urls: Vec<String>,
+    pub idempotency_key: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub received_by: String,
+    pub follow_ups: Vec<FollowUpRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUpRecord {
+    pub text: String,
+    pub author: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A new ticket; the store assigns its tracking number.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub record: TicketRecord,
+}
+
+/// Filters and page of a listing. Newest first; the cursor is the last (received_at, id).
+#[derive(Debug, Clone, Default)]
+pub struct TicketQuery {
+    pub status: Option<TicketStatus>,
+    pub channel: Option<Channel>,
+    pub received_after: Option<DateTime<Utc>>,
+    pub received_before: Option<DateTime<Utc>>,
+    pub limit: usize,
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// An outbox entry waiting for the relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub seq: i64,
+    pub message: Message,
+}
+
+/// Formats the readable tracking number of the `seq`-th ticket received on `day`.
+pub fn tracking_number(received_at: DateTime<Utc>, seq: i64) -> String {
+    let local = received_at.with_timezone(&crate::clock::shanghai());
+    format!("MY-{}-{:06}", local.format("%Y%m%d"), seq)
+}
+
+#[async_trait]
+pub trait TicketStore: Send + Sync + 'static {
+    /// Stores a ticket and its events atomically. When the idempotency key was already used,
+    /// nothing is written and the existing ticket is returned with `false`.
+    async fn create_ticket(
+        &self,
+        ticket: TicketRecord,
+        events: Vec<Message>,
+    ) -> Result<(TicketRecord, bool), StoreError>;
+
+    /// By id (UUID text) or tracking number.
+    async fn get_ticket(&self, id_or_tracking: &str) -> Result<TicketRecord, StoreError>;
+
+    async fn list_tickets(&self, query: &TicketQuery) -> Result<Vec<TicketRecord>, StoreError>;
+
+    /// Appends a follow-up to an open ticket, with its events, atomically.
+    async fn add_follow_up(
+        &self,
+        id: Uuid,
+        follow_up: FollowUpRecord,
+        events: Vec<Message>,
+    ) -> Result<TicketRecord, StoreError>;
+
+    /// Leases up to `limit` outbox entries (oldest first) for `lease`; entries leased by a
+    /// relay that died become claimable again when the lease runs out.
+    async fn claim_outbox(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Removes published entries.
+    async fn complete_outbox(&self, seqs: &[i64]) -> Result<(), StoreError>;
+
+    /// Number of entries not yet published (for metrics and tests).
+    async fn outbox_len(&self) -> Result<u64, StoreError>;
+
+    /// Records that `consumer` has handled `event_id`. Returns false if it already had.
+    async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;
+
+    async fn count_tickets(&self) -> Result<u64, StoreError>;
+}
+
+pub(crate) fn headers_to_json(h: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::to_value(h).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tracking_numbers_use_the_local_date() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-25T17:30:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(super::tracking_number(t, 42), "MY-20261126-000042");
+    }
+}

@@ -1,0 +1,310 @@
+//! PostgreSQL adapter of the ticket store.
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::{
+    FollowUpRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord, TicketStore,
+    headers_to_json,
+};
+use crate::bus::Message;
+use crate::petition::{Channel, TicketStatus};
+
+/// The ticket store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and runs the migrations (idempotent; guarded by an advisory lock, so several
+    /// replicas may start at once).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            // Pinging every connection before use costs 6-10% at low concurrency; a broken
+            // connection fails its query and the pool replaces it.
+            .test_before_acquire(false)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Self::migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(pool)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn insert_events(
+        tx: &mut Transaction<'_, Postgres>,
+        events: &[Message],
+    ) -> Result<(), StoreError> {
+        for m in events {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, routing_key, payload, headers) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(m.event_id)
+            .bind(&m.routing_key)
+            .bind(&m.payload)
+            .bind(headers_to_json(&m.headers))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
+     caller_name, caller_phone, caller_id_number, address, latitude, longitude, event_time, \
+     attachment_urls, idempotency_key, received_at, received_by, follow_ups FROM tickets";
+
+fn ticket_from_row(row: &PgRow) -> Result<TicketRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let channel: String = row.try_get("channel")?;
+    let attachments: serde_json::Value = row.try_get("attachment_urls")?;
+    let follow_ups: serde_json::Value = row.try_get("follow_ups")?;
+    Ok(TicketRecord {
+        id: row.try_get("id")?,
+        tracking_number: row.try_get("tracking_number")?,
+        status: TicketStatus::parse(&status)
+            .ok_or_else(|| StoreError::Internal(format!("unknown status {status}")))?,
+        channel: Channel::parse(&channel)
+            .ok_or_else(|| StoreError::Internal(format!("unknown channel {channel}")))?,
+        title: row.try_get("title")?,
+        text: row.try_get("body")?,
+        anonymous: row.try_get("anonymous")?,
+        caller_name: row.try_get("caller_name")?,
+        caller_phone: row.try_get("caller_phone")?,
+        caller_id_number: row.try_get("caller_id_number")?,
+        address: row.try_get("address")?,
+        latitude: row.try_get("latitude")?,
+        longitude: row.try_get("longitude")?,
+        event_time: row.try_get("event_time")?,
+        attachment_urls: serde_json::from_value(attachments)
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        received_at: row.try_get("received_at")?,
+        received_by: row.try_get("received_by")?,
+        follow_ups: serde_json::from_value(follow_ups)
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+    })
+}
+
+#[async_trait]
+impl TicketStore for PostgresStore {
+    async fn create_ticket(
+        &self,
+        t: TicketRecord,
+        events: Vec<Message>,
+    ) -> Result<(TicketRecord, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted: Option<String> = sqlx::query_scalar(
+            "WITH s AS (SELECT nextval('ticket_seq') AS n) \
+             INSERT INTO tickets (id, tracking_number, status, channel, title, body, anonymous, \
+               caller_name, caller_phone, caller_id_number, address, latitude, longitude, \
+               event_time, attachment_urls, idempotency_key, received_at, received_by) \
+             SELECT $1, 'MY-' || to_char($16 AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' \
+                      || lpad(s.n::text, greatest(6, length(s.n::text)), '0'), \
+                    $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM s \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING tracking_number",
+        )
+        .bind(t.id)
+        .bind(t.status.as_str())
+        .bind(t.channel.as_str())
+        .bind(&t.title)
+        .bind(&t.text)
+        .bind(t.anonymous)
+        .bind(&t.caller_name)
+        .bind(&t.caller_phone)
+        .bind(&t.caller_id_number)
+        .bind(&t.address)
+        .bind(t.latitude)
+        .bind(t.longitude)
+        .bind(t.event_time)
+        .bind(serde_json::to_value(&t.attachment_urls).unwrap_or_default())
+        .bind(&t.idempotency_key)
+        .bind(t.received_at)
+        .bind(&t.received_by)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match inserted {
+            Some(tracking_number) => {
+                Self::insert_events(&mut tx, &events).await?;
+                tx.commit().await?;
+                Ok((
+                    TicketRecord {
+                        tracking_number,
+                        ..t
+                    },
+                    true,
+                ))
+            }
+            None => {
+                tx.rollback().await?;
+                let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_TICKET} WHERE idempotency_key = $1"
+                )))
+                .bind(&t.idempotency_key)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((ticket_from_row(&existing)?, false))
+            }
+        }
+    }
+
+    async fn get_ticket(&self, id_or_tracking: &str) -> Result<TicketRecord, StoreError> {
+        let row = match Uuid::parse_str(id_or_tracking) {
+            Ok(id) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_TICKET} WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            Err(_) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{SELECT_TICKET} WHERE tracking_number = $1"
+                )))
+                .bind(id_or_tracking)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        let row = row.ok_or_else(|| StoreError::NotFound(id_or_tracking.to_owned()))?;
+        ticket_from_row(&row)
+    }
+
+    async fn list_tickets(&self, q: &TicketQuery) -> Result<Vec<TicketRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_TICKET} WHERE ($1::text IS NULL OR status = $1) \
+               AND ($2::text IS NULL OR channel = $2) \
+               AND ($3::timestamptz IS NULL OR received_at >= $3) \
+               AND ($4::timestamptz IS NULL OR received_at < $4) \
+               AND ($5::timestamptz IS NULL OR (received_at, id) < ($5, $6)) \
+             ORDER BY received_at DESC, id DESC LIMIT $7"
+        )))
+        .bind(q.status.map(TicketStatus::as_str))
+        .bind(q.channel.map(Channel::as_str))
+        .bind(q.received_after)
+        .bind(q.received_before)
+        .bind(q.after.map(|a| a.0))
+        .bind(q.after.map(|a| a.1))
+        .bind(q.limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ticket_from_row).collect()
+    }
+
+    async fn add_follow_up(
+        &self,
+        id: Uuid,
+        f: FollowUpRecord,
+        events: Vec<Message>,
+    ) -> Result<TicketRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_TICKET} WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let mut ticket = ticket_from_row(&row)?;
+        if !ticket.status.is_open() {
+            return Err(StoreError::Closed {
+                id: ticket.tracking_number,
+                status: ticket.status.as_str(),
+            });
+        }
+        sqlx::query("UPDATE tickets SET follow_ups = follow_ups || $2 WHERE id = $1")
+            .bind(id)
+            .bind(serde_json::json!([f]))
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        ticket.follow_ups.push(f);
+        Ok(ticket)
+    }
+
+    async fn claim_outbox(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET leased_until = now() + $2 \
+             WHERE seq IN (SELECT seq FROM outbox WHERE leased_until < now() \
+                           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING seq, event_id, routing_key, payload, headers",
+        )
+        .bind(limit as i64)
+        .bind(
+            sqlx::postgres::types::PgInterval::try_from(lease)
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let headers: serde_json::Value = r.try_get("headers")?;
+                Ok(OutboxEntry {
+                    seq: r.try_get("seq")?,
+                    message: Message {
+                        event_id: r.try_get("event_id")?,
+                        routing_key: r.try_get("routing_key")?,
+                        payload: r.try_get("payload")?,
+                        headers: serde_json::from_value(headers).unwrap_or_default(),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+
+    async fn complete_outbox(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
+            .bind(seqs)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn count_tickets(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+}

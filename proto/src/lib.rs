@@ -1,0 +1,35 @@
+//! Protobuf contracts of Minyi, generated at build time from `proto/minyi/**.proto`.
+//!
+//! - [`common`]: shared enums and messages (channels, locations, callers).
+//! - [`intake`]: `IntakeService`, used by call-centre front ends.
+//! - [`events`]: the messages published on the bus.
+//!
+//! [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection, so `grpcurl` works against every server.
+
+#![allow(clippy::all, missing_docs)]
+
+/// Generated code, nested as the proto packages are (`minyi.<area>.v1`).
+pub mod minyi {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("minyi.common.v1");
+        }
+    }
+    pub mod intake {
+        pub mod v1 {
+            tonic::include_proto!("minyi.intake.v1");
+        }
+    }
+    pub mod events {
+        pub mod v1 {
+            tonic::include_proto!("minyi.events.v1");
+        }
+    }
+}
+
+pub use minyi::common::v1 as common;
+pub use minyi::events::v1 as events;
+pub use minyi::intake::v1 as intake;
+
+/// Encoded `FileDescriptorSet` of every Minyi proto, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("minyi_descriptor");

@@ -1,0 +1,1 @@
+//! minyi-deadline

@@ -1,0 +1,1 @@
+//! Black-box tests of the Minyi cluster live in `tests/`.
