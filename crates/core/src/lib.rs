@@ -17,4 +17,5 @@ pub mod event;
 pub mod petition;
 pub mod pii;
 pub mod store;
+pub mod testing;
 pub mod timers;

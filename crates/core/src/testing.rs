@@ -1,0 +1,45 @@
+//! Helpers for tests that talk to the real backends on 127.0.0.1. Each test gets its own
+//! database, its own queue-name prefix and its own Redis key prefix.
+//!
+//! Override the addresses with `MINYI_TEST_DATABASE_URL`, `MINYI_TEST_AMQP_URL` and
+//! `MINYI_TEST_REDIS_URL`.
+
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// The server-level URL tests create their databases on.
+pub fn admin_database_url() -> String {
+    std::env::var("MINYI_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("MINYI_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("MINYI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// A short random name, e.g. `t3f9a1c2d`.
+pub fn random_name() -> String {
+    format!("t{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Creates an empty database and returns its URL. Databases are named `minyi_test_*`;
+/// `make clean-test-dbs` drops them.
+pub async fn fresh_database() -> Result<String, sqlx::Error> {
+    let admin = admin_database_url();
+    let name = format!("minyi_test_{}", random_name());
+    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b.to_owned(), format!("?{q}")),
+        None => (admin.clone(), String::new()),
+    };
+    let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
+    Ok(format!("{server}/{name}{query}"))
+}

@@ -1,0 +1,103 @@
+//! One contract, two adapters: the in-process bus and RabbitMQ must behave the same.
+
+use std::time::Duration;
+
+use minyi_core::bus::{AmqpBus, AmqpConfig, Bus, MemoryBus, Message};
+use uuid::Uuid;
+
+fn msg(key: &str, n: u8) -> Message {
+    Message {
+        event_id: Uuid::now_v7(),
+        routing_key: key.into(),
+        payload: vec![n],
+        headers: [("traceparent".to_owned(), format!("00-{n}"))].into(),
+    }
+}
+
+async fn next(sub: &mut Box<dyn minyi_core::bus::Subscription>) -> minyi_core::bus::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("a delivery")
+}
+
+async fn nothing_within(sub: &mut Box<dyn minyi_core::bus::Subscription>, ms: u64) {
+    let r = tokio::time::timeout(Duration::from_millis(ms), sub.next()).await;
+    assert!(
+        r.is_err(),
+        "expected no delivery, got {:?}",
+        r.map(|d| d.map(|d| d.message.payload))
+    );
+}
+
+async fn contract(bus: &dyn Bus, max_deliveries: u32) {
+    // Routing by key, to every bound queue; ordering within a queue; headers travel.
+    let mut a = bus.subscribe("a", &["ticket.received"]).await.unwrap();
+    let mut b = bus.subscribe("b", &["ticket.*"]).await.unwrap();
+    let m1 = msg("ticket.received", 1);
+    let m2 = msg("ticket.routed", 2);
+    bus.publish(&[m1.clone(), m2.clone()]).await.unwrap();
+    let d = next(&mut a).await;
+    assert_eq!(d.message, m1);
+    d.ack().await.unwrap();
+    nothing_within(&mut a, 300).await;
+    let d1 = next(&mut b).await;
+    let d2 = next(&mut b).await;
+    assert_eq!((d1.message.payload[0], d2.message.payload[0]), (1, 2));
+    assert_eq!(d1.message.event_id, m1.event_id);
+    d1.ack().await.unwrap();
+    d2.ack().await.unwrap();
+
+    // Retry redelivers; past the delivery limit the message is dead-lettered, never dropped.
+    bus.publish(&[msg("ticket.received", 3)]).await.unwrap();
+    for attempt in 0..max_deliveries {
+        let d = next(&mut a).await;
+        assert_eq!(d.message.payload, vec![3], "attempt {attempt}");
+        d.retry().await.unwrap();
+    }
+    nothing_within(&mut a, 500).await;
+    assert_eq!(bus.dead_letter_depth("a").await.unwrap(), 1);
+
+    // Poison goes straight to the dead-letter queue.
+    bus.publish(&[msg("ticket.received", 4)]).await.unwrap();
+    next(&mut a).await.dead_letter().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bus.dead_letter_depth("a").await.unwrap(), 2);
+
+    // A consumer that dies with unsettled deliveries: they go to the next consumer.
+    bus.publish(&[msg("ticket.received", 5)]).await.unwrap();
+    let d = next(&mut a).await;
+    assert_eq!(d.message.payload, vec![5]);
+    drop(d);
+    drop(a);
+    let mut a2 = bus.subscribe("a", &["ticket.received"]).await.unwrap();
+    let d = next(&mut a2).await;
+    assert_eq!(d.message.payload, vec![5]);
+    d.ack().await.unwrap();
+
+    // Queue depth counts ready messages.
+    drop(a2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bus.publish(&[msg("ticket.received", 6), msg("ticket.received", 7)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bus.queue_depth("a").await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn memory_bus_keeps_the_contract() {
+    contract(&MemoryBus::new(3), 3).await;
+}
+
+#[tokio::test]
+async fn rabbitmq_bus_keeps_the_contract() {
+    let mut config = AmqpConfig::new(
+        &minyi_core::testing::amqp_url(),
+        &minyi_core::testing::random_name(),
+    );
+    config.max_deliveries = 3;
+    config.queue_expires = Some(Duration::from_secs(120));
+    let bus = AmqpBus::connect(config).await.unwrap();
+    contract(&bus, 3).await;
+}

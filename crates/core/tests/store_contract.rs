@@ -1,0 +1,276 @@
+//! One contract, two adapters: the embedded store and PostgreSQL must behave the same.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use minyi_core::bus::Message;
+use minyi_core::petition::{Channel, TicketStatus};
+use minyi_core::store::{
+    FollowUpRecord, MemoryStore, PostgresStore, StoreError, TicketQuery, TicketRecord, TicketStore,
+};
+use uuid::Uuid;
+
+fn ticket(key: Option<&str>, minute: u32) -> TicketRecord {
+    TicketRecord {
+        id: Uuid::now_v7(),
+        tracking_number: String::new(),
+        status: TicketStatus::Received,
+        channel: Channel::Hotline,
+        title: "噪音扰民".into(),
+        text: "楼下商铺夜间噪音很大".into(),
+        anonymous: false,
+        caller_name: Some("k1:sealed-name".into()),
+        caller_phone: Some("k1:sealed-phone".into()),
+        caller_id_number: None,
+        address: "光明街道东周社区".into(),
+        latitude: Some(22.75),
+        longitude: Some(113.93),
+        event_time: None,
+        attachment_urls: vec!["https://example.org/a.jpg".into()],
+        idempotency_key: key.map(str::to_owned),
+        received_at: Utc.with_ymd_and_hms(2026, 11, 25, 2, minute, 0).unwrap(),
+        received_by: "agent-1".into(),
+        follow_ups: vec![],
+    }
+}
+
+fn event(key: &str) -> Message {
+    Message {
+        event_id: Uuid::now_v7(),
+        routing_key: key.into(),
+        payload: vec![1, 2, 3],
+        headers: [("traceparent".to_owned(), "00-abc-def-01".to_owned())].into(),
+    }
+}
+
+async fn contract(store: &dyn TicketStore) {
+    // Create, with its event in the outbox.
+    let (t1, created) = store
+        .create_ticket(ticket(Some("call-1"), 1), vec![event("ticket.received")])
+        .await
+        .unwrap();
+    assert!(created);
+    assert!(
+        t1.tracking_number.starts_with("MY-20261125-"),
+        "{}",
+        t1.tracking_number
+    );
+    // The same idempotency key returns the same ticket and writes nothing.
+    let (again, created) = store
+        .create_ticket(ticket(Some("call-1"), 2), vec![event("ticket.received")])
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, t1.id);
+    assert_eq!(again.tracking_number, t1.tracking_number);
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    assert_eq!(store.count_tickets().await.unwrap(), 1);
+
+    // Get by id and by tracking number; the record round-trips.
+    let by_id = store.get_ticket(&t1.id.to_string()).await.unwrap();
+    assert_eq!(by_id, t1);
+    let by_tn = store.get_ticket(&t1.tracking_number).await.unwrap();
+    assert_eq!(by_tn.id, t1.id);
+    assert!(matches!(
+        store.get_ticket("MY-00000000-000000").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Listing: newest first, keyset pages, filters.
+    let mut ids = vec![t1.id];
+    for m in 3..8 {
+        let mut t = ticket(None, m);
+        if m == 5 {
+            t.channel = Channel::App;
+        }
+        ids.push(store.create_ticket(t, vec![]).await.unwrap().0.id);
+    }
+    let page1 = store
+        .list_tickets(&TicketQuery {
+            limit: 4,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page1.len(), 4);
+    let last = page1.last().unwrap();
+    let page2 = store
+        .list_tickets(&TicketQuery {
+            limit: 4,
+            after: Some((last.received_at, last.id)),
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page2.len(), 2);
+    let listed: Vec<Uuid> = page1.iter().chain(&page2).map(|t| t.id).collect();
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(listed, expected);
+    let apps = store
+        .list_tickets(&TicketQuery {
+            limit: 10,
+            channel: Some(Channel::App),
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(apps.len(), 1);
+    let window = store
+        .list_tickets(&TicketQuery {
+            limit: 10,
+            received_after: Some(Utc.with_ymd_and_hms(2026, 11, 25, 2, 4, 0).unwrap()),
+            received_before: Some(Utc.with_ymd_and_hms(2026, 11, 25, 2, 6, 0).unwrap()),
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 2);
+
+    // Follow-ups append, with their events.
+    let f = FollowUpRecord {
+        text: "补充：每晚十点后".into(),
+        author: "agent-1".into(),
+        at: Utc.with_ymd_and_hms(2026, 11, 25, 3, 0, 0).unwrap(),
+    };
+    let t = store
+        .add_follow_up(t1.id, f.clone(), vec![event("ticket.follow_up_added")])
+        .await
+        .unwrap();
+    assert_eq!(t.follow_ups, vec![f]);
+    assert_eq!(store.outbox_len().await.unwrap(), 2);
+    assert!(matches!(
+        store
+            .add_follow_up(Uuid::now_v7(), t.follow_ups[0].clone(), vec![])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Outbox: claimed in order, leased, completed.
+    let claimed = store
+        .claim_outbox(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].message.routing_key, "ticket.received");
+    assert_eq!(
+        claimed[0]
+            .message
+            .headers
+            .get("traceparent")
+            .map(String::as_str),
+        Some("00-abc-def-01")
+    );
+    assert!(claimed[0].seq < claimed[1].seq);
+    // Leased entries are not handed out twice...
+    assert!(
+        store
+            .claim_outbox(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.complete_outbox(&[claimed[0].seq]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    // ...until their lease runs out (a relay that died).
+    let short = store.claim_outbox(10, Duration::from_millis(1)).await;
+    assert!(short.unwrap().is_empty(), "still leased for 60 s");
+
+    // Consumer dedupe.
+    let e = Uuid::now_v7();
+    assert!(store.mark_processed("classification", e).await.unwrap());
+    assert!(!store.mark_processed("classification", e).await.unwrap());
+    assert!(store.mark_processed("dispatch", e).await.unwrap());
+}
+
+async fn expired_leases_are_reclaimed(store: &dyn TicketStore) {
+    store
+        .create_ticket(ticket(None, 1), vec![event("ticket.received")])
+        .await
+        .unwrap();
+    let first = store
+        .claim_outbox(10, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = store
+        .claim_outbox(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].message.event_id, first[0].message.event_id);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(&MemoryStore::ephemeral()).await;
+    expired_leases_are_reclaimed(&MemoryStore::ephemeral()).await;
+}
+
+#[tokio::test]
+async fn journaled_store_keeps_the_contract_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    {
+        let store = MemoryStore::open(&path).unwrap();
+        contract(&store).await;
+    }
+    let reopened = MemoryStore::open(&path).unwrap();
+    assert_eq!(reopened.count_tickets().await.unwrap(), 6);
+    // One outbox entry was never completed: it is still there after the restart.
+    assert_eq!(reopened.outbox_len().await.unwrap(), 1);
+    let e = reopened
+        .claim_outbox(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(e[0].message.routing_key, "ticket.follow_up_added");
+    // A torn last line (crash mid-write) is ignored.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"op\":\"crea"))
+        .unwrap();
+    assert_eq!(
+        MemoryStore::open(&path)
+            .unwrap()
+            .count_tickets()
+            .await
+            .unwrap(),
+        6
+    );
+}
+
+#[tokio::test]
+async fn postgres_store_keeps_the_contract() {
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    let store = PostgresStore::connect(&url, 4).await.unwrap();
+    contract(&store).await;
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    expired_leases_are_reclaimed(&PostgresStore::connect(&url, 4).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_submits_with_one_key_make_one_ticket() {
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    let store = std::sync::Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_ticket(ticket(Some("same"), 1), vec![event("ticket.received")])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (t, c) = t.await.unwrap();
+        ids.insert(t.id);
+        created += usize::from(c);
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(created, 1);
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+}

@@ -1,0 +1,132 @@
+//! One contract, two adapters: in-memory timers and Redis timers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use minyi_core::timers::{MemoryTimers, RedisTimers, Timer, TimerStore};
+
+fn at(s: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+fn timer(id: &str, s: i64) -> Timer {
+    Timer {
+        id: id.into(),
+        due: at(s),
+        payload: format!("payload-{id}"),
+    }
+}
+
+async fn contract(t: &dyn TimerStore) {
+    t.schedule(&timer("late", 100)).await.unwrap();
+    t.schedule(&timer("early", 10)).await.unwrap();
+    t.schedule(&timer("mid", 50)).await.unwrap();
+    assert_eq!(t.pending().await.unwrap(), 3);
+    // Nothing is due before its time.
+    assert!(
+        t.claim_due(at(5), 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Due timers come oldest first, with their payloads.
+    let due = t
+        .claim_due(at(60), 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = due.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["early", "mid"]);
+    assert_eq!(due[0].payload, "payload-early");
+    assert_eq!(due[0].due, at(10));
+    // Claimed timers are leased: not handed out again within the lease...
+    assert!(
+        t.claim_due(at(61), 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    t.complete("early").await.unwrap();
+    // ...but come back when the lease runs out (a worker died before completing).
+    let again = t
+        .claim_due(at(95), 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["mid"]
+    );
+    t.complete("mid").await.unwrap();
+    // Rescheduling moves a timer; cancel removes it.
+    t.schedule(&timer("late", 200)).await.unwrap();
+    assert!(
+        t.claim_due(at(150), 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    t.cancel("late").await.unwrap();
+    assert_eq!(t.pending().await.unwrap(), 0);
+    // Limits are respected.
+    for i in 0..5 {
+        t.schedule(&timer(&format!("n{i}"), i)).await.unwrap();
+    }
+    assert_eq!(
+        t.claim_due(at(10), 3, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+async fn concurrent_workers_claim_each_timer_once(t: Arc<dyn TimerStore>) {
+    for i in 0..200 {
+        t.schedule(&timer(&format!("c{i}"), i % 20)).await.unwrap();
+    }
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let t = t.clone();
+        workers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = t
+                    .claim_due(at(30), 7, Duration::from_secs(600))
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got.extend(batch.into_iter().map(|t| t.id));
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200);
+    assert_eq!(unique.len(), 200);
+}
+
+#[tokio::test]
+async fn memory_timers_keep_the_contract() {
+    contract(&MemoryTimers::default()).await;
+    concurrent_workers_claim_each_timer_once(Arc::new(MemoryTimers::default())).await;
+}
+
+#[tokio::test]
+async fn redis_timers_keep_the_contract() {
+    let url = minyi_core::testing::redis_url();
+    let prefix = format!("test-{}", minyi_core::testing::random_name());
+    contract(&RedisTimers::connect(&url, &prefix).await.unwrap()).await;
+    let prefix = format!("test-{}", minyi_core::testing::random_name());
+    let t: Arc<dyn TimerStore> = Arc::new(RedisTimers::connect(&url, &prefix).await.unwrap());
+    concurrent_workers_claim_each_timer_once(t.clone()).await;
+    // Clean up this test's keys.
+    for i in 0..200 {
+        t.complete(&format!("c{i}")).await.unwrap();
+    }
+}
