@@ -14,6 +14,7 @@ pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod event;
+pub mod grpc;
 pub mod petition;
 pub mod pii;
 pub mod store;

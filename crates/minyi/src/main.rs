@@ -1,1 +1,156 @@
-fn main() {}
+//! `minyi`: runs the cluster (`dev`, `serve`) and carries the operator and agent commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use minyi::app::{App, Mode, Service};
+use minyi::client::{Connection, PetitionCommand};
+use minyi::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "minyi",
+    version,
+    about = "Minyi: a 12345 citizen-petition platform"
+)]
+struct Cli {
+    /// Configuration file (TOML); `MINYI_*` environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The whole cluster in this process on embedded backends (what `make run` runs).
+    Dev {
+        /// Replay realistic petitions so the system has something to show.
+        #[arg(long)]
+        demo: bool,
+        /// Print the effective configuration and exit.
+        #[arg(long)]
+        dump_config: bool,
+    },
+    /// One service against PostgreSQL, RabbitMQ and Redis.
+    Serve {
+        #[arg(value_enum)]
+        service: Service,
+        /// Print the effective configuration and exit.
+        #[arg(long)]
+        dump_config: bool,
+    },
+    /// Agent commands: submit, show, list, follow-up.
+    Petition {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: PetitionCommand,
+    },
+    /// The official working-day calendar (holidays and 调休).
+    Calendar(minyi_calendar::cli::CalendarArgs),
+    /// Load generators; results as one JSON line.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// SubmitPetition throughput and latency against a running cluster.
+    Intake {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        args: minyi::bench::IntakeBenchArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Calendar(args) => {
+            let mut out = std::io::stdout().lock();
+            match minyi_calendar::cli::run(&args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        command => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(cli.config, command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Dev { demo, dump_config } => {
+            let config = Config::load(config_file.as_deref())?;
+            if dump_config {
+                print!("{}", config.dump());
+                return Ok(());
+            }
+            minyi::telemetry::init(&config.log_format);
+            let data_dir = config.data_dir.clone();
+            let app = App::build(config, Mode::Embedded).await?;
+            let creds = app.write_dev_credentials()?;
+            eprintln!(
+                "\nMinyi (embedded) is up.\n  gRPC  {}\n  HTTP  http://{}\n  data  {}\n  development tokens for every role: {}\n  try:  minyi petition submit --text '小区门口垃圾堆积三天无人清理' --phone 13800138000\n",
+                app.grpc_addr(),
+                app.http_addr(),
+                data_dir.display(),
+                creds.display()
+            );
+            if demo {
+                tracing::warn!(
+                    "--demo: replay is not implemented yet; the cluster runs without it"
+                );
+            }
+            app.run_until(minyi::signal::shutdown()).await
+        }
+        Command::Serve {
+            service,
+            dump_config,
+        } => {
+            let config = Config::load(config_file.as_deref())?;
+            if dump_config {
+                print!("{}", config.dump());
+                return Ok(());
+            }
+            minyi::telemetry::init(&config.log_format);
+            let app = App::build(config, Mode::Production(vec![service])).await?;
+            app.run_until(minyi::signal::shutdown()).await
+        }
+        Command::Petition { conn, command } => {
+            let out = minyi::client::run(&conn, command).await?;
+            println!("{out}");
+            Ok(())
+        }
+        Command::Bench { command } => match command {
+            BenchCommand::Intake { conn, args } => {
+                let r = minyi::bench::run(&conn, &args).await?;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+        },
+        Command::Calendar(_) => Ok(()),
+    }
+}

@@ -286,6 +286,14 @@ impl Bus for AmqpBus {
         Ok(Box::new(sub))
     }
 
+    async fn declare(&self, queue: &str, routing_keys: &[&str]) -> Result<(), BusError> {
+        let (conn, channel) = self.open_channel(false).await?;
+        let keys: Vec<String> = routing_keys.iter().map(|k| (*k).to_owned()).collect();
+        let r = self.declare_queue(&channel, queue, &keys).await;
+        let _ = conn.close(200, "bye".into()).await;
+        r
+    }
+
     async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {
         self.passive_count(&self.config.queue(queue)).await
     }

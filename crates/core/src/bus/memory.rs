@@ -70,6 +70,15 @@ impl Bus for MemoryBus {
         queue: &str,
         routing_keys: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError> {
+        self.declare(queue, routing_keys).await?;
+        Ok(Box::new(MemorySubscription {
+            bus: self.clone(),
+            queue: queue.to_owned(),
+            unsettled: Arc::default(),
+        }))
+    }
+
+    async fn declare(&self, queue: &str, routing_keys: &[&str]) -> Result<(), BusError> {
         let mut broker = self.lock();
         let q = broker.queues.entry(queue.to_owned()).or_default();
         for k in routing_keys {
@@ -77,11 +86,7 @@ impl Bus for MemoryBus {
                 q.bindings.push((*k).to_owned());
             }
         }
-        Ok(Box::new(MemorySubscription {
-            bus: self.clone(),
-            queue: queue.to_owned(),
-            unsettled: Arc::default(),
-        }))
+        Ok(())
     }
 
     async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {

@@ -117,11 +117,27 @@ pub trait Bus: Send + Sync + 'static {
         routing_keys: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError>;
 
+    /// Declares (idempotently) the durable queue `queue` bound to `routing_keys`, so messages
+    /// published before its first consumer starts wait for it.
+    async fn declare(&self, queue: &str, routing_keys: &[&str]) -> Result<(), BusError>;
+
     /// Messages waiting in `queue` (ready, not delivered), for metrics and tests.
     async fn queue_depth(&self, queue: &str) -> Result<u64, BusError>;
 
     /// Messages in `queue`'s dead-letter queue.
     async fn dead_letter_depth(&self, queue: &str) -> Result<u64, BusError>;
+}
+
+/// Every consumer queue of the cluster and its bindings. Each process declares all of them at
+/// start, so no event is published to an exchange without its queues.
+pub const TOPOLOGY: &[(&str, &[&str])] = &[("classification", &["ticket.received"])];
+
+/// Declares [`TOPOLOGY`].
+pub async fn declare_topology(bus: &dyn Bus) -> Result<(), BusError> {
+    for (queue, keys) in TOPOLOGY {
+        bus.declare(queue, keys).await?;
+    }
+    Ok(())
 }
 
 /// AMQP topic matching: `*` is one word, `#` zero or more.

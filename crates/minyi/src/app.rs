@@ -1,0 +1,336 @@
+//! Wiring: builds backends and services from a [`Config`] and runs them until shutdown.
+//!
+//! Embedded mode puts every service in this process on embedded backends (journal file,
+//! in-process bus, in-memory timers). Production mode runs the named services against
+//! PostgreSQL, RabbitMQ and Redis; any number of processes may run each service.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use minyi_core::auth::{Role, TokenAuthority};
+use minyi_core::bus::{AmqpBus, AmqpConfig, Bus, MemoryBus};
+use minyi_core::clock::{Clock, SystemClock};
+use minyi_core::grpc::auth_interceptor;
+use minyi_core::petition::IntakeLimits;
+use minyi_core::pii::Keyring;
+use minyi_core::store::{MemoryStore, PostgresStore, TicketStore};
+use minyi_core::timers::{MemoryTimers, RedisTimers, TimerStore};
+use minyi_intake::relay::RelayConfig;
+use minyi_intake::{IntakeApi, Relay};
+use minyi_proto::intake::intake_service_server::IntakeServiceServer;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+
+/// A service that `minyi serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    /// IntakeService over gRPC, plus the outbox relay.
+    Intake,
+}
+
+/// Which backends to build.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Everything in one process, data in `config.data_dir`.
+    Embedded,
+    /// The given services, on PostgreSQL, RabbitMQ and Redis.
+    Production(Vec<Service>),
+}
+
+/// The ports, built once per process.
+#[derive(Clone)]
+pub struct Backends {
+    pub store: Arc<dyn TicketStore>,
+    pub bus: Arc<dyn Bus>,
+    pub timers: Arc<dyn TimerStore>,
+}
+
+/// A built, not yet running, Minyi process.
+pub struct App {
+    config: Config,
+    services: Vec<Service>,
+    backends: Backends,
+    keyring: Keyring,
+    authority: TokenAuthority,
+    clock: Arc<dyn Clock>,
+    grpc: TcpListener,
+    http: TcpListener,
+}
+
+/// Development secrets, generated on the first `minyi dev` and kept in the data directory.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct DevSecrets {
+    encryption_key_id: String,
+    encryption_key: String,
+    jwt_secret: String,
+}
+
+/// Tokens for every role, written by `minyi dev` for newcomers and scripts.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct DevCredentials {
+    pub endpoint: String,
+    pub tokens: std::collections::BTreeMap<String, String>,
+}
+
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+
+impl App {
+    pub async fn build(mut config: Config, mode: Mode) -> anyhow::Result<App> {
+        let services = match &mode {
+            Mode::Embedded => vec![Service::Intake],
+            Mode::Production(s) => s.clone(),
+        };
+        if matches!(mode, Mode::Embedded) {
+            ensure_dev_secrets(&mut config)?;
+        }
+        let keyring = keyring(&config)?;
+        let jwt = config
+            .jwt_secret
+            .as_ref()
+            .context("jwt_secret is not set (MINYI_JWT_SECRET)")?;
+        if jwt.expose_secret().len() < 32 {
+            bail!("jwt_secret must be at least 32 characters");
+        }
+        let authority = TokenAuthority::new(jwt.expose_secret().as_bytes());
+        let backends = match mode {
+            Mode::Embedded => Backends {
+                store: Arc::new(
+                    MemoryStore::open(&config.data_dir.join("journal.jsonl"))
+                        .context("opening the embedded journal")?,
+                ),
+                bus: Arc::new(MemoryBus::default()),
+                timers: Arc::new(MemoryTimers::default()),
+            },
+            Mode::Production(_) => production_backends(&config).await?,
+        };
+        minyi_core::bus::declare_topology(backends.bus.as_ref())
+            .await
+            .context("declaring the bus topology")?;
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("binding gRPC on {}", config.grpc_addr))?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        let app = App {
+            config,
+            services,
+            backends,
+            keyring,
+            authority,
+            clock: Arc::new(SystemClock),
+            grpc,
+            http,
+        };
+        Ok(app)
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.grpc_addr)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.config.http_addr)
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    pub fn token_authority(&self) -> &TokenAuthority {
+        &self.authority
+    }
+
+    /// Writes a token for every role into the data directory, returning its path.
+    pub fn write_dev_credentials(&self) -> anyhow::Result<std::path::PathBuf> {
+        let mut tokens = std::collections::BTreeMap::new();
+        for role in Role::ALL {
+            let unit = (role == Role::Handler).then_some("ST-GM");
+            let token = self.authority.issue(
+                &format!("dev-{role}"),
+                role,
+                unit,
+                chrono::Duration::days(30),
+            )?;
+            tokens.insert(role.as_str().to_owned(), token);
+        }
+        let creds = DevCredentials {
+            endpoint: format!("http://{}", self.grpc_addr()),
+            tokens,
+        };
+        let path = self.config.data_dir.join(CREDENTIALS_FILE);
+        write_private(&path, &serde_json::to_vec_pretty(&creds)?)?;
+        Ok(path)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight RPCs finish and
+    /// stops the workers after their current batch.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let outbox_written = Arc::new(Notify::new());
+        let mut workers = Vec::new();
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(minyi_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection")?;
+        let mut router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection);
+        let interceptor = auth_interceptor(self.authority.clone());
+
+        if self.services.contains(&Service::Intake) {
+            let limits = IntakeLimits {
+                max_text_chars: self.config.max_text_chars,
+                ..IntakeLimits::default()
+            };
+            let api = IntakeApi::new(
+                self.backends.store.clone(),
+                self.keyring.clone(),
+                limits,
+                self.clock.clone(),
+                outbox_written.clone(),
+            );
+            health_reporter
+                .set_serving::<IntakeServiceServer<IntakeApi>>()
+                .await;
+            router = router.add_service(IntakeServiceServer::with_interceptor(
+                api,
+                interceptor.clone(),
+            ));
+            if self.config.relay_enabled {
+                let relay = Relay::new(
+                    self.backends.store.clone(),
+                    self.backends.bus.clone(),
+                    outbox_written.clone(),
+                    RelayConfig::default(),
+                );
+                workers.push(tokio::spawn(relay.run(stop_rx.clone())));
+            }
+        }
+
+        let http_app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let mut http_stop = stop_rx.clone();
+        let http = tokio::spawn(
+            axum::serve(self.http, http_app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                })
+                .into_future(),
+        );
+
+        let incoming = tokio_stream_net::wrappers::TcpListenerStream::new(self.grpc);
+        let mut grpc_stop = stop_rx.clone();
+        let grpc = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        }));
+
+        tracing::info!(
+            grpc = %self.config.grpc_addr,
+            http = %self.config.http_addr,
+            services = ?self.services,
+            "minyi is serving"
+        );
+        shutdown.await;
+        tracing::info!("shutting down: draining RPCs, stopping workers");
+        let _ = stop_tx.send(true);
+        grpc.await.context("gRPC task")?.context("gRPC server")?;
+        http.await.context("HTTP task")?.context("HTTP server")?;
+        for w in workers {
+            let _ = w.await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
+    let db = config
+        .database_url
+        .as_deref()
+        .context("database_url is not set (MINYI_DATABASE_URL)")?;
+    let amqp = config
+        .amqp_url
+        .as_deref()
+        .context("amqp_url is not set (MINYI_AMQP_URL)")?;
+    let redis = config
+        .redis_url
+        .as_deref()
+        .context("redis_url is not set (MINYI_REDIS_URL)")?;
+    let store = PostgresStore::connect(db, config.database_max_connections)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let bus = AmqpBus::connect(AmqpConfig::new(amqp, &config.amqp_prefix))
+        .await
+        .context("connecting to RabbitMQ")?;
+    let timers = RedisTimers::connect(redis, &config.redis_prefix)
+        .await
+        .context("connecting to Redis")?;
+    Ok(Backends {
+        store: Arc::new(store),
+        bus: Arc::new(bus),
+        timers: Arc::new(timers),
+    })
+}
+
+fn keyring(config: &Config) -> anyhow::Result<Keyring> {
+    let active = config
+        .encryption_key
+        .as_ref()
+        .context("encryption_key is not set (MINYI_ENCRYPTION_KEY, base64 of 32 bytes)")?;
+    let retired = config.retired_key_pairs();
+    let mut keys: Vec<(&str, &str)> =
+        vec![(config.encryption_key_id.as_str(), active.expose_secret())];
+    keys.extend(retired.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    Ok(Keyring::new(&config.encryption_key_id, keys)?)
+}
+
+/// Embedded mode needs no setup: secrets are generated once and kept in the data directory.
+fn ensure_dev_secrets(config: &mut Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("dev-secrets.json");
+    let secrets: DevSecrets = if path.exists() {
+        serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("reading {}", path.display()))?
+    } else {
+        let s = DevSecrets {
+            encryption_key_id: "dev1".into(),
+            encryption_key: Keyring::generate_key(),
+            jwt_secret: Keyring::generate_key(),
+        };
+        write_private(&path, &serde_json::to_vec_pretty(&s)?)?;
+        s
+    };
+    if config.encryption_key.is_none() {
+        config.encryption_key_id = secrets.encryption_key_id;
+        config.encryption_key = Some(secrets.encryption_key.into());
+    }
+    if config.jwt_secret.is_none() {
+        config.jwt_secret = Some(secrets.jwt_secret.into());
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

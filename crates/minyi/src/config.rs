@@ -1,0 +1,122 @@
+//! Configuration of every Minyi process: defaults → file (`--config`) → `MINYI_…` environment
+//! variables. This is the only place that reads the environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// gRPC listen address (`MINYI_GRPC_ADDR`).
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address: health, metrics, dashboard (`MINYI_HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// Embedded mode: where the journal, generated secrets and dev credentials live.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL (`MINYI_DATABASE_URL`); production mode.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    /// RabbitMQ URL (`MINYI_AMQP_URL`); production mode.
+    pub amqp_url: Option<String>,
+    /// Prefix of every exchange and queue name.
+    pub amqp_prefix: String,
+    /// Redis URL (`MINYI_REDIS_URL`); production mode.
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    /// Active personal-data key id and key (base64, 32 bytes).
+    pub encryption_key_id: String,
+    #[serde(serialize_with = "redact")]
+    pub encryption_key: Option<SecretString>,
+    /// Retired keys still needed to read old data: `id:base64,id:base64`.
+    #[serde(serialize_with = "redact")]
+    pub retired_keys: Option<SecretString>,
+    /// HS256 secret for bearer tokens.
+    #[serde(serialize_with = "redact")]
+    pub jwt_secret: Option<SecretString>,
+    /// Longest petition text, in characters.
+    pub max_text_chars: usize,
+    /// Run the outbox relay in intake processes.
+    pub relay_enabled: bool,
+    /// `text` (default) or `json` logs.
+    pub log_format: String,
+}
+
+fn redact<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data/dev"),
+            database_url: None,
+            database_max_connections: 16,
+            amqp_url: None,
+            amqp_prefix: "minyi".into(),
+            redis_url: None,
+            redis_prefix: "minyi".into(),
+            encryption_key_id: "k1".into(),
+            encryption_key: None,
+            retired_keys: None,
+            jwt_secret: None,
+            max_text_chars: 20_000,
+            relay_enabled: true,
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then `MINYI_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            f = f.merge(Toml::file_exact(path));
+        } else if let Ok(path) = std::env::var("MINYI_CONFIG") {
+            f = f.merge(Toml::file_exact(path));
+        }
+        f.merge(Env::prefixed("MINYI_").ignore(&["CONFIG", "TOKEN", "ENDPOINT"]))
+            .extract()
+    }
+
+    /// The TOML of the effective configuration, secrets redacted.
+    pub fn dump(&self) -> String {
+        toml_like(&serde_json::to_value(self).unwrap_or_default())
+    }
+
+    pub fn retired_key_pairs(&self) -> Vec<(String, String)> {
+        self.retired_keys
+            .as_ref()
+            .map(|s| {
+                s.expose_secret()
+                    .split(',')
+                    .filter_map(|p| p.split_once(':'))
+                    .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn toml_like(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    if let serde_json::Value::Object(map) = v {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Null => out.push_str(&format!("# {k} = (unset)\n")),
+                other => out.push_str(&format!("{k} = {other}\n")),
+            }
+        }
+    }
+    out
+}

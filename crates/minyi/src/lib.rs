@@ -1,0 +1,15 @@
+//! The Minyi binaries' library: everything `minyi` and `minyi-handler` wire together.
+//!
+//! - [`config`]: one configuration struct, from defaults, a file and `MINYI_*` variables.
+//! - [`app`]: builds backends and services and runs them until shutdown (used by tests too).
+//! - [`client`]: the agent commands (`minyi petition …`) over gRPC.
+//! - [`bench`]: `minyi bench intake`, a gRPC load generator with an HDR histogram.
+//! - [`telemetry`]: logs.
+//! - [`signal`]: SIGTERM/SIGINT handling.
+
+pub mod app;
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod signal;
+pub mod telemetry;

@@ -1,0 +1,107 @@
+//! The outbox relay: moves committed events from the ticket store to the bus.
+//!
+//! Entries are leased, published with confirms, and only then deleted. If the relay dies
+//! after publishing but before deleting, the lease runs out and the events are published
+//! again: consumers dedupe on the event id. Several relays may run at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use minyi_core::bus::Bus;
+use minyi_core::store::TicketStore;
+use tokio::sync::{Notify, watch};
+
+/// Outbox relay settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub batch: usize,
+    pub lease: Duration,
+    /// Poll interval when nothing woke the relay (other processes may write the outbox).
+    pub idle_poll: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch: 256,
+            lease: Duration::from_secs(30),
+            idle_poll: Duration::from_millis(100),
+        }
+    }
+}
+
+pub struct Relay {
+    store: Arc<dyn TicketStore>,
+    bus: Arc<dyn Bus>,
+    wake: Arc<Notify>,
+    config: RelayConfig,
+}
+
+impl Relay {
+    pub fn new(
+        store: Arc<dyn TicketStore>,
+        bus: Arc<dyn Bus>,
+        wake: Arc<Notify>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            wake,
+            config,
+        }
+    }
+
+    /// Publishes one batch; returns how many events went out.
+    pub async fn relay_once(&self) -> Result<usize, String> {
+        let entries = self
+            .store
+            .claim_outbox(self.config.batch, self.config.lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let messages: Vec<_> = entries.iter().map(|e| e.message.clone()).collect();
+        self.bus
+            .publish(&messages)
+            .await
+            .map_err(|e| e.to_string())?;
+        let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+        self.store
+            .complete_outbox(&seqs)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(entries.len())
+    }
+
+    /// Runs until `shutdown` turns true; the batch in flight is finished first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.relay_once().await {
+                Ok(n) if n == self.config.batch => continue,
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.config.idle_poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay failed; events stay in the outbox");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::info!("relay stopped");
+    }
+}

@@ -1,0 +1,325 @@
+//! Intake over gRPC, on both backend sets: submit, validation, idempotency, roles, masking,
+//! follow-ups, paging, and the `ticket.received` event on the bus.
+
+mod support;
+
+use std::time::Duration;
+
+use minyi_core::auth::Role;
+use minyi_proto::common::{Caller, GeoPoint, Location};
+use minyi_proto::intake::{
+    AddFollowUpRequest, GetTicketRequest, ListTicketsRequest, SubmitPetitionRequest,
+};
+use support::{Backend, spawn_app};
+use tonic_types::StatusExt;
+
+fn petition(key: &str) -> SubmitPetitionRequest {
+    SubmitPetitionRequest {
+        channel: 1,
+        text: "楼下烧烤店油烟直排，晚上十点后还很吵".into(),
+        title: "油烟噪音".into(),
+        caller: Some(Caller {
+            anonymous: false,
+            name: "王小明".into(),
+            phone: "13912345678".into(),
+            id_number: "11010519491231002X".into(),
+        }),
+        location: Some(Location {
+            address: "光明街道碧眼社区华夏路".into(),
+            point: Some(GeoPoint {
+                latitude: 22.78,
+                longitude: 113.92,
+            }),
+        }),
+        event_time: None,
+        attachment_urls: vec!["https://img.example.org/1.jpg".into()],
+        idempotency_key: key.into(),
+    }
+}
+
+async fn submit_show_list_follow_up(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut agent = app.intake(Some(Role::Agent)).await;
+
+    let r = agent
+        .submit_petition(petition("call-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.created);
+    let t = r.ticket.unwrap();
+    assert!(t.tracking_number.starts_with("MY-"));
+    assert_eq!(
+        t.caller.as_ref().unwrap().phone,
+        "13912345678",
+        "agents see the caller"
+    );
+
+    // Idempotency: same key, same ticket, nothing new.
+    let again = agent
+        .submit_petition(petition("call-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.created);
+    assert_eq!(again.ticket.unwrap().id, t.id);
+
+    // Get by tracking number.
+    let got = agent
+        .get_ticket(GetTicketRequest {
+            id: t.tracking_number.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.id, t.id);
+    assert_eq!(got.text, "楼下烧烤店油烟直排，晚上十点后还很吵");
+
+    // Supervisors see masked personal data.
+    let mut sup = app.intake(Some(Role::Supervisor)).await;
+    let masked = sup
+        .get_ticket(GetTicketRequest { id: t.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let c = masked.caller.unwrap();
+    assert_eq!(c.phone, "139****5678");
+    assert_eq!(c.name, "王**");
+    assert_eq!(c.id_number, "110***********002X");
+
+    // Paging through 5 tickets, 2 at a time, newest first.
+    for i in 0..4 {
+        let mut p = petition(&format!("page-{i}"));
+        p.caller = None;
+        agent.submit_petition(p).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = agent
+            .list_tickets(ListTicketsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..ListTicketsRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.tickets.len() <= 2);
+        seen.extend(page.tickets.into_iter().map(|t| t.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.last(), Some(&t.id), "oldest last");
+
+    // Follow-up.
+    let f = agent
+        .add_follow_up(AddFollowUpRequest {
+            id: t.id.clone(),
+            text: "补充：周末更严重".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(f.follow_ups.len(), 1);
+    assert_eq!(f.follow_ups[0].author, "test-agent");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_submit_show_list_follow_up() {
+    submit_show_list_follow_up(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn production_submit_show_list_follow_up() {
+    submit_show_list_follow_up(Backend::Production).await;
+}
+
+async fn validation_lists_every_bad_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut agent = app.intake(Some(Role::Agent)).await;
+    let mut p = petition("");
+    p.channel = 42;
+    p.text = "x".repeat(20_001);
+    p.caller = Some(Caller {
+        anonymous: false,
+        name: String::new(),
+        phone: "0000".into(),
+        id_number: "110105194912310021".into(),
+    });
+    p.location = Some(Location {
+        address: String::new(),
+        point: Some(GeoPoint {
+            latitude: -91.0,
+            longitude: 181.0,
+        }),
+    });
+    let err = agent.submit_petition(p).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let fields: Vec<String> = err
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "channel",
+            "text",
+            "caller.phone",
+            "caller.id_number",
+            "location.point.latitude",
+            "location.point.longitude"
+        ]
+    );
+    // Nothing was stored.
+    assert_eq!(support::store(&app).count_tickets().await.unwrap(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_validation_lists_every_bad_field() {
+    validation_lists_every_bad_field(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn production_validation_lists_every_bad_field() {
+    validation_lists_every_bad_field(Backend::Production).await;
+}
+
+#[tokio::test]
+async fn tokens_and_roles_are_enforced() {
+    let app = spawn_app(Backend::Embedded).await;
+    let mut anonymous = app.intake(None).await;
+    let e = anonymous.submit_petition(petition("x")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+
+    let mut handler = app.intake(Some(Role::Handler)).await;
+    let e = handler.submit_petition(petition("x")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let e = handler
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+
+    // A token signed with another secret is refused.
+    let other = minyi_core::auth::TokenAuthority::new(b"some-other-secret-some-other-secr");
+    let forged = other
+        .issue("evil", Role::Admin, None, chrono::Duration::hours(1))
+        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = minyi_proto::intake::intake_service_client::IntakeServiceClient::new(channel);
+    let mut req = tonic::Request::new(ListTicketsRequest::default());
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {forged}").parse().unwrap());
+    assert_eq!(
+        c.list_tickets(req).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    app.stop().await;
+}
+
+async fn received_event_reaches_the_bus_without_personal_data(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut sub = app
+        .backends
+        .bus
+        .subscribe("classification", &["ticket.received"])
+        .await
+        .unwrap();
+    let mut agent = app.intake(Some(Role::Agent)).await;
+    let t = agent
+        .submit_petition(petition("evt"))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("event within 10 s")
+        .unwrap();
+    let event = minyi_core::event::decode(&d.message.payload).expect("an Event");
+    assert_eq!(event.ticket_id, t.id);
+    let raw = String::from_utf8_lossy(&d.message.payload);
+    for secret in ["13912345678", "王小明", "11010519491231002X"] {
+        assert!(!raw.contains(secret), "{secret} leaked onto the bus");
+    }
+    d.ack().await.unwrap();
+    // The outbox is drained once the broker confirmed.
+    for _ in 0..50 {
+        if support::store(&app).outbox_len().await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(support::store(&app).outbox_len().await.unwrap(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_received_event_reaches_the_bus() {
+    received_event_reaches_the_bus_without_personal_data(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn production_received_event_reaches_the_bus() {
+    received_event_reaches_the_bus_without_personal_data(Backend::Production).await;
+}
+
+#[tokio::test]
+async fn personal_data_is_sealed_at_rest() {
+    let app = spawn_app(Backend::Production).await;
+    let mut agent = app.intake(Some(Role::Agent)).await;
+    agent.submit_petition(petition("pii")).await.unwrap();
+    let pool = sqlx_pool(&app).await;
+    let row: (Option<String>, Option<String>, Option<String>) = sqlx_fetch(&pool).await;
+    for (v, plain) in [
+        (row.0, "王小明"),
+        (row.1, "13912345678"),
+        (row.2, "11010519491231002X"),
+    ] {
+        let v = v.expect("stored");
+        assert!(!v.contains(plain));
+        assert!(v.starts_with("k1:"), "key id stored for rotation: {v}");
+    }
+    app.stop().await;
+}
+
+async fn sqlx_pool(app: &support::TestApp) -> String {
+    app.config.database_url.clone().unwrap()
+}
+
+async fn sqlx_fetch(url: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let out = tokio::process::Command::new("psql")
+        .arg(url.replace("?sslmode=disable", ""))
+        .args([
+            "-At",
+            "-F",
+            "|",
+            "-c",
+            "SELECT caller_name, caller_phone, caller_id_number FROM tickets",
+        ])
+        .output()
+        .await
+        .expect("psql");
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let parts: Vec<&str> = s.split('|').collect();
+    assert_eq!(parts.len(), 3, "{s}");
+    (
+        Some(parts[0].to_owned()),
+        Some(parts[1].to_owned()),
+        Some(parts[2].to_owned()),
+    )
+}

@@ -1,0 +1,142 @@
+//! Test harness: the production `App::build` with a randomized configuration.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use minyi::app::{App, Backends, Mode, Service};
+use minyi::config::Config;
+use minyi_core::auth::{Role, TokenAuthority};
+use minyi_core::pii::Keyring;
+use minyi_proto::intake::intake_service_client::IntakeServiceClient;
+use tokio::sync::oneshot;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub type Intake = IntakeServiceClient<
+    InterceptedService<
+        Channel,
+        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
+    >,
+>;
+
+pub struct TestApp {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub authority: TokenAuthority,
+    pub backends: Backends,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Which backends a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Production,
+}
+
+/// A configuration for real backends, isolated: own database, queue prefix and key prefix.
+pub async fn production_config() -> Config {
+    let mut c = Config::default();
+    c.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    c.http_addr = "127.0.0.1:0".parse().unwrap();
+    c.database_url = Some(minyi_core::testing::fresh_database().await.unwrap());
+    c.amqp_url = Some(minyi_core::testing::amqp_url());
+    c.amqp_prefix = minyi_core::testing::random_name();
+    c.redis_url = Some(minyi_core::testing::redis_url());
+    c.redis_prefix = format!("test-{}", minyi_core::testing::random_name());
+    c.encryption_key = Some(Keyring::generate_key().into());
+    c.jwt_secret = Some(Keyring::generate_key().into());
+    c
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let (config, mode, dir) = match backend {
+        Backend::Production => (
+            production_config().await,
+            Mode::Production(vec![Service::Intake]),
+            None,
+        ),
+        Backend::Embedded => {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = Config::default();
+            c.grpc_addr = "127.0.0.1:0".parse().unwrap();
+            c.http_addr = "127.0.0.1:0".parse().unwrap();
+            c.data_dir = dir.path().to_owned();
+            (c, Mode::Embedded, Some(dir))
+        }
+    };
+    spawn_with(config, mode, dir).await
+}
+
+pub async fn spawn_with(config: Config, mode: Mode, dir: Option<tempfile::TempDir>) -> TestApp {
+    let app = App::build(config.clone(), mode).await.unwrap();
+    let grpc = app.grpc_addr();
+    let http = app.http_addr();
+    let authority = app.token_authority().clone();
+    let backends = app.backends().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        grpc,
+        http,
+        authority,
+        backends,
+        config,
+        stop: Some(stop),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, role: Role) -> String {
+        let unit = (role == Role::Handler).then_some("ST-GM");
+        self.authority
+            .issue(
+                &format!("test-{role}"),
+                role,
+                unit,
+                chrono::Duration::hours(1),
+            )
+            .unwrap()
+    }
+
+    pub async fn intake(&self, role: Option<Role>) -> Intake {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let header: Option<tonic::metadata::MetadataValue<_>> =
+            role.map(|r| format!("Bearer {}", self.token(r)).parse().unwrap());
+        let interceptor: Box<
+            dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send,
+        > = Box::new(move |mut req: tonic::Request<()>| {
+            if let Some(h) = &header {
+                req.metadata_mut().insert("authorization", h.clone());
+            }
+            Ok(req)
+        });
+        IntakeServiceClient::with_interceptor(channel, interceptor)
+    }
+
+    /// Graceful stop, as on SIGTERM.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub fn store(app: &TestApp) -> Arc<dyn minyi_core::store::TicketStore> {
+    app.backends.store.clone()
+}
