@@ -1,0 +1,352 @@
+//! `minyi catalog …`: the operator's command line for the catalog.
+//!
+//! ```text
+//! minyi catalog import FILE [--dir DIR] [--activate] [--units UNITS]
+//! minyi catalog export [--version V] [--format csv|json|yaml] [--out FILE] [--dir DIR]
+//! minyi catalog validate FILE [--units UNITS]
+//! minyi catalog diff A B [--dir DIR]          (A, B: files or stored versions)
+//! minyi catalog demo --out FILE [--format csv|json|yaml]
+//! minyi catalog history --out FILE [--per-item N] [--seed S]
+//! minyi catalog list [--dir DIR]
+//! ```
+//!
+//! CSV files carry no unit directory: `--units` (JSON/YAML list or CSV `code,name,kind,parent`)
+//! supplies one, else the built-in 光明区 directory is used.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::demo::demo_history;
+use crate::diff::diff;
+use crate::error::CatalogError;
+use crate::format::{self, Format, ReadOptions};
+use crate::model::{Catalog, UnitDirectory};
+use crate::store::CatalogDir;
+
+/// Files above this size get a progress bar on import.
+const PROGRESS_THRESHOLD: u64 = 512 * 1024;
+
+/// Arguments of `minyi catalog`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatalogArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CatalogCommand,
+}
+
+/// Subcommands of `minyi catalog`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum CatalogCommand {
+    /// Validate a catalog file and store it as a new version.
+    Import {
+        /// Catalog file (.csv, .json, .yaml).
+        file: PathBuf,
+        /// Catalog directory.
+        #[arg(long, default_value = "data/catalog")]
+        dir: PathBuf,
+        /// Make the new version active.
+        #[arg(long)]
+        activate: bool,
+        /// Unit directory for CSV files (default: built-in 光明区 directory).
+        #[arg(long)]
+        units: Option<PathBuf>,
+    },
+    /// Write a stored version (default: the active one) to a file or stdout.
+    Export {
+        /// Version to export (`v3` or `3`).
+        #[arg(long = "version")]
+        version: Option<String>,
+        /// Output format (default: from --out's extension, else json).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Catalog directory.
+        #[arg(long, default_value = "data/catalog")]
+        dir: PathBuf,
+    },
+    /// Check a catalog file and print every problem as `line N: field: message`.
+    Validate {
+        /// Catalog file (.csv, .json, .yaml).
+        file: PathBuf,
+        /// Unit directory for CSV files (default: built-in 光明区 directory).
+        #[arg(long)]
+        units: Option<PathBuf>,
+    },
+    /// Show what changed from A to B (each a file or a stored version).
+    Diff {
+        /// Old catalog: file or version.
+        a: String,
+        /// New catalog: file or version.
+        b: String,
+        /// Catalog directory, for versions.
+        #[arg(long, default_value = "data/catalog")]
+        dir: PathBuf,
+    },
+    /// Write the generated demo catalog (3,469 items).
+    Demo {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Output format (default: from --out's extension, else json).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Write a synthetic petition history over the demo catalog as CSV `text,item_code`.
+    History {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Texts per item.
+        #[arg(long, default_value_t = 5)]
+        per_item: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// List stored versions.
+    List {
+        /// Catalog directory.
+        #[arg(long, default_value = "data/catalog")]
+        dir: PathBuf,
+    },
+}
+
+/// Runs a `minyi catalog` command, writing its report to `out`. A failed `validate` prints its
+/// problems to `out` and then returns [`CatalogError::Invalid`].
+pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<(), CatalogError> {
+    let w = |out: &mut dyn Write, s: String| {
+        writeln!(out, "{s}").map_err(|e| CatalogError::io("<output>", e))
+    };
+    match &args.command {
+        CatalogCommand::Import {
+            file,
+            dir,
+            activate,
+            units,
+        } => {
+            let units = load_units(units.as_deref())?;
+            let catalog = read_file(file, &units, true)?;
+            let store = CatalogDir::open(dir)?;
+            let version = store.import(&catalog)?;
+            if *activate {
+                store.activate(&version)?;
+            }
+            w(
+                out,
+                format!(
+                    "imported {} as {version} ({} items, sha256 {}){}",
+                    file.display(),
+                    catalog.len(),
+                    short_hash(&catalog),
+                    if *activate { ", active" } else { "" }
+                ),
+            )
+        }
+        CatalogCommand::Export {
+            version,
+            format,
+            out: dest,
+            dir,
+        } => {
+            let store = CatalogDir::open(dir)?;
+            let catalog = match version {
+                Some(v) => store.load(v)?,
+                None => store.active()?,
+            };
+            let fmt = pick_format(*format, dest.as_deref());
+            let text = format::write(&catalog, fmt)?;
+            match dest {
+                Some(path) => {
+                    fs::write(path, text).map_err(|e| CatalogError::io(path, e))?;
+                    w(
+                        out,
+                        format!(
+                            "exported {} ({} items) to {}",
+                            catalog.version,
+                            catalog.len(),
+                            path.display()
+                        ),
+                    )
+                }
+                None => out
+                    .write_all(text.as_bytes())
+                    .map_err(|e| CatalogError::io("<output>", e)),
+            }
+        }
+        CatalogCommand::Validate { file, units } => {
+            let units = load_units(units.as_deref())?;
+            match read_file(file, &units, false) {
+                Ok(c) => w(
+                    out,
+                    format!(
+                        "ok: {} items, {} units, sha256 {}",
+                        c.len(),
+                        c.units().len(),
+                        short_hash(&c)
+                    ),
+                ),
+                Err(CatalogError::Invalid { problems }) => {
+                    for p in &problems {
+                        w(out, p.to_string())?;
+                    }
+                    Err(CatalogError::Invalid { problems })
+                }
+                Err(e) => Err(e),
+            }
+        }
+        CatalogCommand::Diff { a, b, dir } => {
+            let units = UnitDirectory::guangming();
+            let old = file_or_version(a, dir, &units)?;
+            let new = file_or_version(b, dir, &units)?;
+            write!(out, "{}", diff(&old, &new)).map_err(|e| CatalogError::io("<output>", e))
+        }
+        CatalogCommand::Demo { out: dest, format } => {
+            let catalog = Catalog::demo();
+            let text = format::write(&catalog, pick_format(*format, Some(dest)))?;
+            fs::write(dest, text).map_err(|e| CatalogError::io(dest, e))?;
+            w(
+                out,
+                format!(
+                    "wrote demo catalog {} ({} items) to {}",
+                    catalog.version,
+                    catalog.len(),
+                    dest.display()
+                ),
+            )
+        }
+        CatalogCommand::History {
+            out: dest,
+            per_item,
+            seed,
+        } => {
+            let catalog = Catalog::demo();
+            let rows = demo_history(&catalog, *per_item, *seed);
+            let mut wtr = csv::Writer::from_writer(Vec::new());
+            let mut put = |rec: [&str; 2]| {
+                wtr.write_record(rec)
+                    .map_err(|e| CatalogError::parse("csv", e))
+            };
+            put(["text", "item_code"])?;
+            for (text, code) in &rows {
+                put([text, code])?;
+            }
+            let bytes = wtr
+                .into_inner()
+                .map_err(|e| CatalogError::parse("csv", e.error()))?;
+            fs::write(dest, bytes).map_err(|e| CatalogError::io(dest, e))?;
+            w(
+                out,
+                format!("wrote {} texts to {}", rows.len(), dest.display()),
+            )
+        }
+        CatalogCommand::List { dir } => {
+            let store = CatalogDir::open(dir)?;
+            let active = store.active_version()?;
+            let versions = store.list_versions()?;
+            if versions.is_empty() {
+                return w(out, format!("no versions in {}", dir.display()));
+            }
+            for v in versions {
+                let mark = if active.as_deref() == Some(v.as_str()) {
+                    "*"
+                } else {
+                    " "
+                };
+                let line = match store.load(&v) {
+                    Ok(c) => format!(
+                        "{mark} {v:<5} {:>5} items  sha256 {}",
+                        c.len(),
+                        short_hash(&c)
+                    ),
+                    Err(e) => format!("{mark} {v:<5} unreadable: {e}"),
+                };
+                w(out, line)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn short_hash(c: &Catalog) -> String {
+    c.content_hash().chars().take(12).collect()
+}
+
+fn pick_format(explicit: Option<Format>, path: Option<&Path>) -> Format {
+    explicit
+        .or_else(|| path.and_then(Format::from_path))
+        .unwrap_or(Format::Json)
+}
+
+fn load_units(path: Option<&Path>) -> Result<UnitDirectory, CatalogError> {
+    match path {
+        None => Ok(UnitDirectory::guangming()),
+        Some(p) => {
+            let text = fs::read_to_string(p).map_err(|e| CatalogError::io(p, e))?;
+            let fmt = Format::from_path(p).unwrap_or(Format::Json);
+            format::read_units(&text, fmt)
+        }
+    }
+}
+
+fn read_file(path: &Path, units: &UnitDirectory, progress: bool) -> Result<Catalog, CatalogError> {
+    let fmt = Format::from_path(path).ok_or_else(|| {
+        CatalogError::Format(
+            path.extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_string(),
+        )
+    })?;
+    let text = fs::read_to_string(path).map_err(|e| CatalogError::io(path, e))?;
+    let version = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("imported")
+        .to_string();
+    let opts = ReadOptions {
+        units,
+        version: &version,
+    };
+    let len = text.len() as u64;
+    let bar = (progress && len >= PROGRESS_THRESHOLD).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(format!("reading {}", path.display()));
+        bar
+    });
+    let result = match &bar {
+        Some(bar) => {
+            let mut tick = |done: u64| bar.set_position(done);
+            format::read(&text, fmt, &opts, Some(&mut tick))
+        }
+        None => format::read(&text, fmt, &opts, None),
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result.map_err(|e| match e {
+        CatalogError::Parse { message, .. } => CatalogError::Parse {
+            what: path.display().to_string(),
+            message,
+        },
+        other => other,
+    })
+}
+
+fn file_or_version(spec: &str, dir: &Path, units: &UnitDirectory) -> Result<Catalog, CatalogError> {
+    let p = Path::new(spec);
+    if p.is_file() {
+        read_file(p, units, false)
+    } else {
+        CatalogDir::open(dir)?.load(spec)
+    }
+}

@@ -1,0 +1,164 @@
+//! `minyi catalog …` through `cli::run`, as the `minyi` binary calls it.
+
+use clap::Parser;
+use minyi_catalog::cli::{CatalogArgs, run};
+use minyi_catalog::{CatalogDir, CatalogError};
+
+/// Stand-in for the `minyi` binary: `minyi catalog <subcommand>`.
+#[derive(Parser)]
+#[command(name = "minyi", version)]
+struct Minyi {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    Catalog(CatalogArgs),
+}
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn minyi(args: &[&str]) -> (Result<(), CatalogError>, String) {
+    let mut argv = vec!["minyi", "catalog"];
+    argv.extend_from_slice(args);
+    let Cmd::Catalog(a) = Minyi::try_parse_from(argv).expect("args parse").cmd;
+    let mut out = Vec::new();
+    let r = run(&a, &mut out);
+    (r, String::from_utf8(out).expect("utf8"))
+}
+
+#[test]
+fn clap_definition_is_valid() {
+    use clap::CommandFactory;
+    Minyi::command().debug_assert();
+}
+
+#[test]
+fn demo_import_export_diff_list() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| tmp.path().join(n).display().to_string();
+    let dir = p("store");
+
+    let (r, out) = minyi(&["demo", "--out", &p("demo.csv")]);
+    r.expect("demo");
+    assert!(out.contains("3469 items"), "{out}");
+    let (r, _) = minyi(&["demo", "--out", &p("demo.json"), "--format", "json"]);
+    r.expect("demo json");
+
+    let (r, out) = minyi(&["validate", &p("demo.csv")]);
+    r.expect("valid");
+    assert!(out.starts_with("ok: 3469 items"), "{out}");
+
+    let (r, out) = minyi(&["import", &p("demo.csv"), "--dir", &dir, "--activate"]);
+    r.expect("import");
+    assert!(out.contains("as v1") && out.contains("active"), "{out}");
+    let (r, out) = minyi(&["import", &p("demo.json"), "--dir", &dir]);
+    r.expect("import json");
+    assert!(out.contains("as v2"), "{out}");
+
+    let (r, out) = minyi(&["list", "--dir", &dir]);
+    r.expect("list");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("* v1"), "{out}");
+    assert!(lines[1].starts_with("  v2"), "{out}");
+    // Same content through CSV and JSON: same hash.
+    assert_eq!(
+        lines[0].split("sha256").nth(1),
+        lines[1].split("sha256").nth(1)
+    );
+
+    let (r, out) = minyi(&["diff", "v1", "v2", "--dir", &dir]);
+    r.expect("diff");
+    assert_eq!(out, "0 added, 0 removed, 0 changed\n");
+
+    let (r, out) = minyi(&["export", "--dir", &dir, "--format", "yaml"]);
+    r.expect("export stdout");
+    assert!(out.starts_with("version: v1\n"), "{}", &out[..40]);
+    let (r, _) = minyi(&[
+        "export",
+        "--dir",
+        &dir,
+        "--version",
+        "v2",
+        "--out",
+        &p("v2.csv"),
+    ]);
+    r.expect("export file");
+    let csv = std::fs::read_to_string(p("v2.csv")).expect("csv");
+    assert!(csv.starts_with("code,path,name,"));
+
+    // Edit the exported CSV and diff file against version.
+    let edited = csv.replacen(",normal,4,24,10,", ",normal,4,24,12,", 1);
+    std::fs::write(p("edited.csv"), edited).expect("write");
+    let (r, out) = minyi(&["diff", "v2", &p("edited.csv"), "--dir", &dir]);
+    r.expect("diff file");
+    assert!(out.starts_with("0 added, 0 removed, 1 changed\n"), "{out}");
+    assert!(out.contains(": limits.complete_days\n"), "{out}");
+
+    let (r, out) = minyi(&["history", "--out", &p("history.csv"), "--per-item", "2"]);
+    r.expect("history");
+    assert!(out.contains("6938 texts"), "{out}");
+
+    assert_eq!(
+        CatalogDir::open(&dir)
+            .expect("dir")
+            .active()
+            .expect("active")
+            .len(),
+        3469
+    );
+}
+
+#[test]
+fn validate_prints_every_problem_and_fails() {
+    let file = format!("{FIXTURES}/bad.csv");
+    let (r, out) = minyi(&["validate", &file]);
+    let err = r.expect_err("invalid");
+    assert!(
+        err.to_string()
+            .starts_with("8 problems, first: line 3: code:")
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "{out}");
+    assert!(lines.contains(&"line 8: grade: invalid grade \"超急\" (expected urgent or normal)"));
+    assert!(lines.contains(&"line 5: accept_hours: missing"));
+
+    let (r, out) = minyi(&["validate", &format!("{FIXTURES}/bad.json")]);
+    assert!(r.is_err());
+    assert!(out.lines().all(|l| l.starts_with("line ")), "{out}");
+
+    // With a three-unit directory, the CSV's DEP-CG rows still pass but nothing else does.
+    let (r, out) = minyi(&[
+        "validate",
+        &file,
+        "--units",
+        &format!("{FIXTURES}/units.csv"),
+    ]);
+    assert!(r.is_err());
+    assert!(
+        out.contains("line 4: unit: unknown unit \"DEP-XX\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn import_of_invalid_file_stores_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().display().to_string();
+    let (r, _) = minyi(&["import", &format!("{FIXTURES}/bad.yaml"), "--dir", &dir]);
+    let msg = r.expect_err("invalid").to_string();
+    assert!(!msg.contains('\n'));
+    assert!(
+        msg.starts_with("4 problems, first: items[1]: grade:"),
+        "{msg}"
+    );
+    let (r, out) = minyi(&["list", "--dir", &dir]);
+    r.expect("list");
+    assert!(out.starts_with("no versions"), "{out}");
+    let (r, _) = minyi(&["export", "--dir", &dir]);
+    assert!(matches!(r, Err(CatalogError::NoActiveVersion(_))));
+    let (r, _) = minyi(&["validate", "missing.txt"]);
+    assert!(matches!(r, Err(CatalogError::Format(_))));
+}
