@@ -50,6 +50,8 @@ enum Command {
     },
     /// The official working-day calendar (holidays and 调休).
     Calendar(minyi_calendar::cli::CalendarArgs),
+    /// The responsibility catalog: import, export, validate, diff, versions.
+    Catalog(minyi_catalog::cli::CatalogArgs),
     /// Load generators; results as one JSON line.
     Bench {
         #[command(subcommand)]
@@ -74,6 +76,16 @@ fn main() -> ExitCode {
         Command::Calendar(args) => {
             let mut out = std::io::stdout().lock();
             match minyi_calendar::cli::run(&args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Catalog(args) => {
+            let mut out = std::io::stdout().lock();
+            match minyi_catalog::cli::run(&args, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -151,6 +163,6 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                 Ok(())
             }
         },
-        Command::Calendar(_) => Ok(()),
+        Command::Calendar(_) | Command::Catalog(_) => Ok(()),
     }
 }

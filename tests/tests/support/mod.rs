@@ -13,12 +13,20 @@ use tokio::sync::oneshot;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub type Intake = IntakeServiceClient<
-    InterceptedService<
-        Channel,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
-    >,
->;
+pub type Intake = IntakeServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer …` (or nothing) to every request.
+#[derive(Clone)]
+pub struct Bearer(pub Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.0 {
+            req.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(req)
+    }
+}
 
 pub struct TestApp {
     pub grpc: SocketAddr,
@@ -115,15 +123,7 @@ impl TestApp {
             .unwrap();
         let header: Option<tonic::metadata::MetadataValue<_>> =
             role.map(|r| format!("Bearer {}", self.token(r)).parse().unwrap());
-        let interceptor: Box<
-            dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send,
-        > = Box::new(move |mut req: tonic::Request<()>| {
-            if let Some(h) = &header {
-                req.metadata_mut().insert("authorization", h.clone());
-            }
-            Ok(req)
-        });
-        IntakeServiceClient::with_interceptor(channel, interceptor)
+        IntakeServiceClient::with_interceptor(channel, Bearer(header))
     }
 
     /// Graceful stop, as on SIGTERM.
