@@ -70,7 +70,7 @@ impl Connection {
 #[derive(Debug, clap::Subcommand)]
 pub enum PetitionCommand {
     /// Record a petition; prints its tracking number.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Show one ticket by id or tracking number.
     Show { id: String },
     /// List tickets, newest first.
@@ -193,10 +193,10 @@ fn ticket_human(t: &Ticket) -> String {
             c.name, c.phone, c.id_number
         ));
     }
-    if let Some(l) = &t.location {
-        if !l.address.is_empty() {
-            s.push_str(&format!("  address: {}\n", l.address));
-        }
+    if let Some(l) = &t.location
+        && !l.address.is_empty()
+    {
+        s.push_str(&format!("  address: {}\n", l.address));
     }
     for f in &t.follow_ups {
         s.push_str(&format!("  follow-up ({}): {}\n", f.author, f.text));
@@ -217,6 +217,7 @@ pub async fn run(conn: &Connection, cmd: PetitionCommand) -> anyhow::Result<Stri
         });
     let result = match cmd {
         PetitionCommand::Submit(a) => {
+            let a = *a;
             let channel = minyi_core::petition::Channel::parse(&a.channel)
                 .map(|c| c.to_proto())
                 .unwrap_or(-1);

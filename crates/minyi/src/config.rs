@@ -78,7 +78,7 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, then the file (if any), then `MINYI_*` variables.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut f = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             f = f.merge(Toml::file_exact(path));
@@ -87,6 +87,7 @@ impl Config {
         }
         f.merge(Env::prefixed("MINYI_").ignore(&["CONFIG", "TOKEN", "ENDPOINT"]))
             .extract()
+            .map_err(Box::new)
     }
 
     /// The TOML of the effective configuration, secrets redacted.

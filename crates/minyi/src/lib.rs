@@ -4,8 +4,9 @@
 //! - [`app`]: builds backends and services and runs them until shutdown (used by tests too).
 //! - [`client`]: the agent commands (`minyi petition …`) over gRPC.
 //! - [`bench`]: `minyi bench intake`, a gRPC load generator with an HDR histogram.
-//! - [`telemetry`]: logs.
+//! - [`telemetry`]: logging setup.
 //! - [`signal`]: SIGTERM/SIGINT handling.
+//!
 
 pub mod app;
 pub mod bench;

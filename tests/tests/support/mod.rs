@@ -48,17 +48,18 @@ pub enum Backend {
 
 /// A configuration for real backends, isolated: own database, queue prefix and key prefix.
 pub async fn production_config() -> Config {
-    let mut c = Config::default();
-    c.grpc_addr = "127.0.0.1:0".parse().unwrap();
-    c.http_addr = "127.0.0.1:0".parse().unwrap();
-    c.database_url = Some(minyi_core::testing::fresh_database().await.unwrap());
-    c.amqp_url = Some(minyi_core::testing::amqp_url());
-    c.amqp_prefix = minyi_core::testing::random_name();
-    c.redis_url = Some(minyi_core::testing::redis_url());
-    c.redis_prefix = format!("test-{}", minyi_core::testing::random_name());
-    c.encryption_key = Some(Keyring::generate_key().into());
-    c.jwt_secret = Some(Keyring::generate_key().into());
-    c
+    Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(minyi_core::testing::fresh_database().await.unwrap()),
+        amqp_url: Some(minyi_core::testing::amqp_url()),
+        amqp_prefix: minyi_core::testing::random_name(),
+        redis_url: Some(minyi_core::testing::redis_url()),
+        redis_prefix: format!("test-{}", minyi_core::testing::random_name()),
+        encryption_key: Some(Keyring::generate_key().into()),
+        jwt_secret: Some(Keyring::generate_key().into()),
+        ..Config::default()
+    }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -70,10 +71,12 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         ),
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
-            let mut c = Config::default();
-            c.grpc_addr = "127.0.0.1:0".parse().unwrap();
-            c.http_addr = "127.0.0.1:0".parse().unwrap();
-            c.data_dir = dir.path().to_owned();
+            let c = Config {
+                grpc_addr: "127.0.0.1:0".parse().unwrap(),
+                http_addr: "127.0.0.1:0".parse().unwrap(),
+                data_dir: dir.path().to_owned(),
+                ..Config::default()
+            };
             (c, Mode::Embedded, Some(dir))
         }
     };
