@@ -20,6 +20,11 @@ pub mod minyi {
             tonic::include_proto!("minyi.intake.v1");
         }
     }
+    pub mod classification {
+        pub mod v1 {
+            tonic::include_proto!("minyi.classification.v1");
+        }
+    }
     pub mod events {
         pub mod v1 {
             tonic::include_proto!("minyi.events.v1");
@@ -27,6 +32,7 @@ pub mod minyi {
     }
 }
 
+pub use minyi::classification::v1 as classification;
 pub use minyi::common::v1 as common;
 pub use minyi::events::v1 as events;
 pub use minyi::intake::v1 as intake;

@@ -11,6 +11,9 @@ use crate::bus::Message;
 pub mod keys {
     pub const TICKET_RECEIVED: &str = "ticket.received";
     pub const FOLLOW_UP_ADDED: &str = "ticket.follow_up_added";
+    pub const ROUTED: &str = "ticket.routed";
+    pub const NEEDS_DISPATCHER: &str = "ticket.needs_dispatcher";
+    pub const DUPLICATE_LINKED: &str = "ticket.duplicate_linked";
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -28,6 +31,9 @@ pub fn routing_key(body: &Body) -> &'static str {
     match body {
         Body::Received(_) => keys::TICKET_RECEIVED,
         Body::FollowUpAdded(_) => keys::FOLLOW_UP_ADDED,
+        Body::Routed(_) => keys::ROUTED,
+        Body::NeedsDispatcher(_) => keys::NEEDS_DISPATCHER,
+        Body::DuplicateLinked(_) => keys::DUPLICATE_LINKED,
     }
 }
 

@@ -6,7 +6,8 @@ use chrono::{TimeZone, Utc};
 use minyi_core::bus::Message;
 use minyi_core::petition::{Channel, TicketStatus};
 use minyi_core::store::{
-    FollowUpRecord, MemoryStore, PostgresStore, StoreError, TicketQuery, TicketRecord, TicketStore,
+    FollowUpRecord, MemoryStore, PostgresStore, RoutingRecord, StoreError, SuggestionRecord,
+    TicketQuery, TicketRecord, TicketStore, TicketUpdate,
 };
 use uuid::Uuid;
 
@@ -31,6 +32,7 @@ fn ticket(key: Option<&str>, minute: u32) -> TicketRecord {
         received_at: Utc.with_ymd_and_hms(2026, 11, 25, 2, minute, 0).unwrap(),
         received_by: "agent-1".into(),
         follow_ups: vec![],
+        routing: None,
     }
 }
 
@@ -181,6 +183,89 @@ async fn contract(store: &dyn TicketStore) {
     assert!(store.mark_processed("classification", e).await.unwrap());
     assert!(!store.mark_processed("classification", e).await.unwrap());
     assert!(store.mark_processed("dispatch", e).await.unwrap());
+
+    // Effects apply once, with their events; the routing round-trips.
+    let routing = RoutingRecord {
+        decision: "auto".into(),
+        item_code: "CG-01-001".into(),
+        lead_unit: "ST-GM".into(),
+        community: "CM-GM-DONGZHOU".into(),
+        confidence: 0.99,
+        suggestions: vec![SuggestionRecord {
+            item_code: "CG-01-001".into(),
+            item_name: "噪音".into(),
+            path: vec!["a".into(), "b".into(), "c".into()],
+            unit: "ST-GM".into(),
+            confidence: 0.99,
+        }],
+        ..RoutingRecord::default()
+    };
+    let before = store.outbox_len().await.unwrap();
+    let effect = Uuid::now_v7();
+    let update = || TicketUpdate {
+        status: Some(TicketStatus::Dispatched),
+        routing: Some(routing.clone()),
+    };
+    assert!(
+        store
+            .apply_effect(
+                "classification",
+                effect,
+                t1.id,
+                update(),
+                vec![event("ticket.routed")]
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .apply_effect(
+                "classification",
+                effect,
+                t1.id,
+                update(),
+                vec![event("ticket.routed")]
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), before + 1);
+    let routed = store.get_ticket(&t1.id.to_string()).await.unwrap();
+    assert_eq!(routed.status, TicketStatus::Dispatched);
+    assert_eq!(routed.routing.as_ref(), Some(&routing));
+    let near = store
+        .recent_open_in_community(
+            "CM-GM-DONGZHOU",
+            Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(near.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t1.id]);
+    assert!(
+        store
+            .recent_open_in_community(
+                "CM-GM-DONGZHOU",
+                Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap(),
+                10,
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .apply_effect(
+                "x",
+                Uuid::now_v7(),
+                Uuid::now_v7(),
+                TicketUpdate::default(),
+                vec![]
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn expired_leases_are_reclaimed(store: &dyn TicketStore) {
@@ -218,8 +303,8 @@ async fn journaled_store_keeps_the_contract_and_survives_reopen() {
     }
     let reopened = MemoryStore::open(&path).unwrap();
     assert_eq!(reopened.count_tickets().await.unwrap(), 6);
-    // One outbox entry was never completed: it is still there after the restart.
-    assert_eq!(reopened.outbox_len().await.unwrap(), 1);
+    // Two outbox entries were never completed: they are still there after the restart.
+    assert_eq!(reopened.outbox_len().await.unwrap(), 2);
     let e = reopened
         .claim_outbox(10, Duration::from_secs(1))
         .await

@@ -52,6 +52,19 @@ enum Command {
     Calendar(minyi_calendar::cli::CalendarArgs),
     /// The responsibility catalog: import, export, validate, diff, versions.
     Catalog(minyi_catalog::cli::CatalogArgs),
+    /// Issue a bearer token signed with the configured `jwt_secret` (operators, scripts).
+    Token {
+        #[arg(long, value_parser = ["agent", "handler", "dispatcher", "arbitrator", "supervisor", "admin"])]
+        role: String,
+        /// Who the token is for.
+        #[arg(long, default_value = "operator")]
+        sub: String,
+        /// The unit of a handler (e.g. ST-GM for 光明街道).
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
     /// Load generators; results as one JSON line.
     Bench {
         #[command(subcommand)]
@@ -150,6 +163,30 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
             minyi::telemetry::init(&config.log_format);
             let app = App::build(config, Mode::Production(vec![service])).await?;
             app.run_until(minyi::signal::shutdown()).await
+        }
+        Command::Token {
+            role,
+            sub,
+            unit,
+            ttl_hours,
+        } => {
+            let config = Config::load(config_file.as_deref())?;
+            let secret = config
+                .jwt_secret
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("jwt_secret is not set (MINYI_JWT_SECRET)"))?;
+            let role = minyi_core::auth::Role::ALL
+                .into_iter()
+                .find(|r| r.as_str() == role)
+                .ok_or_else(|| anyhow::anyhow!("unknown role {role}"))?;
+            let authority = minyi_core::auth::TokenAuthority::new(
+                secrecy::ExposeSecret::expose_secret(secret).as_bytes(),
+            );
+            println!(
+                "{}",
+                authority.issue(&sub, role, unit.as_deref(), chrono::Duration::hours(ttl_hours))?
+            );
+            Ok(())
         }
         Command::Petition { conn, command } => {
             let out = minyi::client::run(&conn, command).await?;

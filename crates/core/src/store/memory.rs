@@ -38,6 +38,14 @@ enum JournalOp {
         consumer: String,
         event_id: Uuid,
     },
+    Effect {
+        consumer: String,
+        event_id: Uuid,
+        ticket_id: Uuid,
+        status: Option<crate::petition::TicketStatus>,
+        routing: Option<Box<super::RoutingRecord>>,
+        events: Vec<Message>,
+    },
 }
 
 #[derive(Default)]
@@ -90,6 +98,26 @@ impl State {
             }
             JournalOp::Processed { consumer, event_id } => {
                 self.processed.insert((consumer.clone(), *event_id));
+                None
+            }
+            JournalOp::Effect {
+                consumer,
+                event_id,
+                ticket_id,
+                status,
+                routing,
+                events,
+            } => {
+                self.processed.insert((consumer.clone(), *event_id));
+                if let Some(t) = self.tickets.get_mut(ticket_id) {
+                    if let Some(s) = status {
+                        t.status = *s;
+                    }
+                    if let Some(r) = routing {
+                        t.routing = Some((**r).clone());
+                    }
+                }
+                self.push_events(events, now);
                 None
             }
         }
@@ -325,5 +353,54 @@ impl TicketStore for MemoryStore {
 
     async fn count_tickets(&self) -> Result<u64, StoreError> {
         Ok(self.lock().tickets.len() as u64)
+    }
+
+    async fn apply_effect(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        ticket_id: Uuid,
+        update: super::TicketUpdate,
+        events: Vec<Message>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        if state.processed.contains(&(consumer.to_owned(), event_id)) {
+            return Ok(false);
+        }
+        if !state.tickets.contains_key(&ticket_id) {
+            return Err(StoreError::NotFound(ticket_id.to_string()));
+        }
+        self.commit(
+            &mut state,
+            JournalOp::Effect {
+                consumer: consumer.to_owned(),
+                event_id,
+                ticket_id,
+                status: update.status,
+                routing: update.routing.map(Box::new),
+                events,
+            },
+        )?;
+        Ok(true)
+    }
+
+    async fn recent_open_in_community(
+        &self,
+        community: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<TicketRecord>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .by_received
+            .keys()
+            .rev()
+            .take_while(|(at, _)| *at >= since)
+            .filter_map(|(_, id)| state.tickets.get(id))
+            .filter(|t| t.status.is_open())
+            .filter(|t| t.routing.as_ref().is_some_and(|r| r.community == community))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }

@@ -67,6 +67,51 @@ pub struct TicketRecord {
     pub received_at: DateTime<Utc>,
     pub received_by: String,
     pub follow_ups: Vec<FollowUpRecord>,
+    /// Classification's decision, once made.
+    #[serde(default)]
+    pub routing: Option<RoutingRecord>,
+}
+
+/// One candidate catalog item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuggestionRecord {
+    pub item_code: String,
+    pub item_name: String,
+    pub path: Vec<String>,
+    pub unit: String,
+    pub confidence: f64,
+}
+
+/// What classification decided (mirrors `minyi.common.v1.Routing`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoutingRecord {
+    /// `auto` or `needs_dispatcher`.
+    pub decision: String,
+    pub item_code: String,
+    pub item_name: String,
+    pub lead_unit: String,
+    pub co_units: Vec<String>,
+    pub grade: String,
+    pub confidence: f64,
+    pub suggestions: Vec<SuggestionRecord>,
+    pub street: String,
+    pub community: String,
+    pub reason: String,
+    pub model_version: String,
+    pub catalog_version: String,
+    pub accept_hours: u32,
+    pub respond_hours: u32,
+    pub complete_days: u32,
+    pub duplicate_of: String,
+    pub routed_at: Option<DateTime<Utc>>,
+}
+
+/// A consumer's change to a ticket.
+#[derive(Debug, Clone, Default)]
+pub struct TicketUpdate {
+    pub status: Option<TicketStatus>,
+    pub routing: Option<RoutingRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +192,27 @@ pub trait TicketStore: Send + Sync + 'static {
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;
 
     async fn count_tickets(&self) -> Result<u64, StoreError>;
+
+    /// Applies `consumer`'s effect of `event_id` exactly once: records the event as processed,
+    /// updates the ticket and queues `events`, in one transaction. Returns false, changing
+    /// nothing, when the event was already handled (a redelivery).
+    async fn apply_effect(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        ticket_id: Uuid,
+        update: TicketUpdate,
+        events: Vec<Message>,
+    ) -> Result<bool, StoreError>;
+
+    /// Open tickets received since `since` whose routing resolved to `community`, newest first
+    /// (duplicate detection).
+    async fn recent_open_in_community(
+        &self,
+        community: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<TicketRecord>, StoreError>;
 }
 
 pub(crate) fn headers_to_json(h: &BTreeMap<String, String>) -> serde_json::Value {

@@ -66,7 +66,7 @@ impl PostgresStore {
 
 const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
      caller_name, caller_phone, caller_id_number, address, latitude, longitude, event_time, \
-     attachment_urls, idempotency_key, received_at, received_by, follow_ups FROM tickets";
+     attachment_urls, idempotency_key, received_at, received_by, follow_ups, routing FROM tickets";
 
 fn ticket_from_row(row: &PgRow) -> Result<TicketRecord, StoreError> {
     let status: String = row.try_get("status")?;
@@ -96,6 +96,11 @@ fn ticket_from_row(row: &PgRow) -> Result<TicketRecord, StoreError> {
         received_at: row.try_get("received_at")?,
         received_by: row.try_get("received_by")?,
         follow_ups: serde_json::from_value(follow_ups)
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        routing: row
+            .try_get::<Option<serde_json::Value>, _>("routing")?
+            .map(serde_json::from_value)
+            .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?,
     })
 }
@@ -306,5 +311,70 @@ impl TicketStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn apply_effect(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        ticket_id: Uuid,
+        update: super::TicketUpdate,
+        events: Vec<Message>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let first = sqlx::query(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !first {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let routing = update
+            .routing
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let updated = sqlx::query(
+            "UPDATE tickets SET status = COALESCE($2, status), routing = COALESCE($3, routing) \
+             WHERE id = $1",
+        )
+        .bind(ticket_id)
+        .bind(update.status.map(TicketStatus::as_str))
+        .bind(routing)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(ticket_id.to_string()));
+        }
+        Self::insert_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn recent_open_in_community(
+        &self,
+        community: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<TicketRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_TICKET} WHERE routing->>'community' = $1 AND received_at >= $2 \
+               AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
+             ORDER BY received_at DESC LIMIT $3"
+        )))
+        .bind(community)
+        .bind(since)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ticket_from_row).collect()
     }
 }

@@ -1,0 +1,60 @@
+//! Building the classifier for a catalog: load a saved model that covers the catalog, or train
+//! one from the catalog's own text (synthetic history from its phrasings and keywords) plus any
+//! real dispatch history, and save it.
+
+use std::path::Path;
+
+use minyi_catalog::Catalog;
+use minyi_classifier::{Example, Model, TrainConfig};
+
+/// Training examples for `catalog`: `per_item` synthetic petitions per item, plus `history`.
+pub fn catalog_examples(catalog: &Catalog, per_item: usize, history: &[Example]) -> Vec<Example> {
+    let mut out: Vec<Example> = minyi_catalog::demo_history(catalog, per_item, 7)
+        .into_iter()
+        .map(|(text, label)| Example { text, label })
+        .collect();
+    out.extend(history.iter().cloned());
+    out
+}
+
+/// Loads the model at `path` if it knows every item of `catalog`; otherwise trains one and
+/// saves it there. Returns the model and whether it was trained now.
+pub fn load_or_train(
+    path: &Path,
+    catalog: &Catalog,
+    per_item: usize,
+    config: &TrainConfig,
+) -> Result<(Model, bool), minyi_classifier::ClassifyError> {
+    if path.exists() {
+        match Model::load(path) {
+            Ok(m) if covers(&m, catalog) => return Ok((m, false)),
+            Ok(_) => {
+                tracing::info!(path = %path.display(), "saved model predates the catalog; retraining")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "cannot load the saved model; retraining")
+            }
+        }
+    }
+    let examples = catalog_examples(catalog, per_item, &[]);
+    tracing::info!(
+        examples = examples.len(),
+        items = catalog.len(),
+        "training the classifier for the catalog"
+    );
+    let model = Model::train(&examples, config, None)?;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    model.save(path)?;
+    Ok((model, true))
+}
+
+fn covers(model: &Model, catalog: &Catalog) -> bool {
+    let labels: std::collections::HashSet<&str> =
+        model.labels().iter().map(String::as_str).collect();
+    catalog
+        .items()
+        .iter()
+        .all(|i| labels.contains(i.code.as_str()))
+}

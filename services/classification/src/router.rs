@@ -1,0 +1,143 @@
+//! The routing decision, pure: no I/O, unit-tested below.
+
+use std::sync::{Arc, RwLock};
+
+use minyi_catalog::{Catalog, Gazetteer, Resolution};
+use minyi_classifier::Model;
+use minyi_core::store::{RoutingRecord, SuggestionRecord};
+
+/// Everything a decision needs, swapped as a whole when a new model or catalog version is
+/// activated, so one decision never mixes versions.
+pub struct Router {
+    pub catalog: Arc<Catalog>,
+    pub gazetteer: Arc<Gazetteer>,
+    pub model: Arc<Model>,
+}
+
+/// The current [`Router`], replaceable without a restart.
+#[derive(Clone)]
+pub struct RouterHandle(Arc<RwLock<Arc<Router>>>);
+
+impl RouterHandle {
+    pub fn new(router: Router) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(router))))
+    }
+
+    pub fn current(&self) -> Arc<Router> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Activates a new model and/or catalog; decisions in flight finish on the old one.
+    pub fn swap(&self, router: Router) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(router);
+    }
+}
+
+pub const AUTO: &str = "auto";
+pub const NEEDS_DISPATCHER: &str = "needs_dispatcher";
+
+/// The location as the gazetteer resolved it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Place {
+    pub street: Option<String>,
+    pub community: Option<String>,
+}
+
+impl Router {
+    pub fn locate(&self, address: &str, point: Option<(f64, f64)>) -> Place {
+        let text = (!address.trim().is_empty()).then_some(address);
+        match self.gazetteer.resolve(text, point) {
+            r @ Resolution::Resolved { .. } => Place {
+                street: r.street().map(str::to_owned),
+                community: r.community().map(str::to_owned),
+            },
+            Resolution::Unresolved { .. } => Place::default(),
+        }
+    }
+
+    /// Top-`k` catalog items for a text, with the unit that would lead each.
+    pub fn suggest(&self, text: &str, place: &Place, k: usize) -> Vec<SuggestionRecord> {
+        self.model
+            .predict(text, k)
+            .into_iter()
+            .filter_map(|p| {
+                let item = self.catalog.get(&p.label)?;
+                Some(SuggestionRecord {
+                    item_code: item.code.clone(),
+                    item_name: item.name.clone(),
+                    path: item.path.to_vec(),
+                    unit: item
+                        .owner(place.street.as_deref())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    confidence: p.confidence,
+                })
+            })
+            .collect()
+    }
+
+    /// Decides: automatic routing when the classifier is confident (calibrated threshold chosen
+    /// in training for the target precision) and the owner is known; otherwise a dispatcher
+    /// picks, with the top-5 suggestions. A territorial item with an unresolved location always
+    /// goes to a dispatcher: never a guessed street.
+    pub fn decide(&self, text: &str, address: &str, point: Option<(f64, f64)>) -> RoutingRecord {
+        let place = self.locate(address, point);
+        let suggestions = self.suggest(text, &place, 5);
+        let mut r = RoutingRecord {
+            suggestions,
+            street: place.street.clone().unwrap_or_default(),
+            community: place.community.clone().unwrap_or_default(),
+            model_version: self.model.version().to_owned(),
+            catalog_version: self.catalog.version.clone(),
+            ..RoutingRecord::default()
+        };
+        let Some(top) = r.suggestions.first().cloned() else {
+            r.decision = NEEDS_DISPATCHER.into();
+            r.reason = "the classifier has no suggestion for this text".into();
+            return r;
+        };
+        let Some(item) = self.catalog.get(&top.item_code) else {
+            r.decision = NEEDS_DISPATCHER.into();
+            r.reason = format!("item {} is not in the active catalog", top.item_code);
+            return r;
+        };
+        r.item_code = item.code.clone();
+        r.item_name = item.name.clone();
+        r.confidence = top.confidence;
+        r.grade = item.grade.as_str().to_owned();
+        r.accept_hours = item.limits.accept_hours;
+        r.respond_hours = item.limits.respond_hours;
+        r.complete_days = item.limits.complete_days;
+        let threshold = self.model.auto_threshold();
+        let confident = threshold.is_some_and(|t| top.confidence >= t);
+        match item.owner(place.street.as_deref()) {
+            _ if !confident => {
+                r.decision = NEEDS_DISPATCHER.into();
+                r.reason = match threshold {
+                    Some(t) => format!(
+                        "confidence {:.2} is below the auto-dispatch threshold {t:.2}",
+                        top.confidence
+                    ),
+                    None => "the model has no auto-dispatch threshold".into(),
+                };
+            }
+            None => {
+                r.decision = NEEDS_DISPATCHER.into();
+                r.reason =
+                    "a territorial (属地) item, but the location did not resolve to a street"
+                        .into();
+            }
+            Some(owner) => {
+                r.decision = AUTO.into();
+                r.lead_unit = owner.to_owned();
+                r.co_units = item
+                    .co_units
+                    .iter()
+                    .filter(|u| u.as_str() != owner)
+                    .cloned()
+                    .collect();
+            }
+        }
+        r
+    }
+}
