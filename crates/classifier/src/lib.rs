@@ -1,1 +1,41 @@
-//! minyi-classifier (in progress)
+//! minyi-classifier: an in-process CPU text classifier for Chinese citizen petitions.
+//!
+//! Layout:
+//! - [`data`]: labelled [`Example`]s, [`read_csv`] and stratified folds.
+//! - `features`: text normalisation, character 1–3-grams and jieba words (+ bigrams), hashed,
+//!   sublinear TF-IDF, per-block L2 normalisation.
+//! - `linear`: one-vs-rest squared-hinge SVMs trained by dual coordinate descent, one on
+//!   NB-scaled features (NB-SVM) and one plain, summed into a single sparse, feature-major weight
+//!   matrix (prediction cost does not grow with the ensemble, and stays proportional to the
+//!   text's features × classes per feature with thousands of labels).
+//! - [`model`]: [`Model::train`] (internal cross-validation → softmax temperature and
+//!   auto-dispatch threshold, then the final fit), [`Model::predict`], save/load.
+//! - [`metrics`]: accuracy, macro-F1, auto-dispatch coverage/precision, threshold selection.
+//! - [`cli`]: `minyi classify eval|cv|train|predict`.
+//!
+//! Confidences are a softmax of the SVM decision values with a temperature fitted on internal
+//! cross-validation; [`Model::auto_threshold`] is the lowest confidence whose out-of-fold
+//! precision reached [`TrainConfig::target_precision`]. Measured numbers and the design
+//! rationale are in `BENCHMARKS-classifier.md` next to this crate's `Cargo.toml`.
+//!
+//! ```no_run
+//! use minyi_classifier::{Model, TrainConfig, read_csv};
+//! let examples = read_csv("train.csv")?;
+//! let model = Model::train(&examples, &TrainConfig::default(), None)?;
+//! let top = model.predict("小区噪音扰民，晚上施工", 3);
+//! let automatic = top.first().is_some_and(|p| model.is_auto(p));
+//! # Ok::<(), minyi_classifier::ClassifyError>(())
+//! ```
+
+pub mod cli;
+pub mod data;
+mod error;
+mod features;
+mod linear;
+pub mod metrics;
+pub mod model;
+
+pub use data::{Example, read_csv, stratified_folds};
+pub use error::{ClassifyError, Result};
+pub use features::FeatureConfig;
+pub use model::{Model, Prediction, TrainConfig, TrainingInfo};

@@ -59,3 +59,36 @@ pub fn new_event(ticket_id: Uuid, at: DateTime<Utc>, body: Body) -> Message {
 pub fn decode(payload: &[u8]) -> Option<Event> {
     Event::decode(payload).ok()
 }
+
+/// A stored routing decision as its proto message.
+pub fn routing_proto(r: &crate::store::RoutingRecord) -> minyi_proto::common::Routing {
+    minyi_proto::common::Routing {
+        decision: r.decision.clone(),
+        item_code: r.item_code.clone(),
+        item_name: r.item_name.clone(),
+        lead_unit: r.lead_unit.clone(),
+        co_units: r.co_units.clone(),
+        grade: r.grade.clone(),
+        confidence: r.confidence,
+        suggestions: r
+            .suggestions
+            .iter()
+            .map(|s| minyi_proto::common::Suggestion {
+                item_code: s.item_code.clone(),
+                item_name: s.item_name.clone(),
+                path: s.path.clone(),
+                unit: s.unit.clone(),
+                confidence: s.confidence,
+            })
+            .collect(),
+        street: r.street.clone(),
+        community: r.community.clone(),
+        reason: r.reason.clone(),
+        model_version: r.model_version.clone(),
+        catalog_version: r.catalog_version.clone(),
+        accept_hours: r.accept_hours,
+        respond_hours: r.respond_hours,
+        complete_days: r.complete_days,
+        duplicate_of: r.duplicate_of.clone(),
+    }
+}

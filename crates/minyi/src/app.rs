@@ -10,6 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use minyi_catalog::{Catalog, CatalogDir, Gazetteer};
+use minyi_classification::api::ClassificationApi;
+use minyi_classification::worker::{Worker, WorkerConfig};
+use minyi_classification::{Router, RouterHandle};
 use minyi_core::auth::{Role, TokenAuthority};
 use minyi_core::bus::{AmqpBus, AmqpConfig, Bus, MemoryBus};
 use minyi_core::clock::{Clock, SystemClock};
@@ -20,6 +24,7 @@ use minyi_core::store::{MemoryStore, PostgresStore, TicketStore};
 use minyi_core::timers::{MemoryTimers, RedisTimers, TimerStore};
 use minyi_intake::relay::RelayConfig;
 use minyi_intake::{IntakeApi, Relay};
+use minyi_proto::classification::classification_service_server::ClassificationServiceServer;
 use minyi_proto::intake::intake_service_server::IntakeServiceServer;
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -31,8 +36,10 @@ use crate::config::Config;
 /// A service that `minyi serve` can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Service {
-    /// IntakeService over gRPC, plus the outbox relay.
+    /// IntakeService over gRPC.
     Intake,
+    /// Consumes received tickets, routes them; ClassificationService (Suggest) over gRPC.
+    Classification,
 }
 
 /// Which backends to build.
@@ -62,6 +69,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     grpc: TcpListener,
     http: TcpListener,
+    /// The catalog, gazetteer and classifier in force (classification).
+    router: Option<RouterHandle>,
 }
 
 /// Development secrets, generated on the first `minyi dev` and kept in the data directory.
@@ -84,7 +93,7 @@ pub const CREDENTIALS_FILE: &str = "credentials.json";
 impl App {
     pub async fn build(mut config: Config, mode: Mode) -> anyhow::Result<App> {
         let services = match &mode {
-            Mode::Embedded => vec![Service::Intake],
+            Mode::Embedded => vec![Service::Intake, Service::Classification],
             Mode::Production(s) => s.clone(),
         };
         if matches!(mode, Mode::Embedded) {
@@ -119,7 +128,13 @@ impl App {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        let router = if services.contains(&Service::Classification) {
+            Some(start_router(&config)?)
+        } else {
+            None
+        };
         let app = App {
+            router,
             config,
             services,
             backends,
@@ -185,10 +200,12 @@ impl App {
             .register_encoded_file_descriptor_set(minyi_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building reflection")?;
-        let mut router = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection);
         let interceptor = auth_interceptor(self.authority.clone());
+        let mut intake_grpc = None;
+        let mut router_grpc = None;
 
         if self.services.contains(&Service::Intake) {
             let limits = IntakeLimits {
@@ -205,19 +222,45 @@ impl App {
             health_reporter
                 .set_serving::<IntakeServiceServer<IntakeApi>>()
                 .await;
-            router = router.add_service(IntakeServiceServer::with_interceptor(
+            intake_grpc = Some(IntakeServiceServer::with_interceptor(
                 api,
                 interceptor.clone(),
             ));
-            if self.config.relay_enabled {
-                let relay = Relay::new(
-                    self.backends.store.clone(),
-                    self.backends.bus.clone(),
-                    outbox_written.clone(),
-                    RelayConfig::default(),
-                );
-                workers.push(tokio::spawn(relay.run(stop_rx.clone())));
-            }
+        }
+        let router = router.add_optional_service(intake_grpc);
+
+        if let Some(router) = &self.router {
+            health_reporter
+                .set_serving::<ClassificationServiceServer<ClassificationApi>>()
+                .await;
+            router_grpc = Some(ClassificationServiceServer::with_interceptor(
+                ClassificationApi::new(router.clone()),
+                interceptor.clone(),
+            ));
+            let worker = Worker {
+                store: self.backends.store.clone(),
+                bus: self.backends.bus.clone(),
+                router: router.clone(),
+                clock: self.clock.clone(),
+                config: WorkerConfig {
+                    duplicate_window: chrono::Duration::days(self.config.duplicate_window_days),
+                    duplicate_threshold: self.config.duplicate_threshold,
+                },
+                outbox_written: outbox_written.clone(),
+            };
+            workers.push(tokio::spawn(worker.run(stop_rx.clone())));
+        }
+        let router = router.add_optional_service(router_grpc);
+        // Every process relays the outbox: its own effects and, safely (leases, SKIP LOCKED),
+        // anything another process left behind.
+        if self.config.relay_enabled {
+            let relay = Relay::new(
+                self.backends.store.clone(),
+                self.backends.bus.clone(),
+                outbox_written.clone(),
+                RelayConfig::default(),
+            );
+            workers.push(tokio::spawn(relay.run(stop_rx.clone())));
         }
 
         let http_app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
@@ -253,6 +296,57 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Loads the active catalog now (importing the demo catalog into an empty directory), then
+/// loads or trains the classifier in the background: the handle fills when it is ready.
+fn start_router(config: &Config) -> anyhow::Result<RouterHandle> {
+    let dir = config.catalog_dir();
+    let model_path = config.model_path();
+    let per_item = config.classifier_examples_per_item;
+    let store = CatalogDir::open(&dir)
+        .with_context(|| format!("opening the catalog directory {}", dir.display()))?;
+    let catalog = match store.active() {
+        Ok(c) => c,
+        Err(_) if store.list_versions().map(|v| v.is_empty()).unwrap_or(true) => {
+            tracing::info!(dir = %dir.display(), "empty catalog directory: importing the demo catalog");
+            let v = store.import(&Catalog::demo())?;
+            store.activate(&v)?;
+            store.active()?
+        }
+        Err(e) => return Err(e).context("no active catalog version"),
+    };
+    let handle = RouterHandle::pending();
+    let filled = handle.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let config = minyi_classifier::TrainConfig {
+            // Two folds suffice to calibrate on thousands of items and halve training time.
+            threshold_folds: 2,
+            ..minyi_classifier::TrainConfig::default()
+        };
+        match minyi_classification::model::load_or_train(&model_path, &catalog, per_item, &config) {
+            Ok((model, trained)) => {
+                tracing::info!(
+                    catalog = %catalog.version,
+                    items = catalog.len(),
+                    model = %model.version(),
+                    trained,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "classifier ready"
+                );
+                filled.swap(Router {
+                    catalog: Arc::new(catalog),
+                    gazetteer: Arc::new(Gazetteer::guangming()),
+                    model: Arc::new(model),
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the classifier could not be built; tickets wait in their queue")
+            }
+        }
+    });
+    Ok(handle)
 }
 
 async fn production_backends(config: &Config) -> anyhow::Result<Backends> {

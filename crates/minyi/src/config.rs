@@ -44,6 +44,18 @@ pub struct Config {
     pub relay_enabled: bool,
     /// `text` (default) or `json` logs.
     pub log_format: String,
+    /// Versioned catalog directory (`minyi catalog import --dir`); defaults to
+    /// `{data_dir}/catalog`. The 3,469-item demo catalog is imported when it is empty.
+    pub catalog_dir: Option<PathBuf>,
+    /// Saved classifier; defaults to `{data_dir}/classifier.model`. Trained from the catalog
+    /// when missing or older than the catalog.
+    pub model_path: Option<PathBuf>,
+    /// Synthetic training petitions per catalog item when training from the catalog.
+    pub classifier_examples_per_item: usize,
+    /// Days within which a similar petition at the same community is a duplicate.
+    pub duplicate_window_days: i64,
+    /// Text similarity (0-1) from which a petition is linked as a duplicate.
+    pub duplicate_threshold: f64,
 }
 
 fn redact<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -72,6 +84,11 @@ impl Default for Config {
             max_text_chars: 20_000,
             relay_enabled: true,
             log_format: "text".into(),
+            catalog_dir: None,
+            model_path: None,
+            classifier_examples_per_item: 4,
+            duplicate_window_days: 3,
+            duplicate_threshold: 0.6,
         }
     }
 }
@@ -93,6 +110,18 @@ impl Config {
     /// The TOML of the effective configuration, secrets redacted.
     pub fn dump(&self) -> String {
         toml_like(&serde_json::to_value(self).unwrap_or_default())
+    }
+
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.catalog_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("catalog"))
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.model_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("classifier.model"))
     }
 
     pub fn retired_key_pairs(&self) -> Vec<(String, String)> {

@@ -184,7 +184,12 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
             );
             println!(
                 "{}",
-                authority.issue(&sub, role, unit.as_deref(), chrono::Duration::hours(ttl_hours))?
+                authority.issue(
+                    &sub,
+                    role,
+                    unit.as_deref(),
+                    chrono::Duration::hours(ttl_hours)
+                )?
             );
             Ok(())
         }

@@ -57,7 +57,9 @@ impl ClassificationService for ClassificationApi {
         }
         let text: String = r.text.chars().take(MAX_SUGGEST_CHARS).collect();
         let k = if r.k == 0 { 5 } else { r.k as usize };
-        let router = self.router.current();
+        let router = self.router.current().ok_or_else(|| {
+            Status::unavailable("the classifier is still training; try again shortly")
+        })?;
         let place = router.locate(&location.address, point);
         let suggestions = router.suggest(&text, &place, k);
         let threshold = router.model.auto_threshold();

@@ -14,22 +14,49 @@ pub struct Router {
     pub model: Arc<Model>,
 }
 
-/// The current [`Router`], replaceable without a restart.
-#[derive(Clone)]
-pub struct RouterHandle(Arc<RwLock<Arc<Router>>>);
+/// The current [`Router`], replaceable without a restart. Empty while the first model is
+/// still training: the worker then waits (tickets wait in their queue) and `Suggest` answers
+/// `Unavailable`, rather than anything deciding without a model.
+#[derive(Clone, Default)]
+pub struct RouterHandle {
+    current: Arc<RwLock<Option<Arc<Router>>>>,
+    ready: Arc<tokio::sync::Notify>,
+}
 
 impl RouterHandle {
     pub fn new(router: Router) -> Self {
-        Self(Arc::new(RwLock::new(Arc::new(router))))
+        let h = Self::default();
+        h.swap(router);
+        h
     }
 
-    pub fn current(&self) -> Arc<Router> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// A handle with no router yet (the first model is being trained).
+    pub fn pending() -> Self {
+        Self::default()
+    }
+
+    pub fn current(&self) -> Option<Arc<Router>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until a router is in place.
+    pub async fn wait_ready(&self) -> Arc<Router> {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(r) = self.current() {
+                return r;
+            }
+            notified.await;
+        }
     }
 
     /// Activates a new model and/or catalog; decisions in flight finish on the old one.
     pub fn swap(&self, router: Router) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(router);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(router));
+        self.ready.notify_waiters();
     }
 }
 

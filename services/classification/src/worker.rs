@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use minyi_core::bus::{Bus, Delivery};
 use minyi_core::clock::Clock;
-use minyi_core::event::{decode, from_timestamp, new_event};
+use minyi_core::event::{decode, from_timestamp, new_event, routing_proto};
 use minyi_core::petition::TicketStatus;
-use minyi_core::store::{RoutingRecord, StoreError, TicketStore, TicketUpdate};
-use minyi_proto::common::{Routing, Suggestion};
+use minyi_core::store::{StoreError, TicketStore, TicketUpdate};
 use minyi_proto::events::event::Body;
 use minyi_proto::events::{DuplicateLinked, NeedsDispatcher, TicketReceived, TicketRouted};
 use tokio::sync::{Notify, watch};
@@ -54,41 +53,14 @@ enum Outcome {
     Poison(&'static str),
 }
 
-pub fn routing_proto(r: &RoutingRecord) -> Routing {
-    Routing {
-        decision: r.decision.clone(),
-        item_code: r.item_code.clone(),
-        item_name: r.item_name.clone(),
-        lead_unit: r.lead_unit.clone(),
-        co_units: r.co_units.clone(),
-        grade: r.grade.clone(),
-        confidence: r.confidence,
-        suggestions: r
-            .suggestions
-            .iter()
-            .map(|s| Suggestion {
-                item_code: s.item_code.clone(),
-                item_name: s.item_name.clone(),
-                path: s.path.clone(),
-                unit: s.unit.clone(),
-                confidence: s.confidence,
-            })
-            .collect(),
-        street: r.street.clone(),
-        community: r.community.clone(),
-        reason: r.reason.clone(),
-        model_version: r.model_version.clone(),
-        catalog_version: r.catalog_version.clone(),
-        accept_hours: r.accept_hours,
-        respond_hours: r.respond_hours,
-        complete_days: r.complete_days,
-        duplicate_of: r.duplicate_of.clone(),
-    }
-}
-
 impl Worker {
     /// Consumes until `shutdown`; the delivery in hand is finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // No decisions without a model: tickets wait in the queue until the first one is ready.
+        tokio::select! {
+            _ = self.router.wait_ready() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
         let mut sub = loop {
             match self.bus.subscribe(CONSUMER, &["ticket.received"]).await {
                 Ok(s) => break s,
@@ -184,7 +156,7 @@ impl Worker {
             format!("{}\n{}", t.title, t.text)
         };
         let point = t.point.as_ref().map(|p| (p.latitude, p.longitude));
-        let router = self.router.current();
+        let router = self.router.wait_ready().await;
         let mut routing = router.decide(&text, &t.address, point);
         let now = self.clock.now();
         routing.routed_at = Some(now);

@@ -58,5 +58,6 @@ pub fn ticket_view(t: &TicketRecord, role: Role, keyring: &Keyring) -> Ticket {
             })
             .collect(),
         received_by: t.received_by.clone(),
+        routing: t.routing.as_ref().map(minyi_core::event::routing_proto),
     }
 }

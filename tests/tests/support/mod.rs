@@ -58,29 +58,71 @@ pub async fn production_config() -> Config {
         redis_prefix: format!("test-{}", minyi_core::testing::random_name()),
         encryption_key: Some(Keyring::generate_key().into()),
         jwt_secret: Some(Keyring::generate_key().into()),
+        classifier_examples_per_item: 20,
         ..Config::default()
     }
 }
 
+/// A 24-item slice of the demo catalog (12 functional, 12 territorial items), stored as the
+/// active version in `dir`: the classifier trains on it in about a second.
+pub fn small_catalog(dir: &std::path::Path) -> minyi_catalog::Catalog {
+    use minyi_catalog::model::Responsibility;
+    let demo = minyi_catalog::Catalog::demo();
+    let functional = demo
+        .items()
+        .iter()
+        .filter(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .step_by(97)
+        .take(12);
+    let territorial = demo
+        .items()
+        .iter()
+        .filter(|i| matches!(i.responsibility, Responsibility::Territorial))
+        .step_by(31)
+        .take(12);
+    let items: Vec<_> = functional.chain(territorial).cloned().collect();
+    let catalog = minyi_catalog::Catalog::new("small", items, demo.units().clone());
+    let store = minyi_catalog::CatalogDir::open(dir).unwrap();
+    let v = store.import(&catalog).unwrap();
+    store.activate(&v).unwrap();
+    store.active().unwrap()
+}
+
+/// Services of a production-mode test app.
+pub const INTAKE_AND_CLASSIFICATION: &[Service] = &[Service::Intake, Service::Classification];
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
-    let (config, mode, dir) = match backend {
+    spawn_services(backend, &[Service::Intake]).await
+}
+
+/// A test app; in production mode it runs `services`, embedded mode runs everything. Either
+/// way the catalog is [`small_catalog`].
+pub async fn spawn_services(backend: Backend, services: &[Service]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    small_catalog(&catalog_dir);
+    let (config, mode) = match backend {
         Backend::Production => (
-            production_config().await,
-            Mode::Production(vec![Service::Intake]),
-            None,
+            Config {
+                catalog_dir: Some(catalog_dir),
+                model_path: Some(dir.path().join("model.bin")),
+                ..production_config().await
+            },
+            Mode::Production(services.to_vec()),
         ),
-        Backend::Embedded => {
-            let dir = tempfile::tempdir().unwrap();
-            let c = Config {
+        Backend::Embedded => (
+            Config {
                 grpc_addr: "127.0.0.1:0".parse().unwrap(),
                 http_addr: "127.0.0.1:0".parse().unwrap(),
                 data_dir: dir.path().to_owned(),
+                catalog_dir: Some(catalog_dir),
+                classifier_examples_per_item: 20,
                 ..Config::default()
-            };
-            (c, Mode::Embedded, Some(dir))
-        }
+            },
+            Mode::Embedded,
+        ),
     };
-    spawn_with(config, mode, dir).await
+    spawn_with(config, mode, Some(dir)).await
 }
 
 pub async fn spawn_with(config: Config, mode: Mode, dir: Option<tempfile::TempDir>) -> TestApp {

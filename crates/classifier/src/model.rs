@@ -1,0 +1,606 @@
+//! The trained classifier: training (with the auto-dispatch threshold chosen by internal
+//! cross-validation), prediction, and a compact binary file format.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Example, stratified_folds};
+use crate::error::{ClassifyError, Result};
+use crate::features::{self, FeatureConfig, RawDoc, SparseVec, Vocabulary};
+use crate::linear::{self, LinearWeights, Rows, SvmParams};
+use crate::metrics;
+
+/// Training settings. `Default` gives the tuned configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Precision the auto-dispatch threshold must reach on internal cross-validation.
+    pub target_precision: f64,
+    /// Folds of the internal cross-validation that fits the confidence calibration and the
+    /// auto-dispatch threshold (`< 2` disables it: no threshold, uncalibrated confidences).
+    pub threshold_folds: usize,
+    /// Seed for fold assignment and solver order; training is deterministic for a given seed.
+    pub seed: u64,
+    /// Feature extraction.
+    pub features: FeatureConfig,
+    /// SVM inverse regularisation.
+    pub c: f64,
+    /// Class balancing exponent for the positive class of each one-vs-rest SVM (0 = none,
+    /// 1 = fully balanced).
+    pub class_balance: f64,
+    /// Solver tolerance and iteration cap.
+    pub eps: f64,
+    pub max_iter: usize,
+    /// NB-SVM log-count-ratio feature scaling per class; the smoothing, or 0 for a plain SVM.
+    pub nb_alpha: f64,
+    /// When > 0 and `nb_alpha > 0`, a plain SVM is trained too and added with this weight to
+    /// the NB-SVM (the sum of linear models is one linear model, so prediction cost is unchanged).
+    pub plain_weight: f64,
+    /// Keep at most this many weights per class and member model (largest magnitude); bounds
+    /// model size and scoring cost with thousands of classes (5,000 cost 0.15 accuracy points
+    /// on the 7-class petition data). `0` keeps all.
+    pub max_weights_per_class: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            target_precision: 0.98,
+            threshold_folds: 5,
+            seed: 42,
+            features: FeatureConfig::default(),
+            c: 1.0,
+            class_balance: 0.0,
+            eps: 0.1,
+            max_iter: 200,
+            nb_alpha: 0.03,
+            plain_weight: 1.0,
+            max_weights_per_class: 0,
+        }
+    }
+}
+
+/// One ranked label with its calibrated confidence in `[0, 1]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub label: String,
+    pub confidence: f64,
+}
+
+/// Facts about how a model was trained, stored with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub examples: usize,
+    pub trained_at_unix: u64,
+    pub train_seconds: f64,
+    /// Accuracy of the internal cross-validation (out-of-fold), if it ran.
+    pub internal_cv_accuracy: Option<f64>,
+    /// Share of internal-CV items at/above the chosen threshold.
+    pub internal_cv_coverage: Option<f64>,
+}
+
+/// A trained classifier. Cheap to share between threads (`&Model` is all prediction needs).
+#[derive(Debug, Clone)]
+pub struct Model {
+    header: Header,
+    vocab: Vocabulary,
+    weights: LinearWeights,
+}
+
+/// Everything but the big arrays; stored as JSON inside the model file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Header {
+    version: String,
+    labels: Vec<String>,
+    features: FeatureConfig,
+    /// Softmax temperature applied to the SVM decision values.
+    temperature: f64,
+    auto_threshold: Option<f64>,
+    target_precision: f64,
+    info: TrainingInfo,
+    n_columns: usize,
+    n_weights: usize,
+}
+
+const MAGIC: &[u8; 8] = b"MINYICLS";
+/// Bump when the file layout or the meaning of a stored field changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The fitted text → scores pipeline, without calibration.
+pub(crate) struct Scorer {
+    vocab: Vocabulary,
+    weights: LinearWeights,
+}
+
+impl Scorer {
+    pub(crate) fn fit(docs: &[&RawDoc], y: &[u32], n_classes: usize, config: &TrainConfig) -> Self {
+        let vocab = Vocabulary::fit(
+            docs,
+            config.features.min_df,
+            config.features.block_weights(),
+        );
+        let rows: Vec<SparseVec> = docs.par_iter().map(|d| vocab.transform(d)).collect();
+        let params = SvmParams {
+            c: config.c,
+            eps: config.eps,
+            max_iter: config.max_iter,
+            balance: config.class_balance,
+            bias: 1.0,
+            seed: config.seed,
+            nb_alpha: config.nb_alpha,
+            max_weights_per_class: config.max_weights_per_class,
+        };
+        let data = Rows {
+            rows: &rows,
+            n_cols: vocab.len(),
+        };
+        let mut weights = linear::train_ovr(&data, y, n_classes, &params);
+        if params.nb_alpha > 0.0 && config.plain_weight > 0.0 {
+            let plain = linear::train_ovr(
+                &data,
+                y,
+                n_classes,
+                &SvmParams {
+                    nb_alpha: 0.0,
+                    ..params
+                },
+            );
+            weights = weights.add_scaled(&plain, config.plain_weight as f32);
+        }
+        Self { vocab, weights }
+    }
+
+    pub(crate) fn scores(&self, doc: &RawDoc) -> Vec<f32> {
+        self.weights.scores(&self.vocab.transform(doc))
+    }
+}
+
+/// Softmax of `temperature × scores`, numerically stable; all-finite output summing to 1.
+pub(crate) fn softmax(scores: &[f32], temperature: f64) -> Vec<f64> {
+    let clean = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let max = scores
+        .iter()
+        .copied()
+        .map(clean)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if scores.is_empty() || !max.is_finite() {
+        let n = scores.len().max(1) as f64;
+        return vec![1.0 / n; scores.len()];
+    }
+    let exps: Vec<f64> = scores
+        .iter()
+        .map(|&s| (temperature * f64::from(clean(s) - max)).exp())
+        .collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
+}
+
+/// The temperature minimising the negative log-likelihood of the true classes (golden-section
+/// search over log T; the NLL is convex in T).
+fn fit_temperature(scores: &[Vec<f32>], y: &[u32]) -> f64 {
+    let nll = |log_t: f64| -> f64 {
+        let t = log_t.exp();
+        scores
+            .iter()
+            .zip(y)
+            .map(|(s, &c)| {
+                -softmax(s, t)
+                    .get(c as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+                    .max(1e-12)
+                    .ln()
+            })
+            .sum()
+    };
+    let (mut lo, mut hi) = ((0.01f64).ln(), (200.0f64).ln());
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..60 {
+        let a = hi - ratio * (hi - lo);
+        let b = lo + ratio * (hi - lo);
+        if nll(a) < nll(b) {
+            hi = b;
+        } else {
+            lo = a;
+        }
+    }
+    ((lo + hi) / 2.0).exp()
+}
+
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Model {
+    /// Trains on `examples`. With `config.threshold_folds ≥ 2` it first runs an internal
+    /// stratified cross-validation on these examples only, fits the confidence calibration to
+    /// the out-of-fold scores and picks the auto-dispatch threshold as the lowest confidence
+    /// whose out-of-fold precision reaches `config.target_precision`; then it trains the final
+    /// model on all examples. `progress`, if given, advances once per fitted model.
+    ///
+    /// Cost: `(threshold_folds + 1) × 2 × classes` binary SVMs, each a few passes over all
+    /// non-zeros, on the rayon pool. Fine for tens of classes; with thousands it is far too slow
+    /// today (see BENCHMARKS-classifier.md).
+    pub fn train(
+        examples: &[Example],
+        config: &TrainConfig,
+        progress: Option<&ProgressBar>,
+    ) -> Result<Model> {
+        let started = std::time::Instant::now();
+        if examples.is_empty() {
+            return Err(ClassifyError::Training("no training examples".into()));
+        }
+        if !(config.target_precision > 0.0 && config.target_precision <= 1.0) {
+            return Err(ClassifyError::InvalidArgument {
+                name: "target_precision",
+                message: format!("must be in (0, 1], got {}", config.target_precision),
+            });
+        }
+        if !(config.c > 0.0 && config.c.is_finite()) {
+            return Err(ClassifyError::InvalidArgument {
+                name: "c",
+                message: format!("must be positive, got {}", config.c),
+            });
+        }
+        let mut labels: Vec<String> = examples.iter().map(|e| e.label.clone()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        let y: Vec<u32> = examples
+            .iter()
+            .map(|e| labels.binary_search(&e.label).unwrap_or(0) as u32)
+            .collect();
+        let n_classes = labels.len();
+
+        features::warm_up();
+        let docs: Vec<RawDoc> = examples
+            .par_iter()
+            .map(|e| features::extract(&e.text, &config.features))
+            .collect();
+
+        let folds = config.threshold_folds;
+        let run_cv = folds >= 2 && examples.len() >= 2 * folds;
+        if let Some(bar) = progress {
+            bar.set_length(if run_cv { folds as u64 + 1 } else { 1 });
+            bar.set_position(0);
+        }
+
+        let mut temperature = 1.0;
+        let mut auto_threshold = None;
+        let mut cv_accuracy = None;
+        let mut cv_coverage = None;
+        if run_cv {
+            let assignment = stratified_folds(
+                &examples
+                    .iter()
+                    .map(|e| e.label.as_str())
+                    .collect::<Vec<_>>(),
+                folds,
+                config.seed,
+            );
+            let mut oof: Vec<Vec<f32>> = vec![Vec::new(); examples.len()];
+            for fold in 0..folds {
+                if let Some(bar) = progress {
+                    bar.set_message(format!("internal CV fold {}/{folds}", fold + 1));
+                }
+                let train_idx: Vec<usize> =
+                    (0..docs.len()).filter(|&i| assignment[i] != fold).collect();
+                let train_docs: Vec<&RawDoc> = train_idx.iter().map(|&i| &docs[i]).collect();
+                let train_y: Vec<u32> = train_idx.iter().map(|&i| y[i]).collect();
+                let scorer = Scorer::fit(&train_docs, &train_y, n_classes, config);
+                let held: Vec<usize> = (0..docs.len()).filter(|&i| assignment[i] == fold).collect();
+                let scores: Vec<Vec<f32>> =
+                    held.par_iter().map(|&i| scorer.scores(&docs[i])).collect();
+                for (i, s) in held.into_iter().zip(scores) {
+                    oof[i] = s;
+                }
+                if let Some(bar) = progress {
+                    bar.inc(1);
+                }
+            }
+            temperature = fit_temperature(&oof, &y);
+            let items: Vec<(f64, bool)> = oof
+                .iter()
+                .zip(&y)
+                .map(|(s, &c)| {
+                    let p = softmax(s, temperature);
+                    let (best, conf) = argmax(&p);
+                    (conf, best == c as usize)
+                })
+                .collect();
+            auto_threshold = metrics::select_threshold(&items, config.target_precision);
+            cv_accuracy = Some(items.iter().filter(|i| i.1).count() as f64 / items.len() as f64);
+            cv_coverage = Some(metrics::auto_dispatch(&items, auto_threshold).coverage);
+        }
+
+        if let Some(bar) = progress {
+            bar.set_message("final model");
+        }
+        let all: Vec<&RawDoc> = docs.iter().collect();
+        let scorer = Scorer::fit(&all, &y, n_classes, config);
+        if let Some(bar) = progress {
+            bar.inc(1);
+        }
+
+        let trained_at_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut hash = fnv(0xcbf2_9ce4_8422_2325, format!("{config:?}").as_bytes());
+        for e in examples {
+            hash = fnv(fnv(fnv(hash, e.label.as_bytes()), &[0]), e.text.as_bytes());
+        }
+        let header = Header {
+            version: format!("{hash:016x}-{trained_at_unix}"),
+            labels,
+            features: config.features.clone(),
+            temperature,
+            auto_threshold,
+            target_precision: config.target_precision,
+            info: TrainingInfo {
+                examples: examples.len(),
+                trained_at_unix,
+                train_seconds: started.elapsed().as_secs_f64(),
+                internal_cv_accuracy: cv_accuracy,
+                internal_cv_coverage: cv_coverage,
+            },
+            n_columns: scorer.vocab.len(),
+            n_weights: scorer.weights.values.len(),
+        };
+        Ok(Model {
+            header,
+            vocab: scorer.vocab,
+            weights: scorer.weights,
+        })
+    }
+
+    /// The `k` most likely labels, best first, with calibrated confidences in `[0, 1]` that sum
+    /// to at most 1. Any text is accepted (empty, huge, any script); only the first
+    /// `max_chars` characters are analysed. A text without known features gets the prior-like
+    /// bias ranking with low confidence.
+    pub fn predict(&self, text: &str, k: usize) -> Vec<Prediction> {
+        let doc = features::extract(text, &self.header.features);
+        let scores = self.weights.scores(&self.vocab.transform(&doc));
+        let probs = softmax(&scores, self.header.temperature);
+        let mut ranked: Vec<(usize, f64)> = probs.into_iter().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked
+            .into_iter()
+            .take(k)
+            .filter_map(|(i, p)| {
+                Some(Prediction {
+                    label: self.header.labels.get(i)?.clone(),
+                    confidence: if p.is_finite() {
+                        p.clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a prediction is confident enough to dispatch without a human.
+    pub fn is_auto(&self, prediction: &Prediction) -> bool {
+        self.header
+            .auto_threshold
+            .is_some_and(|t| prediction.confidence >= t)
+    }
+
+    /// The confidence at or above which a top prediction is dispatched automatically; `None` if
+    /// no threshold reached the target precision in training (everything goes to a human).
+    pub fn auto_threshold(&self) -> Option<f64> {
+        self.header.auto_threshold
+    }
+
+    /// The precision the threshold was chosen for.
+    pub fn target_precision(&self) -> f64 {
+        self.header.target_precision
+    }
+
+    /// A stable identifier: hash of the training data and configuration, plus training time.
+    pub fn version(&self) -> &str {
+        &self.header.version
+    }
+
+    /// The labels the model can predict, sorted.
+    pub fn labels(&self) -> &[String] {
+        &self.header.labels
+    }
+
+    pub fn training_info(&self) -> &TrainingInfo {
+        &self.header.info
+    }
+
+    /// Writes the model: `MINYICLS`, format version (u32 LE), header length (u64 LE), JSON
+    /// header, then the little-endian arrays (feature ids, IDF, blocks, weight offsets, weight
+    /// classes, weight values, biases).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let io = |source| ClassifyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let header = serde_json::to_vec(&self.header).map_err(|e| io(e.into()))?;
+        let mut buf = Vec::with_capacity(
+            header.len() + self.vocab.len() * 17 + self.weights.values.len() * 8 + 64,
+        );
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        buf.extend_from_slice(&header);
+        self.vocab
+            .ids
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        self.vocab
+            .idf
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        buf.extend_from_slice(&self.vocab.blocks);
+        let w = &self.weights;
+        w.offsets
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        w.classes
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        w.values
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        w.bias
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        // Write to a sibling file and rename, so a crash never leaves a truncated model behind.
+        let tmp = path.with_extension("tmp-minyi");
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(&buf).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads a model written by [`Model::save`], checking the format version and every length.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| ClassifyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes).map_err(|message| ClassifyError::ModelFormat {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    fn from_bytes(bytes: &[u8]) -> std::result::Result<Model, String> {
+        let mut r = Reader { bytes, pos: 0 };
+        if r.take(8)? != MAGIC {
+            return Err("bad magic bytes".into());
+        }
+        let format = u32::from_le_bytes(r.array()?);
+        if format != FORMAT_VERSION {
+            return Err(format!(
+                "format version {format}, this build reads {FORMAT_VERSION}"
+            ));
+        }
+        let header_len =
+            usize::try_from(u64::from_le_bytes(r.array()?)).map_err(|e| e.to_string())?;
+        let header: Header =
+            serde_json::from_slice(r.take(header_len)?).map_err(|e| format!("header: {e}"))?;
+        let n = header.n_columns;
+        let nnz = header.n_weights;
+        let ids = r.vec(n, u64::from_le_bytes)?;
+        let idf = r.vec(n, f32::from_le_bytes)?;
+        let blocks = r.take(n)?.to_vec();
+        let offsets = r.vec(n.checked_add(1).ok_or("size overflow")?, u32::from_le_bytes)?;
+        let classes = r.vec(nnz, u32::from_le_bytes)?;
+        let values = r.vec(nnz, f32::from_le_bytes)?;
+        let bias = r.vec(header.labels.len(), f32::from_le_bytes)?;
+        if r.pos != bytes.len() {
+            return Err("trailing bytes".into());
+        }
+        let weights = LinearWeights {
+            n_classes: header.labels.len(),
+            offsets,
+            classes,
+            values,
+            bias,
+        };
+        weights.validate(n)?;
+        let vocab = Vocabulary::from_parts(ids, idf, blocks, header.features.block_weights());
+        Ok(Model {
+            header,
+            vocab,
+            weights,
+        })
+    }
+}
+
+pub(crate) fn argmax(p: &[f64]) -> (usize, f64) {
+    p.iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+}
+
+/// Bounds-checked little-endian reader for model files.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).ok_or("size overflow")?;
+        let slice = self.bytes.get(self.pos..end).ok_or("file is truncated")?;
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn vec<T, const N: usize>(
+        &mut self,
+        count: usize,
+        decode: fn([u8; N]) -> T,
+    ) -> std::result::Result<Vec<T>, String> {
+        let bytes = self.take(count.checked_mul(N).ok_or("size overflow")?)?;
+        Ok(bytes
+            .chunks_exact(N)
+            .map(|c| {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                decode(a)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_stable() {
+        let p = softmax(&[1000.0, 0.0, -1000.0], 10.0);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(p.iter().all(|x| x.is_finite()));
+        assert_eq!(softmax(&[], 1.0), Vec::<f64>::new());
+        let p = softmax(&[f32::NAN, 1.0], 1.0);
+        assert!(p.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn temperature_sharpens_confident_scores() {
+        // Always right with margin 1: the likelihood grows with T, so T hits the upper range.
+        let scores = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+        assert!(fit_temperature(&scores, &[0, 1]) > 50.0);
+        // Right half the time: T near 0 (uniform) is best.
+        let t = fit_temperature(&scores, &[0, 0]);
+        assert!(t < 0.1, "{t}");
+    }
+
+    #[test]
+    fn corrupt_files_are_errors() {
+        assert!(Model::from_bytes(b"").is_err());
+        assert!(
+            Model::from_bytes(b"MINYICLS\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff").is_err()
+        );
+        assert!(
+            Model::from_bytes(b"MINYICLS\x09\x00\x00\x00")
+                .unwrap_err()
+                .contains("version")
+        );
+    }
+}

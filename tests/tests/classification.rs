@@ -1,0 +1,168 @@
+//! Petitions flow from intake through classification: routed to the owner, sent to a
+//! dispatcher when unsure or when the place is unknown, linked when they repeat an open ticket.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use minyi_catalog::model::Responsibility;
+use minyi_core::auth::Role;
+use minyi_core::petition::TicketStatus;
+use minyi_proto::classification::SuggestRequest;
+use minyi_proto::classification::classification_service_client::ClassificationServiceClient;
+use minyi_proto::common::Location;
+use minyi_proto::intake::{GetTicketRequest, SubmitPetitionRequest, Ticket};
+use support::{Backend, INTAKE_AND_CLASSIFICATION, spawn_services};
+
+async fn wait_routed(intake: &mut support::Intake, id: &str) -> Ticket {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = intake
+            .get_ticket(GetTicketRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if t.routing.is_some() {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ticket {id} was never classified"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn submit(intake: &mut support::Intake, text: &str, address: &str) -> Ticket {
+    intake
+        .submit_petition(SubmitPetitionRequest {
+            channel: 1,
+            text: text.into(),
+            location: Some(Location {
+                address: address.into(),
+                point: None,
+            }),
+            ..SubmitPetitionRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap()
+}
+
+async fn pipeline(backend: Backend) {
+    let app = spawn_services(backend, INTAKE_AND_CLASSIFICATION).await;
+    let catalog = support::small_catalog(&tempfile::tempdir().unwrap().path().join("c"));
+    let mut agent = app.intake(Some(Role::Agent)).await;
+
+    // A clear functional petition with a known place: dispatched to the department.
+    let functional = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .unwrap();
+    let t = submit(
+        &mut agent,
+        &functional.phrasings.join("，"),
+        "光明街道东周社区",
+    )
+    .await;
+    let t = wait_routed(&mut agent, &t.id).await;
+    let r = t.routing.clone().unwrap();
+    assert_eq!(r.catalog_version, "v1");
+    assert!(!r.model_version.is_empty());
+    assert_eq!(r.suggestions.len().min(5), r.suggestions.len());
+    if r.decision == "auto" {
+        assert_eq!(t.status, TicketStatus::Dispatched.to_proto());
+        assert_eq!(r.item_code, functional.code);
+        let Responsibility::Functional { unit } = &functional.responsibility else {
+            unreachable!()
+        };
+        assert_eq!(&r.lead_unit, unit);
+    } else {
+        assert_eq!(t.status, TicketStatus::NeedsDispatcher.to_proto());
+    }
+
+    // A territorial matter with no location at all: a dispatcher decides, never a guess.
+    let territorial = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Territorial))
+        .unwrap();
+    let t = submit(&mut agent, &territorial.phrasings.join("，"), "").await;
+    let t = wait_routed(&mut agent, &t.id).await;
+    let r = t.routing.unwrap();
+    if r.item_code == territorial.code {
+        assert_eq!(r.decision, "needs_dispatcher");
+        assert!(r.lead_unit.is_empty());
+        assert_eq!(t.status, TicketStatus::NeedsDispatcher.to_proto());
+    }
+
+    // The same matter at the same place again: linked, not dispatched a second time.
+    let text = format!("{}，已经好几天了", territorial.phrasings.join("，"));
+    let first = submit(&mut agent, &text, "公明街道上村社区").await;
+    let first = wait_routed(&mut agent, &first.id).await;
+    if !first.routing.as_ref().unwrap().community.is_empty() {
+        let again = submit(&mut agent, &format!("{text}！"), "公明街道上村社区").await;
+        let again = wait_routed(&mut agent, &again.id).await;
+        assert_eq!(again.status, TicketStatus::LinkedDuplicate.to_proto());
+        assert_eq!(again.routing.unwrap().duplicate_of, first.id);
+    }
+
+    // Suggest while typing; hostile input is answered, not crashed on.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", app.token(Role::Agent))
+        .parse()
+        .unwrap();
+    let mut suggest =
+        ClassificationServiceClient::with_interceptor(channel, support::Bearer(Some(token)));
+    let s = suggest
+        .suggest(SuggestRequest {
+            text: functional.phrasings[0].clone(),
+            location: None,
+            k: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.suggestions.len(), 3);
+    for text in [
+        "😀".repeat(10),
+        "x".repeat(200_000),
+        "<script>alert(1)</script>".into(),
+    ] {
+        suggest
+            .suggest(SuggestRequest {
+                text,
+                location: None,
+                k: 5,
+            })
+            .await
+            .unwrap();
+    }
+    let e = suggest
+        .suggest(SuggestRequest {
+            text: " ".into(),
+            location: None,
+            k: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_pipeline_routes_dispatches_and_links() {
+    pipeline(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn production_pipeline_routes_dispatches_and_links() {
+    pipeline(Backend::Production).await;
+}
