@@ -71,6 +71,8 @@ pub struct App {
     http: TcpListener,
     /// The catalog, gazetteer and classifier in force (classification).
     router: Option<RouterHandle>,
+    /// The active catalog version at start (Open311 services, classification).
+    catalog: Arc<Catalog>,
 }
 
 /// Development secrets, generated on the first `minyi dev` and kept in the data directory.
@@ -128,12 +130,14 @@ impl App {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        let catalog = Arc::new(load_catalog(&config)?);
         let router = if services.contains(&Service::Classification) {
-            Some(start_router(&config)?)
+            Some(start_router(&config, catalog.clone())?)
         } else {
             None
         };
         let app = App {
+            catalog,
             router,
             config,
             services,
@@ -205,6 +209,7 @@ impl App {
             .add_service(reflection);
         let interceptor = auth_interceptor(self.authority.clone());
         let mut intake_grpc = None;
+        let mut open311 = None;
         let mut router_grpc = None;
 
         if self.services.contains(&Service::Intake) {
@@ -222,6 +227,14 @@ impl App {
             health_reporter
                 .set_serving::<IntakeServiceServer<IntakeApi>>()
                 .await;
+            open311 = Some(minyi_intake::open311::router(
+                minyi_intake::open311::Open311State::new(
+                    api.clone(),
+                    self.catalog.clone(),
+                    self.authority.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            ));
             intake_grpc = Some(IntakeServiceServer::with_interceptor(
                 api,
                 interceptor.clone(),
@@ -263,7 +276,11 @@ impl App {
             workers.push(tokio::spawn(relay.run(stop_rx.clone())));
         }
 
-        let http_app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let mut http_app =
+            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        if let Some(open311) = open311 {
+            http_app = http_app.merge(open311);
+        }
         let mut http_stop = stop_rx.clone();
         let http = tokio::spawn(
             axum::serve(self.http, http_app)
@@ -298,12 +315,9 @@ impl App {
     }
 }
 
-/// Loads the active catalog now (importing the demo catalog into an empty directory), then
-/// loads or trains the classifier in the background: the handle fills when it is ready.
-fn start_router(config: &Config) -> anyhow::Result<RouterHandle> {
+/// Loads the active catalog, importing the demo catalog into an empty directory.
+fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
     let dir = config.catalog_dir();
-    let model_path = config.model_path();
-    let per_item = config.classifier_examples_per_item;
     let store = CatalogDir::open(&dir)
         .with_context(|| format!("opening the catalog directory {}", dir.display()))?;
     let catalog = match store.active() {
@@ -316,6 +330,14 @@ fn start_router(config: &Config) -> anyhow::Result<RouterHandle> {
         }
         Err(e) => return Err(e).context("no active catalog version"),
     };
+    Ok(catalog)
+}
+
+/// Loads or trains the classifier for `catalog` in the background: the handle fills when it
+/// is ready.
+fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<RouterHandle> {
+    let model_path = config.model_path();
+    let per_item = config.classifier_examples_per_item;
     let handle = RouterHandle::pending();
     let filled = handle.clone();
     tokio::task::spawn_blocking(move || {
@@ -336,7 +358,7 @@ fn start_router(config: &Config) -> anyhow::Result<RouterHandle> {
                     "classifier ready"
                 );
                 filled.swap(Router {
-                    catalog: Arc::new(catalog),
+                    catalog,
                     gazetteer: Arc::new(Gazetteer::guangming()),
                     model: Arc::new(model),
                 });

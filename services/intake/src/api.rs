@@ -106,6 +106,7 @@ impl IntakeApi {
             received_at: now,
             received_by: received_by.to_owned(),
             follow_ups: vec![],
+            routing: None,
         };
         // The event carries no personal data: other services never need it.
         let event = new_event(
@@ -381,6 +382,7 @@ mod tests {
             received_at: DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap(),
             received_by: String::new(),
             follow_ups: vec![],
+            routing: None,
         };
         assert_eq!(
             decode_cursor(&encode_cursor(&t)),

@@ -7,6 +7,7 @@
 //! - [`view`]: tickets as callers see them, masked by role.
 
 pub mod api;
+pub mod open311;
 pub mod relay;
 pub mod view;
 
