@@ -159,6 +159,10 @@ impl App {
         self.http.local_addr().unwrap_or(self.config.http_addr)
     }
 
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
+    }
+
     pub fn backends(&self) -> &Backends {
         &self.backends
     }

@@ -3,6 +3,7 @@
 //! - [`config`]: one configuration struct, from defaults, a file and `MINYI_*` variables.
 //! - [`app`]: builds backends and services and runs them until shutdown (used by tests too).
 //! - [`client`]: the agent commands (`minyi petition …`) over gRPC.
+//! - [`demo`]: `minyi dev --demo`, a replay of realistic petitions.
 //! - [`bench`]: `minyi bench intake`, a gRPC load generator with an HDR histogram.
 //! - [`telemetry`]: logging setup.
 //! - [`signal`]: SIGTERM/SIGINT handling.
@@ -12,5 +13,6 @@ pub mod app;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod signal;
 pub mod telemetry;

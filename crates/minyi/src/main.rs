@@ -144,12 +144,26 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                 data_dir.display(),
                 creds.display()
             );
+            let (demo_stop, demo_rx) = tokio::sync::watch::channel(false);
             if demo {
-                tracing::warn!(
-                    "--demo: replay is not implemented yet; the cluster runs without it"
-                );
+                let token = app.token_authority().issue(
+                    "demo-agent",
+                    minyi_core::auth::Role::Agent,
+                    None,
+                    chrono::Duration::days(1),
+                )?;
+                tokio::spawn(minyi::demo::replay(
+                    format!("http://{}", app.grpc_addr()),
+                    token,
+                    app.catalog(),
+                    demo_rx,
+                ));
             }
-            app.run_until(minyi::signal::shutdown()).await
+            let shutdown = async move {
+                minyi::signal::shutdown().await;
+                let _ = demo_stop.send(true);
+            };
+            app.run_until(shutdown).await
         }
         Command::Serve {
             service,
