@@ -283,8 +283,14 @@ async fn personal_data_is_sealed_at_rest() {
     let app = spawn_app(Backend::Production).await;
     let mut agent = app.intake(Some(Role::Agent)).await;
     agent.submit_petition(petition("pii")).await.unwrap();
-    let pool = sqlx_pool(&app).await;
-    let row: (Option<String>, Option<String>, Option<String>) = sqlx_fetch(&pool).await;
+    let url = app.config.database_url.clone().unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let row: (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT caller_name, caller_phone, caller_id_number FROM tickets",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     for (v, plain) in [
         (row.0, "王小明"),
         (row.1, "13912345678"),
@@ -295,31 +301,4 @@ async fn personal_data_is_sealed_at_rest() {
         assert!(v.starts_with("k1:"), "key id stored for rotation: {v}");
     }
     app.stop().await;
-}
-
-async fn sqlx_pool(app: &support::TestApp) -> String {
-    app.config.database_url.clone().unwrap()
-}
-
-async fn sqlx_fetch(url: &str) -> (Option<String>, Option<String>, Option<String>) {
-    let out = tokio::process::Command::new("psql")
-        .arg(url.replace("?sslmode=disable", ""))
-        .args([
-            "-At",
-            "-F",
-            "|",
-            "-c",
-            "SELECT caller_name, caller_phone, caller_id_number FROM tickets",
-        ])
-        .output()
-        .await
-        .expect("psql");
-    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let parts: Vec<&str> = s.split('|').collect();
-    assert_eq!(parts.len(), 3, "{s}");
-    (
-        Some(parts[0].to_owned()),
-        Some(parts[1].to_owned()),
-        Some(parts[2].to_owned()),
-    )
 }
