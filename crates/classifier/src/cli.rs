@@ -182,21 +182,11 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<()> {
             let assignment = stratified_folds(&labels, *folds, config.seed);
             let mut reports = Vec::new();
             for fold in 0..*folds {
-                let (test, train): (Vec<Example>, Vec<Example>) = data
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (assignment[i] == fold, e))
-                    .fold(
-                        (Vec::new(), Vec::new()),
-                        |(mut test, mut train), (held, e)| {
-                            if held {
-                                test.push(e.clone())
-                            } else {
-                                train.push(e.clone())
-                            }
-                            (test, train)
-                        },
-                    );
+                let (mut train, mut test) = (Vec::new(), Vec::new());
+                for (example, &f) in data.iter().zip(&assignment) {
+                    let part = if f == fold { &mut test } else { &mut train };
+                    part.push(example.clone());
+                }
                 let report = train_and_evaluate(
                     &train,
                     &test,
