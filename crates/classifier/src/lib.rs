@@ -8,6 +8,9 @@
 //!   NB-scaled features (NB-SVM) and one plain, summed into a single sparse, feature-major weight
 //!   matrix (prediction cost does not grow with the ensemble, and stays proportional to the
 //!   text's features × classes per feature with thousands of labels).
+//! - `centroid`: TF-IDF nearest centroid with class-frequency weighting, in the same sparse
+//!   feature-major weights, for label sets too large for the SVMs ([`Algorithm`]; the default
+//!   picks it above 200 labels).
 //! - [`model`]: [`Model::train`] (internal cross-validation → softmax temperature and
 //!   auto-dispatch threshold, then the final fit), [`Model::predict`], save/load.
 //! - [`metrics`]: accuracy, macro-F1, auto-dispatch coverage/precision, threshold selection.
@@ -27,6 +30,7 @@
 //! # Ok::<(), minyi_classifier::ClassifyError>(())
 //! ```
 
+mod centroid;
 pub mod cli;
 pub mod data;
 mod error;
@@ -38,4 +42,4 @@ pub mod model;
 pub use data::{Example, read_csv, stratified_folds};
 pub use error::{ClassifyError, Result};
 pub use features::FeatureConfig;
-pub use model::{Model, Prediction, TrainConfig, TrainingInfo};
+pub use model::{Algorithm, Model, Prediction, TrainConfig, TrainingInfo};

@@ -179,35 +179,42 @@ pub(crate) fn train_ovr(
         })
         .collect();
 
-    // Transpose class-major → feature-major by counting sort.
-    let mut counts = vec![0u32; data.n_cols + 1];
-    for (w, _) in &per_class {
-        for &(j, _) in w {
-            counts[j as usize + 1] += 1;
+    LinearWeights::from_class_major(&per_class, data.n_cols)
+}
+
+impl LinearWeights {
+    /// Assembles feature-major weights from per-class `(sparse weights, bias)` by counting
+    /// sort.
+    pub(crate) fn from_class_major(per_class: &[(Vec<(u32, f32)>, f32)], n_cols: usize) -> Self {
+        let mut counts = vec![0u32; n_cols + 1];
+        for (w, _) in per_class {
+            for &(j, _) in w {
+                counts[j as usize + 1] += 1;
+            }
         }
-    }
-    for j in 0..data.n_cols {
-        counts[j + 1] += counts[j];
-    }
-    let offsets = counts.clone();
-    let total = offsets[data.n_cols] as usize;
-    let mut classes = vec![0u32; total];
-    let mut values = vec![0f32; total];
-    let mut cursor = counts;
-    for (class, (w, _)) in per_class.iter().enumerate() {
-        for &(j, v) in w {
-            let k = cursor[j as usize] as usize;
-            classes[k] = class as u32;
-            values[k] = v;
-            cursor[j as usize] += 1;
+        for j in 0..n_cols {
+            counts[j + 1] += counts[j];
         }
-    }
-    LinearWeights {
-        n_classes,
-        offsets,
-        classes,
-        values,
-        bias: per_class.iter().map(|p| p.1).collect(),
+        let offsets = counts.clone();
+        let total = offsets[n_cols] as usize;
+        let mut classes = vec![0u32; total];
+        let mut values = vec![0f32; total];
+        let mut cursor = counts;
+        for (class, (w, _)) in per_class.iter().enumerate() {
+            for &(j, v) in w {
+                let k = cursor[j as usize] as usize;
+                classes[k] = class as u32;
+                values[k] = v;
+                cursor[j as usize] += 1;
+            }
+        }
+        LinearWeights {
+            n_classes: per_class.len(),
+            offsets,
+            classes,
+            values,
+            bias: per_class.iter().map(|p| p.1).collect(),
+        }
     }
 }
 

@@ -9,11 +9,47 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::centroid;
 use crate::data::{Example, stratified_folds};
 use crate::error::{ClassifyError, Result};
 use crate::features::{self, FeatureConfig, RawDoc, SparseVec, Vocabulary};
 use crate::linear::{self, LinearWeights, Rows, SvmParams};
 use crate::metrics;
+
+/// Which classifier [`Model::train`] fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// [`Algorithm::Centroid`] with more than [`AUTO_CENTROID_ABOVE_LABELS`] labels, else
+    /// [`Algorithm::Svm`].
+    #[default]
+    Auto,
+    /// One-vs-rest NB-SVM + SVM ensemble: most accurate, but training cost grows with
+    /// classes × examples (tens of classes are fine, thousands are not).
+    Svm,
+    /// TF-IDF nearest centroid (cosine similarity, sparse inverted-index scoring); confidences
+    /// are a softmax over the [`CENTROID_SOFTMAX_TOP_K`] best scores. Trains in seconds with
+    /// thousands of classes and a few examples each.
+    Centroid,
+}
+
+/// [`Algorithm::Auto`] picks the centroid classifier when there are more labels than this.
+pub const AUTO_CENTROID_ABOVE_LABELS: usize = 200;
+
+/// The centroid classifier's confidence is a softmax over this many best scores (or over `k`
+/// if `predict` is asked for more).
+pub const CENTROID_SOFTMAX_TOP_K: usize = 10;
+
+impl Algorithm {
+    /// The concrete algorithm for `n_labels` labels (never `Auto`).
+    pub fn resolve(self, n_labels: usize) -> Algorithm {
+        match self {
+            Algorithm::Auto if n_labels > AUTO_CENTROID_ABOVE_LABELS => Algorithm::Centroid,
+            Algorithm::Auto => Algorithm::Svm,
+            other => other,
+        }
+    }
+}
 
 /// Training settings. `Default` gives the tuned configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +82,9 @@ pub struct TrainConfig {
     /// prunes nothing with 7 classes. Pruning to 5,000 or 20,000 per class cost 0.15 accuracy
     /// points on the 7-class petition data. `0` keeps all.
     pub max_weights: usize,
+    /// Which classifier to fit; the default picks by the number of labels (see [`Algorithm`]).
+    /// The SVM settings above are ignored by the centroid classifier.
+    pub algorithm: Algorithm,
 }
 
 impl Default for TrainConfig {
@@ -62,6 +101,7 @@ impl Default for TrainConfig {
             nb_alpha: 0.03,
             plain_weight: 1.0,
             max_weights: 4_000_000,
+            algorithm: Algorithm::Auto,
         }
     }
 }
@@ -106,11 +146,22 @@ struct Header {
     info: TrainingInfo,
     n_columns: usize,
     n_weights: usize,
+    /// The fitted algorithm (files of format 1 are all SVM models).
+    #[serde(default = "svm")]
+    algorithm: Algorithm,
+    /// When set, confidences are a softmax over only this many best scores (at least `k`).
+    #[serde(default)]
+    softmax_top_k: Option<usize>,
+}
+
+fn svm() -> Algorithm {
+    Algorithm::Svm
 }
 
 const MAGIC: &[u8; 8] = b"MINYICLS";
 /// Bump when the file layout or the meaning of a stored field changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: header gained `algorithm` and `softmax_top_k` (format 1 files still load, as SVM models).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The fitted text → scores pipeline, without calibration.
 struct Scorer {
@@ -119,13 +170,28 @@ struct Scorer {
 }
 
 impl Scorer {
-    fn fit(docs: &[&RawDoc], y: &[u32], n_classes: usize, config: &TrainConfig) -> Self {
+    fn fit(
+        docs: &[&RawDoc],
+        y: &[u32],
+        n_classes: usize,
+        config: &TrainConfig,
+        algorithm: Algorithm,
+    ) -> Self {
         let vocab = Vocabulary::fit(
             docs,
             config.features.min_df,
             config.features.block_weights(),
         );
         let rows: Vec<SparseVec> = docs.par_iter().map(|d| vocab.transform(d)).collect();
+        if algorithm == Algorithm::Centroid {
+            let per_class = if config.max_weights == 0 {
+                0
+            } else {
+                config.max_weights.div_ceil(n_classes.max(1)).max(1)
+            };
+            let weights = centroid::train_centroids(&rows, y, n_classes, vocab.len(), per_class);
+            return Self { vocab, weights };
+        }
         let params = SvmParams {
             c: config.c,
             eps: config.eps,
@@ -230,9 +296,11 @@ impl Model {
     /// whose out-of-fold precision reaches `config.target_precision`; then it trains the final
     /// model on all examples. `progress`, if given, advances once per fitted model.
     ///
-    /// Cost: `(threshold_folds + 1) × 2 × classes` binary SVMs, each a few passes over all
-    /// non-zeros, on the rayon pool. Fine for tens of classes; with thousands it is far too slow
-    /// today (see BENCHMARKS-classifier.md).
+    /// Cost with [`Algorithm::Svm`]: `(threshold_folds + 1) × 2 × classes` binary SVMs, each a
+    /// few passes over all non-zeros, on the rayon pool. Fine for tens of classes; with
+    /// thousands it is far too slow. [`Algorithm::Centroid`] (the default above
+    /// [`AUTO_CENTROID_ABOVE_LABELS`] labels) costs about one pass over the examples per fit
+    /// (see BENCHMARKS-classifier.md).
     pub fn train(
         examples: &[Example],
         config: &TrainConfig,
@@ -262,6 +330,8 @@ impl Model {
             .map(|e| labels.binary_search(&e.label).unwrap_or(0) as u32)
             .collect();
         let n_classes = labels.len();
+        let algorithm = config.algorithm.resolve(n_classes);
+        let softmax_top_k = (algorithm == Algorithm::Centroid).then_some(CENTROID_SOFTMAX_TOP_K);
 
         features::warm_up();
         let docs: Vec<RawDoc> = examples
@@ -290,6 +360,9 @@ impl Model {
                 config.seed,
             );
             let mut oof: Vec<Vec<f32>> = vec![Vec::new(); examples.len()];
+            // Index of the true class in `oof[i]` (with top-k scores: its rank, or u32::MAX
+            // when it is not among them).
+            let mut oof_y: Vec<u32> = y.clone();
             for fold in 0..folds {
                 if let Some(bar) = progress {
                     bar.set_message(format!("internal CV fold {}/{folds}", fold + 1));
@@ -298,21 +371,37 @@ impl Model {
                     (0..docs.len()).filter(|&i| assignment[i] != fold).collect();
                 let train_docs: Vec<&RawDoc> = train_idx.iter().map(|&i| &docs[i]).collect();
                 let train_y: Vec<u32> = train_idx.iter().map(|&i| y[i]).collect();
-                let scorer = Scorer::fit(&train_docs, &train_y, n_classes, config);
+                let scorer = Scorer::fit(&train_docs, &train_y, n_classes, config, algorithm);
                 let held: Vec<usize> = (0..docs.len()).filter(|&i| assignment[i] == fold).collect();
-                let scores: Vec<Vec<f32>> =
-                    held.par_iter().map(|&i| scorer.scores(&docs[i])).collect();
-                for (i, s) in held.into_iter().zip(scores) {
+                let scores: Vec<(Vec<f32>, u32)> = held
+                    .par_iter()
+                    .map(|&i| {
+                        let s = scorer.scores(&docs[i]);
+                        match softmax_top_k {
+                            // Keep only what the confidence depends on: the best k scores,
+                            // and where the true class ranks among them.
+                            Some(k) => {
+                                let top = centroid::top_k(&s, k);
+                                let pos = top.iter().position(|t| t.0 == y[i]);
+                                let pos = pos.map_or(u32::MAX, |p| p as u32);
+                                (top.into_iter().map(|t| t.1).collect(), pos)
+                            }
+                            None => (s, y[i]),
+                        }
+                    })
+                    .collect();
+                for (i, (s, target)) in held.into_iter().zip(scores) {
                     oof[i] = s;
+                    oof_y[i] = target;
                 }
                 if let Some(bar) = progress {
                     bar.inc(1);
                 }
             }
-            temperature = fit_temperature(&oof, &y);
+            temperature = fit_temperature(&oof, &oof_y);
             let items: Vec<(f64, bool)> = oof
                 .iter()
-                .zip(&y)
+                .zip(&oof_y)
                 .map(|(s, &c)| {
                     let p = softmax(s, temperature);
                     let (best, conf) = argmax(&p);
@@ -328,7 +417,7 @@ impl Model {
             bar.set_message("final model");
         }
         let all: Vec<&RawDoc> = docs.iter().collect();
-        let scorer = Scorer::fit(&all, &y, n_classes, config);
+        let scorer = Scorer::fit(&all, &y, n_classes, config, algorithm);
         if let Some(bar) = progress {
             bar.inc(1);
         }
@@ -356,6 +445,8 @@ impl Model {
             },
             n_columns: scorer.vocab.len(),
             n_weights: scorer.weights.values.len(),
+            algorithm,
+            softmax_top_k,
         };
         Ok(Model {
             header,
@@ -371,9 +462,20 @@ impl Model {
     pub fn predict(&self, text: &str, k: usize) -> Vec<Prediction> {
         let doc = features::extract(text, &self.header.features);
         let scores = self.weights.scores(&self.vocab.transform(&doc));
-        let probs = softmax(&scores, self.header.temperature);
-        let mut ranked: Vec<(usize, f64)> = probs.into_iter().enumerate().collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let ranked: Vec<(usize, f64)> = match self.header.softmax_top_k {
+            Some(top) => {
+                let best = centroid::top_k(&scores, top.max(k));
+                let values: Vec<f32> = best.iter().map(|b| b.1).collect();
+                let probs = softmax(&values, self.header.temperature);
+                best.iter().map(|b| b.0 as usize).zip(probs).collect()
+            }
+            None => {
+                let probs = softmax(&scores, self.header.temperature);
+                let mut ranked: Vec<(usize, f64)> = probs.into_iter().enumerate().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                ranked
+            }
+        };
         ranked
             .into_iter()
             .take(k)
@@ -416,6 +518,11 @@ impl Model {
     /// The labels the model can predict, sorted.
     pub fn labels(&self) -> &[String] {
         &self.header.labels
+    }
+
+    /// The algorithm this model was trained with (never [`Algorithm::Auto`]).
+    pub fn algorithm(&self) -> Algorithm {
+        self.header.algorithm
     }
 
     pub fn training_info(&self) -> &TrainingInfo {
@@ -488,7 +595,7 @@ impl Model {
             return Err("bad magic bytes".into());
         }
         let format = u32::from_le_bytes(r.array()?);
-        if format != FORMAT_VERSION {
+        if format != FORMAT_VERSION && format != 1 {
             return Err(format!(
                 "format version {format}, this build reads {FORMAT_VERSION}"
             ));

@@ -249,3 +249,88 @@ fn cli_errors_name_the_problem() {
     let err = run_cli(&["predict", "--model", "/no/model.bin", "x"]).unwrap_err();
     assert!(err.contains("/no/model.bin"), "{err}");
 }
+
+/// 300 labels × 3 synthetic texts: each label has two distinctive made-up words (pairs of rare
+/// CJK characters) inside shared boilerplate.
+fn many_label_examples() -> Vec<Example> {
+    let cjk = |i: usize| char::from_u32(0x4E00 + (i as u32 * 7919) % 20_000).unwrap();
+    let mut out = Vec::new();
+    for label in 0..300 {
+        let a: String = [cjk(4 * label), cjk(4 * label + 1)].iter().collect();
+        let b: String = [cjk(4 * label + 2), cjk(4 * label + 3)].iter().collect();
+        for text in [
+            format!("您好，我要反映{a}{b}的问题"),
+            format!("市民来电称小区附近{a}严重，希望尽快处理{b}"),
+            format!("{b}和{a}问题一直没有解决，请相关部门处理"),
+        ]
+        .into_iter()
+        {
+            out.push(Example {
+                text,
+                label: format!("item-{label:03}"),
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn centroid_handles_many_labels() {
+    use minyi_classifier::Algorithm;
+    let many = many_label_examples();
+    let config = TrainConfig {
+        threshold_folds: 3,
+        features: minyi_classifier::FeatureConfig {
+            min_df: 1,
+            ..Default::default()
+        },
+        ..TrainConfig::default()
+    };
+    assert_eq!(config.algorithm, Algorithm::Auto);
+    let model = Model::train(&many, &config, None).unwrap();
+    assert_eq!(
+        model.algorithm(),
+        Algorithm::Centroid,
+        "auto picks centroid"
+    );
+    assert_eq!(model.labels().len(), 300);
+    let cv = model.training_info().internal_cv_accuracy.unwrap();
+    assert!(cv > 0.9, "internal CV accuracy {cv}");
+    for e in &many {
+        let top = model.predict(&e.text, 5);
+        assert_eq!(top.len(), 5);
+        assert_eq!(top[0].label, e.label, "{}", e.text);
+        assert!(top.windows(2).all(|w| w[0].confidence >= w[1].confidence));
+        let sum: f64 = top.iter().map(|p| p.confidence).sum();
+        assert!(sum <= 1.0 + 1e-9 && top.iter().all(|p| p.confidence >= 0.0));
+    }
+    assert_eq!(model.predict("", 3).len(), 3);
+    assert_eq!(model.predict("任何文本", 400).len(), 300);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("centroid.model");
+    model.save(&path).unwrap();
+    let loaded = Model::load(&path).unwrap();
+    assert_eq!(loaded.algorithm(), Algorithm::Centroid);
+    assert_eq!(loaded.version(), model.version());
+    assert_eq!(loaded.labels(), model.labels());
+    assert_eq!(loaded.auto_threshold(), model.auto_threshold());
+    assert_eq!(loaded.training_info(), model.training_info());
+    for e in many.iter().step_by(7) {
+        assert_eq!(loaded.predict(&e.text, 5), model.predict(&e.text, 5));
+    }
+
+    // Forcing the SVM path on a few labels still works, and the small fixture stays SVM.
+    assert_eq!(trained().algorithm(), Algorithm::Svm);
+    let forced = Model::train(
+        &examples()[..],
+        &TrainConfig {
+            algorithm: Algorithm::Centroid,
+            ..small_config()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(forced.algorithm(), Algorithm::Centroid);
+    assert_eq!(forced.labels(), trained().labels());
+}
