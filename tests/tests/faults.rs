@@ -48,10 +48,12 @@ fn free_port() -> u16 {
 struct Proc {
     child: Child,
     grpc: String,
+    _data: tempfile::TempDir,
 }
 
 async fn start_intake(config: &Config, relay: bool) -> Proc {
     let port = free_port();
+    let data = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(minyi_bin());
     cmd.args(["serve", "intake"])
         .env("MINYI_GRPC_ADDR", format!("127.0.0.1:{port}"))
@@ -73,6 +75,7 @@ async fn start_intake(config: &Config, relay: bool) -> Proc {
             config.jwt_secret.as_ref().unwrap().expose_secret(),
         )
         .env("MINYI_RELAY_ENABLED", relay.to_string())
+        .env("MINYI_DATA_DIR", data.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -87,7 +90,11 @@ async fn start_intake(config: &Config, relay: bool) -> Proc {
         assert!(Instant::now() < deadline, "intake did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Proc { child, grpc }
+    Proc {
+        child,
+        grpc,
+        _data: data,
+    }
 }
 
 type Client = IntakeServiceClient<
@@ -198,14 +205,21 @@ async fn sigterm_lets_in_flight_rpcs_finish() {
     let config = support::production_config().await;
     let mut p = start_intake(&config, true).await;
     let c = client(&p.grpc, &config).await;
+    // The connection is up before the burst.
+    c.clone().submit_petition(petition(999)).await.unwrap();
+    let (first_done, mut first) = tokio::sync::mpsc::channel::<()>(64);
     let mut calls = Vec::new();
-    for n in 0..40 {
+    for n in 0..200 {
         let mut c = c.clone();
-        calls.push(tokio::spawn(
-            async move { c.submit_petition(petition(n)).await },
-        ));
+        let done = first_done.clone();
+        calls.push(tokio::spawn(async move {
+            let r = c.submit_petition(petition(n)).await;
+            let _ = done.try_send(());
+            r
+        }));
     }
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Signal while the burst is under way: some calls answered, the rest in flight.
+    first.recv().await;
     let pid = p.child.id().unwrap();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -285,12 +285,11 @@ async fn personal_data_is_sealed_at_rest() {
     agent.submit_petition(petition("pii")).await.unwrap();
     let url = app.config.database_url.clone().unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let row: (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT caller_name, caller_phone, caller_id_number FROM tickets",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let row: (Option<String>, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT caller_name, caller_phone, caller_id_number FROM tickets")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     for (v, plain) in [
         (row.0, "王小明"),
         (row.1, "13912345678"),

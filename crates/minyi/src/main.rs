@@ -134,6 +134,7 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                 return Ok(());
             }
             minyi::telemetry::init(&config.log_format);
+            let signal = minyi::signal::install()?;
             let data_dir = config.data_dir.clone();
             let app = App::build(config, Mode::Embedded).await?;
             let creds = app.write_dev_credentials()?;
@@ -160,7 +161,7 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                 ));
             }
             let shutdown = async move {
-                minyi::signal::shutdown().await;
+                signal.await;
                 let _ = demo_stop.send(true);
             };
             app.run_until(shutdown).await
@@ -175,8 +176,9 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                 return Ok(());
             }
             minyi::telemetry::init(&config.log_format);
+            let signal = minyi::signal::install()?;
             let app = App::build(config, Mode::Production(vec![service])).await?;
-            app.run_until(minyi::signal::shutdown()).await
+            app.run_until(signal).await
         }
         Command::Token {
             role,

@@ -1,34 +1,36 @@
 //! Shutdown on SIGTERM or SIGINT; a second signal exits at once.
 
-/// Resolves on the first SIGTERM or SIGINT. A second one exits the process immediately.
-pub async fn shutdown() {
-    wait_one().await;
-    tracing::info!("signal received; shutting down gracefully (signal again to exit now)");
-    tokio::spawn(async {
-        wait_one().await;
-        tracing::warn!("second signal: exiting now");
-        std::process::exit(130);
-    });
-}
+use std::future::Future;
 
-async fn wait_one() {
+/// Installs the signal handlers now (so a signal that arrives while the app is still being
+/// built is not lost) and returns a future that resolves on the first SIGTERM or SIGINT. A
+/// second signal exits the process immediately.
+pub fn install() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("signal received; shutting down gracefully (signal again to exit now)");
+            tokio::spawn(async move {
                 tokio::select! {
                     _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            });
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
