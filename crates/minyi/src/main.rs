@@ -52,6 +52,8 @@ enum Command {
     Calendar(minyi_calendar::cli::CalendarArgs),
     /// The responsibility catalog: import, export, validate, diff, versions.
     Catalog(minyi_catalog::cli::CatalogArgs),
+    /// The text classifier: eval, cv, train, predict (last stdout line is JSON).
+    Classify(minyi_classifier::cli::ClassifyArgs),
     /// Issue a bearer token signed with the configured `jwt_secret` (operators, scripts).
     Token {
         #[arg(long, value_parser = ["agent", "handler", "dispatcher", "arbitrator", "supervisor", "admin"])]
@@ -99,6 +101,16 @@ fn main() -> ExitCode {
         Command::Catalog(args) => {
             let mut out = std::io::stdout().lock();
             match minyi_catalog::cli::run(&args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Classify(args) => {
+            let mut out = std::io::stdout().lock();
+            match minyi_classifier::cli::run(&args, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -221,6 +233,6 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                 Ok(())
             }
         },
-        Command::Calendar(_) | Command::Catalog(_) => Ok(()),
+        Command::Calendar(_) | Command::Catalog(_) | Command::Classify(_) => Ok(()),
     }
 }

@@ -1,0 +1,115 @@
+//! The command-line contracts that outside tools call, run through the real `minyi` binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn minyi() -> Command {
+    let bin = std::env::var("MINYI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+                .join("debug/minyi")
+        });
+    assert!(
+        bin.exists(),
+        "{} missing: `cargo build -p minyi --bins`",
+        bin.display()
+    );
+    Command::new(bin)
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn classify_eval_prints_the_json_contract_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,text,label\n");
+    let rows = [
+        ("小区门口垃圾堆积没人清理", "城乡建设"),
+        ("楼道里垃圾很多，物业不管", "城乡建设"),
+        ("垃圾站臭气熏天，\"请处理\"", "城乡建设"),
+        ("小区路灯坏了，晚上很黑", "城乡建设"),
+        ("公交车经常不准点", "交通运输"),
+        ("地铁早高峰太挤，建议加车", "交通运输"),
+        ("公交站牌被撞坏了", "交通运输"),
+        ("出租车拒载，司机态度差", "交通运输"),
+    ];
+    for (i, (text, label)) in rows.iter().cycle().take(32).enumerate() {
+        csv.push_str(&format!(
+            "{i},\"{}\n第{i}条\",{label}\n",
+            text.replace('"', "\"\"")
+        ));
+    }
+    let path = dir.path().join("data.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = stdout(
+        minyi()
+            .args(["classify", "eval", "--train"])
+            .arg(&path)
+            .arg("--test")
+            .arg(&path),
+    );
+    let last: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    for key in [
+        "accuracy",
+        "macro_f1",
+        "auto_threshold",
+        "auto_coverage",
+        "auto_precision",
+        "train_seconds",
+        "p50_us",
+        "p99_us",
+    ] {
+        assert!(last.get(key).is_some(), "missing {key} in {last}");
+    }
+    assert!(last["accuracy"].as_f64().unwrap() > 0.9);
+    let err = minyi()
+        .args(["classify", "eval", "--train", "/nonexistent.csv", "--test"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("nonexistent"));
+}
+
+#[test]
+fn calendar_commands_answer_as_documented() {
+    assert_eq!(
+        stdout(minyi().args(["calendar", "is-working", "2026-02-14"])).trim(),
+        "true"
+    );
+    assert_eq!(
+        stdout(minyi().args(["calendar", "is-working", "2026-10-05"])).trim(),
+        "false"
+    );
+    assert_eq!(
+        stdout(minyi().args([
+            "calendar",
+            "add",
+            "2026-09-30T10:00:00+08:00",
+            "--days",
+            "1"
+        ]))
+        .trim(),
+        "2026-10-08T10:00:00+08:00"
+    );
+    let out = minyi()
+        .args(["calendar", "is-working", "2031-01-02"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "years outside the calendar are refused"
+    );
+}
