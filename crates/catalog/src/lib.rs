@@ -29,7 +29,7 @@ pub mod store;
 pub mod units;
 pub mod validate;
 
-pub use demo::{DEMO_ITEM_COUNT, demo_history};
+pub use demo::{DEMO_ITEM_COUNT, demo_history, demo_slice};
 pub use diff::{CatalogDiff, diff};
 pub use error::CatalogError;
 pub use format::Format;

@@ -88,36 +88,18 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Calendar(args) => {
-            let mut out = std::io::stdout().lock();
-            match minyi_calendar::cli::run(&args, &mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::Catalog(args) => {
-            let mut out = std::io::stdout().lock();
-            match minyi_catalog::cli::run(&args, &mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::Classify(args) => {
-            let mut out = std::io::stdout().lock();
-            match minyi_classifier::cli::run(&args, &mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Calendar(args) => offline(minyi_calendar::cli::run(
+            &args,
+            &mut std::io::stdout().lock(),
+        )),
+        Command::Catalog(args) => offline(minyi_catalog::cli::run(
+            &args,
+            &mut std::io::stdout().lock(),
+        )),
+        Command::Classify(args) => offline(minyi_classifier::cli::run(
+            &args,
+            &mut std::io::stdout().lock(),
+        )),
         command => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -133,6 +115,17 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Ends an offline command (calendar, catalog, classify): its one-line error on stderr, exit 2.
+fn offline<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use minyi_catalog::Gazetteer;
 use minyi_catalog::model::Responsibility;
-use minyi_catalog::{Catalog, Gazetteer};
 use minyi_classification::Router;
 use minyi_classification::model::catalog_examples;
 use minyi_classification::router::{AUTO, NEEDS_DISPATCHER};
@@ -11,21 +11,7 @@ use minyi_classifier::{Model, TrainConfig};
 
 /// 12 functional and 12 territorial items of the demo catalog, and a model trained on them.
 fn small_router() -> Router {
-    let demo = Catalog::demo();
-    let functional = demo
-        .items()
-        .iter()
-        .filter(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
-        .step_by(97)
-        .take(12);
-    let territorial = demo
-        .items()
-        .iter()
-        .filter(|i| matches!(i.responsibility, Responsibility::Territorial))
-        .step_by(31)
-        .take(12);
-    let items: Vec<_> = functional.chain(territorial).cloned().collect();
-    let catalog = Catalog::new("test-v1", items, demo.units().clone());
+    let catalog = minyi_catalog::demo_slice();
     let examples = catalog_examples(&catalog, 20, &[]);
     let model = Model::train(&examples, &TrainConfig::default(), None).unwrap();
     Router {
@@ -47,7 +33,7 @@ fn decisions() {
         let r = router.decide(&text, "光明街道东周社区", None);
         assert_eq!(r.suggestions.len().min(5), r.suggestions.len());
         assert!(!r.suggestions.is_empty());
-        assert_eq!(r.catalog_version, "test-v1");
+        assert_eq!(r.catalog_version, "small");
         assert!(!r.model_version.is_empty());
         if r.decision == AUTO {
             auto += 1;

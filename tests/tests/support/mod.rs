@@ -66,22 +66,7 @@ pub async fn production_config() -> Config {
 /// A 24-item slice of the demo catalog (12 functional, 12 territorial items), stored as the
 /// active version in `dir`: the classifier trains on it in about a second.
 pub fn small_catalog(dir: &std::path::Path) -> minyi_catalog::Catalog {
-    use minyi_catalog::model::Responsibility;
-    let demo = minyi_catalog::Catalog::demo();
-    let functional = demo
-        .items()
-        .iter()
-        .filter(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
-        .step_by(97)
-        .take(12);
-    let territorial = demo
-        .items()
-        .iter()
-        .filter(|i| matches!(i.responsibility, Responsibility::Territorial))
-        .step_by(31)
-        .take(12);
-    let items: Vec<_> = functional.chain(territorial).cloned().collect();
-    let catalog = minyi_catalog::Catalog::new("small", items, demo.units().clone());
+    let catalog = minyi_catalog::demo_slice();
     let store = minyi_catalog::CatalogDir::open(dir).unwrap();
     let v = store.import(&catalog).unwrap();
     store.activate(&v).unwrap();

@@ -377,6 +377,26 @@ fn petition_text(item: &CatalogItem, places: &[&str], rng: &mut Rng) -> String {
     text
 }
 
+/// A 24-item slice of the demo catalog (12 functional and 12 territorial items, spread over
+/// the areas), version `small`: a classifier trains on it in about a second, for tests.
+pub fn demo_slice() -> Catalog {
+    let demo = Catalog::demo();
+    let functional = demo
+        .items()
+        .iter()
+        .filter(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .step_by(97)
+        .take(12);
+    let territorial = demo
+        .items()
+        .iter()
+        .filter(|i| matches!(i.responsibility, Responsibility::Territorial))
+        .step_by(31)
+        .take(12);
+    let items: Vec<_> = functional.chain(territorial).cloned().collect();
+    Catalog::new("small", items, demo.units().clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
