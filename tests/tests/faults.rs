@@ -52,6 +52,17 @@ struct Proc {
 }
 
 async fn start_intake(config: &Config, relay: bool) -> Proc {
+    // free_port() can race with other tests taking the same port: retry with fresh ports
+    // when the process exits before it listens.
+    for _ in 0..5 {
+        if let Some(p) = try_start_intake(config, relay).await {
+            return p;
+        }
+    }
+    panic!("intake did not start after 5 attempts");
+}
+
+async fn try_start_intake(config: &Config, relay: bool) -> Option<Proc> {
     let port = free_port();
     let data = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(minyi_bin());
@@ -80,21 +91,24 @@ async fn start_intake(config: &Config, relay: bool) -> Proc {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    let child = cmd.spawn().expect("spawn minyi serve intake");
+    let mut child = cmd.spawn().expect("spawn minyi serve intake");
     let grpc = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
         assert!(Instant::now() < deadline, "intake did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Proc {
+    Some(Proc {
         child,
         grpc,
         _data: data,
-    }
+    })
 }
 
 type Client = IntakeServiceClient<
