@@ -130,16 +130,33 @@ fn offline<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     }
 }
 
+/// The common start of `dev` and `serve`: configuration (or just print it with
+/// `--dump-config`), logging, and signal handlers installed before anything is built.
+fn start_process(
+    config_file: Option<&std::path::Path>,
+    dump_config: bool,
+) -> anyhow::Result<
+    Option<(
+        Config,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    )>,
+> {
+    let config = Config::load(config_file)?;
+    if dump_config {
+        print!("{}", config.dump());
+        return Ok(None);
+    }
+    minyi::telemetry::init(&config.log_format);
+    let signal = minyi::signal::install()?;
+    Ok(Some((config, signal)))
+}
+
 async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Dev { demo, dump_config } => {
-            let config = Config::load(config_file.as_deref())?;
-            if dump_config {
-                print!("{}", config.dump());
+            let Some((config, signal)) = start_process(config_file.as_deref(), dump_config)? else {
                 return Ok(());
-            }
-            minyi::telemetry::init(&config.log_format);
-            let signal = minyi::signal::install()?;
+            };
             let data_dir = config.data_dir.clone();
             let app = App::build(config, Mode::Embedded).await?;
             let creds = app.write_dev_credentials()?;
@@ -175,13 +192,9 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
             service,
             dump_config,
         } => {
-            let config = Config::load(config_file.as_deref())?;
-            if dump_config {
-                print!("{}", config.dump());
+            let Some((config, signal)) = start_process(config_file.as_deref(), dump_config)? else {
                 return Ok(());
-            }
-            minyi::telemetry::init(&config.log_format);
-            let signal = minyi::signal::install()?;
+            };
             let app = App::build(config, Mode::Production(vec![service])).await?;
             app.run_until(signal).await
         }
