@@ -2,6 +2,7 @@
 //!
 //! - [`common`]: shared enums and messages (channels, locations, callers).
 //! - [`intake`]: `IntakeService`, used by call-centre front ends.
+//! - [`dispatch`]: `DispatchService`, used by handlers and dispatchers.
 //! - [`events`]: the messages published on the bus.
 //!
 //! [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection, so `grpcurl` works against every server.
@@ -25,6 +26,11 @@ pub mod minyi {
             tonic::include_proto!("minyi.classification.v1");
         }
     }
+    pub mod dispatch {
+        pub mod v1 {
+            tonic::include_proto!("minyi.dispatch.v1");
+        }
+    }
     pub mod events {
         pub mod v1 {
             tonic::include_proto!("minyi.events.v1");
@@ -34,6 +40,7 @@ pub mod minyi {
 
 pub use minyi::classification::v1 as classification;
 pub use minyi::common::v1 as common;
+pub use minyi::dispatch::v1 as dispatch;
 pub use minyi::events::v1 as events;
 pub use minyi::intake::v1 as intake;
 

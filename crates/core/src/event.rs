@@ -14,6 +14,33 @@ pub mod keys {
     pub const ROUTED: &str = "ticket.routed";
     pub const NEEDS_DISPATCHER: &str = "ticket.needs_dispatcher";
     pub const DUPLICATE_LINKED: &str = "ticket.duplicate_linked";
+    pub const DISPATCHED: &str = "ticket.dispatched";
+    pub const ACCEPTED: &str = "ticket.accepted";
+    pub const RETURNED: &str = "ticket.returned";
+    pub const CO_HANDLERS_ADDED: &str = "ticket.co_handlers_added";
+    pub const WHISTLED: &str = "ticket.whistled";
+    pub const PROGRESS: &str = "ticket.progress";
+    pub const EXTENSION_REQUESTED: &str = "ticket.extension_requested";
+    pub const EXTENSION_DECIDED: &str = "ticket.extension_decided";
+    pub const COMPLETED: &str = "ticket.completed";
+    pub const CALLED_BACK: &str = "ticket.called_back";
+    pub const REOPENED: &str = "ticket.reopened";
+    pub const ARCHIVED: &str = "ticket.archived";
+    /// Every dispatch step, for consumers that follow a ticket's whole life.
+    pub const DISPATCH_ALL: [&str; 12] = [
+        DISPATCHED,
+        ACCEPTED,
+        RETURNED,
+        CO_HANDLERS_ADDED,
+        WHISTLED,
+        PROGRESS,
+        EXTENSION_REQUESTED,
+        EXTENSION_DECIDED,
+        COMPLETED,
+        CALLED_BACK,
+        REOPENED,
+        ARCHIVED,
+    ];
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -34,6 +61,11 @@ pub fn routing_key(body: &Body) -> &'static str {
         Body::Routed(_) => keys::ROUTED,
         Body::NeedsDispatcher(_) => keys::NEEDS_DISPATCHER,
         Body::DuplicateLinked(_) => keys::DUPLICATE_LINKED,
+        Body::DispatchChanged(d) => keys::DISPATCH_ALL
+            .iter()
+            .find(|k| k.strip_prefix("ticket.") == Some(d.action.as_str()))
+            .copied()
+            .unwrap_or("ticket.dispatch_changed"),
     }
 }
 

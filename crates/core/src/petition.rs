@@ -73,10 +73,12 @@ pub enum TicketStatus {
     Completed,
     Archived,
     LinkedDuplicate,
+    /// Classified with confidence; the dispatch service has not assigned it yet.
+    Routed,
 }
 
 impl TicketStatus {
-    pub const ALL: [TicketStatus; 7] = [
+    pub const ALL: [TicketStatus; 8] = [
         TicketStatus::Received,
         TicketStatus::NeedsDispatcher,
         TicketStatus::Dispatched,
@@ -84,6 +86,7 @@ impl TicketStatus {
         TicketStatus::Completed,
         TicketStatus::Archived,
         TicketStatus::LinkedDuplicate,
+        TicketStatus::Routed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +98,7 @@ impl TicketStatus {
             TicketStatus::Completed => "completed",
             TicketStatus::Archived => "archived",
             TicketStatus::LinkedDuplicate => "linked_duplicate",
+            TicketStatus::Routed => "routed",
         }
     }
 

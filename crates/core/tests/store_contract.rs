@@ -6,8 +6,9 @@ use chrono::{TimeZone, Utc};
 use minyi_core::bus::Message;
 use minyi_core::petition::{Channel, TicketStatus};
 use minyi_core::store::{
-    FollowUpRecord, MemoryStore, PostgresStore, RoutingRecord, StoreError, SuggestionRecord,
-    TicketQuery, TicketRecord, TicketStore, TicketUpdate,
+    AuditRecord, CoHandler, DispatchRecord, DispatchState, FollowUpRecord, MemoryStore,
+    PostgresStore, RoutingRecord, StoreError, SuggestionRecord, TicketQuery, TicketRecord,
+    TicketStore, TicketUpdate, Transition, TransitionOutcome,
 };
 use uuid::Uuid;
 
@@ -33,6 +34,8 @@ fn ticket(key: Option<&str>, minute: u32) -> TicketRecord {
         received_by: "agent-1".into(),
         follow_ups: vec![],
         routing: None,
+        dispatch: None,
+        version: 0,
     }
 }
 
@@ -233,6 +236,7 @@ async fn contract(store: &dyn TicketStore) {
     assert_eq!(store.outbox_len().await.unwrap(), before + 1);
     let routed = store.get_ticket(&t1.id.to_string()).await.unwrap();
     assert_eq!(routed.status, TicketStatus::Dispatched);
+    assert_eq!(routed.version, 1);
     assert_eq!(routed.routing.as_ref(), Some(&routing));
     let near = store
         .recent_open_in_community(
@@ -268,6 +272,191 @@ async fn contract(store: &dyn TicketStore) {
     ));
 }
 
+fn dispatched(lead: &str, co: &[&str]) -> DispatchRecord {
+    let at = Utc.with_ymd_and_hms(2026, 11, 25, 3, 0, 0).unwrap();
+    DispatchRecord {
+        state: DispatchState::Dispatched,
+        lead_unit: lead.into(),
+        co_handlers: co
+            .iter()
+            .map(|u| CoHandler {
+                unit: (*u).into(),
+                whistled: false,
+                added_at: at,
+                accepted_at: None,
+            })
+            .collect(),
+        manual: false,
+        dispatched_by: String::new(),
+        dispatched_at: at,
+        accept_by: Some(at + chrono::Duration::hours(2)),
+        complete_by: None,
+        deadline_estimated: false,
+        accepted_at: None,
+        completed_at: None,
+        reply: String::new(),
+        returns: vec![],
+        progress: vec![],
+        extensions: vec![],
+        callback: None,
+        redo_count: 0,
+    }
+}
+
+fn audit(ticket_id: Uuid, action: &str, allowed: bool) -> AuditRecord {
+    AuditRecord {
+        ticket_id,
+        at: Utc.with_ymd_and_hms(2026, 11, 25, 3, 0, 0).unwrap(),
+        actor: "dispatch".into(),
+        role: "system".into(),
+        unit: String::new(),
+        action: action.into(),
+        from_state: "routed".into(),
+        to_state: "dispatched".into(),
+        reason: "auto".into(),
+        allowed,
+    }
+}
+
+/// Transitions: optimistic concurrency, exactly-once for consumers, audit, inbox feeds.
+async fn dispatch_contract(store: &dyn TicketStore) {
+    let t = store
+        .create_ticket(ticket(None, 1), vec![])
+        .await
+        .unwrap()
+        .0;
+    let other = store
+        .create_ticket(ticket(None, 2), vec![])
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(t.version, 0);
+    let effect = Uuid::now_v7();
+    let transition =
+        |version: i64, record: DispatchRecord, dedupe: Option<(String, Uuid)>| Transition {
+            ticket_id: t.id,
+            expected_version: version,
+            status: record.state.ticket_status(),
+            dispatch: record,
+            routing: None,
+            audit: audit(t.id, "dispatch", true),
+            inbox: vec![
+                ("ST-GM".into(), "dispatched".into()),
+                ("DEP-ZJ".into(), "co_handler".into()),
+            ],
+            events: vec![event("ticket.dispatched")],
+            dedupe,
+        };
+    let before = store.outbox_len().await.unwrap();
+    let first = store
+        .transition(transition(
+            0,
+            dispatched("ST-GM", &["DEP-ZJ"]),
+            Some(("dispatch".into(), effect)),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first, TransitionOutcome::Applied { version: 1 });
+    // The same event again: nothing happens.
+    assert_eq!(
+        store
+            .transition(transition(
+                1,
+                dispatched("ST-GM", &["DEP-ZJ"]),
+                Some(("dispatch".into(), effect)),
+            ))
+            .await
+            .unwrap(),
+        TransitionOutcome::AlreadyApplied
+    );
+    // A stale version: refused, nothing written.
+    assert_eq!(
+        store
+            .transition(transition(0, dispatched("ST-XX", &[]), None))
+            .await
+            .unwrap(),
+        TransitionOutcome::Conflict { current_version: 1 }
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), before + 1);
+    let stored = store.get_ticket(&t.id.to_string()).await.unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.status, TicketStatus::Dispatched);
+    assert_eq!(stored.dispatch, Some(dispatched("ST-GM", &["DEP-ZJ"])));
+
+    let mut accepted = dispatched("ST-GM", &["DEP-ZJ"]);
+    accepted.state = DispatchState::Accepted;
+    assert_eq!(
+        store
+            .transition(Transition {
+                inbox: vec![],
+                ..transition(1, accepted, None)
+            })
+            .await
+            .unwrap(),
+        TransitionOutcome::Applied { version: 2 }
+    );
+    assert_eq!(
+        store.get_ticket(&t.id.to_string()).await.unwrap().status,
+        TicketStatus::Accepted
+    );
+    store
+        .append_audit(audit(t.id, "complete", false))
+        .await
+        .unwrap();
+    let trail = store.audit_trail(t.id).await.unwrap();
+    assert_eq!(trail.len(), 3);
+    assert_eq!(trail[2].action, "complete");
+    assert!(!trail[2].allowed);
+    assert!(store.audit_trail(other.id).await.unwrap().is_empty());
+
+    // Inbox feeds are per unit and resume from a cursor.
+    let gm = store.inbox("ST-GM", 0, 10).await.unwrap();
+    assert_eq!(gm.len(), 1);
+    assert_eq!(gm[0].ticket_id, t.id);
+    assert_eq!(gm[0].kind, "dispatched");
+    assert!(
+        store
+            .inbox("ST-GM", gm[0].seq, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.inbox("DEP-ZJ", 0, 10).await.unwrap().len(), 1);
+    assert!(store.inbox("ST-XX", 0, 10).await.unwrap().is_empty());
+    store
+        .transition(Transition {
+            ticket_id: other.id,
+            audit: audit(other.id, "dispatch", true),
+            ..transition(0, dispatched("ST-GM", &[]), None)
+        })
+        .await
+        .unwrap();
+    let next = store.inbox("ST-GM", gm[0].seq, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].ticket_id, other.id);
+    assert!(next[0].seq > gm[0].seq);
+
+    // "My tickets": lead or co-handler.
+    let mine = |unit: &str| TicketQuery {
+        unit: Some(unit.into()),
+        limit: 10,
+        ..TicketQuery::default()
+    };
+    assert_eq!(store.list_tickets(&mine("ST-GM")).await.unwrap().len(), 2);
+    let zj = store.list_tickets(&mine("DEP-ZJ")).await.unwrap();
+    assert_eq!(zj.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t.id]);
+    assert!(store.list_tickets(&mine("ST-XX")).await.unwrap().is_empty());
+    assert!(matches!(
+        store
+            .transition(Transition {
+                ticket_id: Uuid::now_v7(),
+                ..transition(0, dispatched("ST-GM", &[]), None)
+            })
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 async fn expired_leases_are_reclaimed(store: &dyn TicketStore) {
     store
         .create_ticket(ticket(None, 1), vec![event("ticket.received")])
@@ -290,6 +479,7 @@ async fn expired_leases_are_reclaimed(store: &dyn TicketStore) {
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(&MemoryStore::ephemeral()).await;
+    dispatch_contract(&MemoryStore::ephemeral()).await;
     expired_leases_are_reclaimed(&MemoryStore::ephemeral()).await;
 }
 
@@ -324,6 +514,24 @@ async fn journaled_store_keeps_the_contract_and_survives_reopen() {
             .unwrap(),
         6
     );
+    // Dispatch transitions, audit and inbox replay from the journal too.
+    let path = dir.path().join("dispatch.jsonl");
+    {
+        dispatch_contract(&MemoryStore::open(&path).unwrap()).await;
+    }
+    let reopened = MemoryStore::open(&path).unwrap();
+    let tickets = reopened
+        .list_tickets(&TicketQuery {
+            unit: Some("DEP-ZJ".into()),
+            limit: 10,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].version, 2);
+    assert_eq!(reopened.audit_trail(tickets[0].id).await.unwrap().len(), 3);
+    assert_eq!(reopened.inbox("ST-GM", 0, 10).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -331,6 +539,8 @@ async fn postgres_store_keeps_the_contract() {
     let url = minyi_core::testing::fresh_database().await.unwrap();
     let store = PostgresStore::connect(&url, 4).await.unwrap();
     contract(&store).await;
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    dispatch_contract(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();
     expired_leases_are_reclaimed(&PostgresStore::connect(&url, 4).await.unwrap()).await;
 }

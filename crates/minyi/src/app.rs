@@ -22,9 +22,11 @@ use minyi_core::petition::IntakeLimits;
 use minyi_core::pii::Keyring;
 use minyi_core::store::{MemoryStore, PostgresStore, TicketStore};
 use minyi_core::timers::{MemoryTimers, RedisTimers, TimerStore};
+use minyi_dispatch::state::{MemoryRoutingState, RedisRoutingState, RoutingState};
 use minyi_intake::relay::RelayConfig;
 use minyi_intake::{IntakeApi, Relay};
 use minyi_proto::classification::classification_service_server::ClassificationServiceServer;
+use minyi_proto::dispatch::dispatch_service_server::DispatchServiceServer;
 use minyi_proto::intake::intake_service_server::IntakeServiceServer;
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -40,6 +42,8 @@ pub enum Service {
     Intake,
     /// Consumes received tickets, routes them; ClassificationService (Suggest) over gRPC.
     Classification,
+    /// Consumes routed tickets, assigns them; DispatchService (handlers, dispatchers) over gRPC.
+    Dispatch,
 }
 
 /// Which backends to build.
@@ -57,6 +61,7 @@ pub struct Backends {
     pub store: Arc<dyn TicketStore>,
     pub bus: Arc<dyn Bus>,
     pub timers: Arc<dyn TimerStore>,
+    pub routing_state: Arc<dyn RoutingState>,
 }
 
 /// A built, not yet running, Minyi process.
@@ -95,7 +100,7 @@ pub const CREDENTIALS_FILE: &str = "credentials.json";
 impl App {
     pub async fn build(mut config: Config, mode: Mode) -> anyhow::Result<App> {
         let services = match &mode {
-            Mode::Embedded => vec![Service::Intake, Service::Classification],
+            Mode::Embedded => vec![Service::Intake, Service::Classification, Service::Dispatch],
             Mode::Production(s) => s.clone(),
         };
         if matches!(mode, Mode::Embedded) {
@@ -118,6 +123,7 @@ impl App {
                 ),
                 bus: Arc::new(MemoryBus::default()),
                 timers: Arc::new(MemoryTimers::default()),
+                routing_state: Arc::new(MemoryRoutingState::default()),
             },
             Mode::Production(_) => production_backends(&config).await?,
         };
@@ -268,6 +274,42 @@ impl App {
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
         let router = router.add_optional_service(router_grpc);
+
+        let mut dispatch_grpc = None;
+        if self.services.contains(&Service::Dispatch) {
+            let engine = minyi_dispatch::Engine {
+                store: self.backends.store.clone(),
+                catalog: self.catalog.clone(),
+                deadlines: Arc::new(minyi_dispatch::deadlines::Deadlines::default()),
+                rules: minyi_dispatch::machine::Rules::default(),
+                clock: self.clock.clone(),
+                outbox_written: outbox_written.clone(),
+                inbox_written: Arc::new(Notify::new()),
+                routing_state: self.backends.routing_state.clone(),
+            };
+            health_reporter
+                .set_serving::<DispatchServiceServer<minyi_dispatch::DispatchApi>>()
+                .await;
+            dispatch_grpc = Some(DispatchServiceServer::with_interceptor(
+                minyi_dispatch::DispatchApi::new(
+                    engine.clone(),
+                    self.keyring.clone(),
+                    stop_rx.clone(),
+                ),
+                interceptor.clone(),
+            ));
+            workers.push(tokio::spawn(minyi_dispatch::worker::reconcile(
+                engine.clone(),
+                std::time::Duration::from_secs(30),
+                stop_rx.clone(),
+            )));
+            let worker = minyi_dispatch::worker::Worker {
+                engine,
+                bus: self.backends.bus.clone(),
+            };
+            workers.push(tokio::spawn(worker.run(stop_rx.clone())));
+        }
+        let router = router.add_optional_service(dispatch_grpc);
         // Every process relays the outbox: its own effects and, safely (leases, SKIP LOCKED),
         // anything another process left behind.
         if self.config.relay_enabled {
@@ -397,10 +439,14 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
     let timers = RedisTimers::connect(redis, &config.redis_prefix)
         .await
         .context("connecting to Redis")?;
+    let routing_state = RedisRoutingState::connect(redis, &config.redis_prefix)
+        .await
+        .context("connecting to Redis")?;
     Ok(Backends {
         store: Arc::new(store),
         bus: Arc::new(bus),
         timers: Arc::new(timers),
+        routing_state: Arc::new(routing_state),
     })
 }
 

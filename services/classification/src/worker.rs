@@ -208,7 +208,7 @@ impl Worker {
         if routing.decision == AUTO {
             (
                 TicketUpdate {
-                    status: Some(TicketStatus::Dispatched),
+                    status: Some(TicketStatus::Routed),
                     routing: Some(routing),
                 },
                 Body::Routed(TicketRouted { routing: proto }),

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use minyi_core::auth::Role;
 use minyi_core::clock::Clock;
@@ -107,6 +105,8 @@ impl IntakeApi {
             received_by: received_by.to_owned(),
             follow_ups: vec![],
             routing: None,
+            dispatch: None,
+            version: 0,
         };
         // The event carries no personal data: other services never need it.
         let event = new_event(
@@ -173,16 +173,11 @@ impl From<SubmitError> for Status {
 }
 
 fn encode_cursor(t: &TicketRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", t.received_at.timestamp_micros(), t.id))
+    minyi_core::store::page_token(t)
 }
 
 fn decode_cursor(token: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
-    let (micros, id) = raw.split_once('|')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        Uuid::parse_str(id).ok()?,
-    ))
+    minyi_core::store::parse_page_token(token)
 }
 
 #[tonic::async_trait]
@@ -292,6 +287,7 @@ impl IntakeService for IntakeApi {
             channel,
             received_after: r.received_after.as_ref().and_then(from_timestamp),
             received_before: r.received_before.as_ref().and_then(from_timestamp),
+            unit: None,
             limit: limit + 1,
             after,
         };
@@ -383,6 +379,8 @@ mod tests {
             received_by: String::new(),
             follow_ups: vec![],
             routing: None,
+            dispatch: None,
+            version: 0,
         };
         assert_eq!(
             decode_cursor(&encode_cursor(&t)),

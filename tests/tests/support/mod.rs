@@ -8,12 +8,14 @@ use minyi::app::{App, Backends, Mode, Service};
 use minyi::config::Config;
 use minyi_core::auth::{Role, TokenAuthority};
 use minyi_core::pii::Keyring;
+use minyi_proto::dispatch::dispatch_service_client::DispatchServiceClient;
 use minyi_proto::intake::intake_service_client::IntakeServiceClient;
 use tokio::sync::oneshot;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub type Intake = IntakeServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Dispatch = DispatchServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer …` (or nothing) to every request.
 #[derive(Clone)]
@@ -145,6 +147,30 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A token for `role`, a handler bound to `unit`.
+    pub fn token_for(&self, role: Role, unit: Option<&str>) -> String {
+        let sub = match unit {
+            Some(u) => format!("test-{role}-{u}"),
+            None => format!("test-{role}"),
+        };
+        self.authority
+            .issue(&sub, role, unit, chrono::Duration::hours(1))
+            .unwrap()
+    }
+
+    /// A DispatchService client acting as `role` (a handler of `unit`).
+    pub async fn dispatch(&self, role: Role, unit: Option<&str>) -> Dispatch {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let header = format!("Bearer {}", self.token_for(role, unit))
+            .parse()
+            .unwrap();
+        DispatchServiceClient::with_interceptor(channel, Bearer(Some(header)))
+    }
+
     pub async fn intake(&self, role: Option<Role>) -> Intake {
         let channel = Channel::from_shared(format!("http://{}", self.grpc))
             .unwrap()
@@ -169,4 +195,37 @@ impl TestApp {
 
 pub fn store(app: &TestApp) -> Arc<dyn minyi_core::store::TicketStore> {
     app.backends.store.clone()
+}
+
+/// Intake, classification and dispatch as three separate apps (own connections, own
+/// ports) on one isolated set of real backends.
+pub struct Cluster {
+    pub intake: TestApp,
+    pub classification: TestApp,
+    pub dispatch: TestApp,
+}
+
+pub async fn spawn_cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    small_catalog(&catalog_dir);
+    let config = Config {
+        catalog_dir: Some(catalog_dir),
+        model_path: Some(dir.path().join("model.bin")),
+        ..production_config().await
+    };
+    let one = |s: Service| Mode::Production(vec![s]);
+    Cluster {
+        intake: spawn_with(config.clone(), one(Service::Intake), None).await,
+        classification: spawn_with(config.clone(), one(Service::Classification), None).await,
+        dispatch: spawn_with(config, one(Service::Dispatch), Some(dir)).await,
+    }
+}
+
+impl Cluster {
+    pub async fn stop(self) {
+        self.intake.stop().await;
+        self.classification.stop().await;
+        self.dispatch.stop().await;
+    }
 }

@@ -130,7 +130,10 @@ pub trait Bus: Send + Sync + 'static {
 
 /// Every consumer queue of the cluster and its bindings. Each process declares all of them at
 /// start, so no event is published to an exchange without its queues.
-pub const TOPOLOGY: &[(&str, &[&str])] = &[("classification", &["ticket.received"])];
+pub const TOPOLOGY: &[(&str, &[&str])] = &[
+    ("classification", &["ticket.received"]),
+    ("dispatch", &["ticket.routed"]),
+];
 
 /// Declares [`TOPOLOGY`].
 pub async fn declare_topology(bus: &dyn Bus) -> Result<(), BusError> {

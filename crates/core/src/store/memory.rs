@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    FollowUpRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord, TicketStore,
-    tracking_number,
+    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
+    TicketStore, Transition, TransitionOutcome, tracking_number,
 };
 use crate::bus::Message;
 
@@ -46,6 +46,19 @@ enum JournalOp {
         routing: Option<Box<super::RoutingRecord>>,
         events: Vec<Message>,
     },
+    Transition {
+        ticket_id: Uuid,
+        status: crate::petition::TicketStatus,
+        dispatch: Box<super::DispatchRecord>,
+        routing: Option<Box<super::RoutingRecord>>,
+        audit: Box<AuditRecord>,
+        inbox: Vec<(String, String)>,
+        events: Vec<Message>,
+        dedupe: Option<(String, Uuid)>,
+    },
+    Audit {
+        audit: Box<AuditRecord>,
+    },
 }
 
 #[derive(Default)]
@@ -58,6 +71,9 @@ struct State {
     outbox: BTreeMap<i64, (Message, std::time::Instant)>,
     next_outbox_seq: i64,
     processed: HashSet<(String, Uuid)>,
+    audit: HashMap<Uuid, Vec<AuditRecord>>,
+    inbox: HashMap<String, Vec<InboxRecord>>,
+    next_inbox_seq: i64,
 }
 
 impl State {
@@ -116,8 +132,60 @@ impl State {
                     if let Some(r) = routing {
                         t.routing = Some((**r).clone());
                     }
+                    t.version += 1;
                 }
                 self.push_events(events, now);
+                None
+            }
+            JournalOp::Transition {
+                ticket_id,
+                status,
+                dispatch,
+                routing,
+                audit,
+                inbox,
+                events,
+                dedupe,
+            } => {
+                if let Some(d) = dedupe {
+                    self.processed.insert(d.clone());
+                }
+                if let Some(t) = self.tickets.get_mut(ticket_id) {
+                    t.status = *status;
+                    t.dispatch = Some((**dispatch).clone());
+                    if let Some(r) = routing {
+                        t.routing = Some((**r).clone());
+                    }
+                    t.version += 1;
+                }
+                self.audit
+                    .entry(*ticket_id)
+                    .or_default()
+                    .push((**audit).clone());
+                let mut inbox = inbox.clone();
+                inbox.sort();
+                inbox.dedup();
+                for (unit, kind) in inbox {
+                    self.next_inbox_seq += 1;
+                    self.inbox
+                        .entry(unit.clone())
+                        .or_default()
+                        .push(InboxRecord {
+                            seq: self.next_inbox_seq,
+                            unit,
+                            ticket_id: *ticket_id,
+                            kind,
+                            at: audit.at,
+                        });
+                }
+                self.push_events(events, now);
+                None
+            }
+            JournalOp::Audit { audit } => {
+                self.audit
+                    .entry(audit.ticket_id)
+                    .or_default()
+                    .push((**audit).clone());
                 None
             }
         }
@@ -260,6 +328,11 @@ impl TicketStore for MemoryStore {
             .filter(|t| q.channel.is_none_or(|c| t.channel == c))
             .filter(|t| q.received_after.is_none_or(|a| t.received_at >= a))
             .filter(|t| q.received_before.is_none_or(|b| t.received_at < b))
+            .filter(|t| {
+                q.unit
+                    .as_deref()
+                    .is_none_or(|u| t.dispatch.as_ref().is_some_and(|d| d.involves(u)))
+            })
             .take(q.limit)
             .cloned()
             .collect();
@@ -382,6 +455,70 @@ impl TicketStore for MemoryStore {
             },
         )?;
         Ok(true)
+    }
+
+    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+        let mut state = self.lock();
+        if let Some(d) = &t.dedupe
+            && state.processed.contains(d)
+        {
+            return Ok(TransitionOutcome::AlreadyApplied);
+        }
+        let current = state
+            .tickets
+            .get(&t.ticket_id)
+            .ok_or_else(|| StoreError::NotFound(t.ticket_id.to_string()))?
+            .version;
+        if current != t.expected_version {
+            return Ok(TransitionOutcome::Conflict {
+                current_version: current,
+            });
+        }
+        self.commit(
+            &mut state,
+            JournalOp::Transition {
+                ticket_id: t.ticket_id,
+                status: t.status,
+                dispatch: Box::new(t.dispatch),
+                routing: t.routing.map(Box::new),
+                audit: Box::new(t.audit),
+                inbox: t.inbox,
+                events: t.events,
+                dedupe: t.dedupe,
+            },
+        )?;
+        Ok(TransitionOutcome::Applied {
+            version: current + 1,
+        })
+    }
+
+    async fn append_audit(&self, a: AuditRecord) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        self.commit(&mut state, JournalOp::Audit { audit: Box::new(a) })?;
+        Ok(())
+    }
+
+    async fn audit_trail(&self, ticket_id: Uuid) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .get(&ticket_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn inbox(
+        &self,
+        unit: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<InboxRecord>, StoreError> {
+        let state = self.lock();
+        let Some(entries) = state.inbox.get(unit) else {
+            return Ok(Vec::new());
+        };
+        let start = entries.partition_point(|e| e.seq <= after);
+        Ok(entries[start..].iter().take(limit).cloned().collect())
     }
 
     async fn recent_open_in_community(

@@ -14,9 +14,14 @@ use uuid::Uuid;
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
 
+mod dispatch;
 mod memory;
 mod postgres;
 
+pub use dispatch::{
+    AuditRecord, CallbackRecord, CoHandler, DispatchRecord, DispatchState, ExtensionRecord,
+    InboxRecord, NoteRecord, ReturnRecord, Transition, TransitionOutcome,
+};
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 
@@ -70,6 +75,12 @@ pub struct TicketRecord {
     /// Classification's decision, once made.
     #[serde(default)]
     pub routing: Option<RoutingRecord>,
+    /// Assignment and handling, once dispatched.
+    #[serde(default)]
+    pub dispatch: Option<DispatchRecord>,
+    /// Bumped by every change after creation (optimistic concurrency).
+    #[serde(default)]
+    pub version: i64,
 }
 
 /// One candidate catalog item.
@@ -134,6 +145,8 @@ pub struct TicketQuery {
     pub channel: Option<Channel>,
     pub received_after: Option<DateTime<Utc>>,
     pub received_before: Option<DateTime<Utc>>,
+    /// Only tickets this unit leads or co-handles.
+    pub unit: Option<String>,
     pub limit: usize,
     pub after: Option<(DateTime<Utc>, Uuid)>,
 }
@@ -143,6 +156,30 @@ pub struct TicketQuery {
 pub struct OutboxEntry {
     pub seq: i64,
     pub message: Message,
+}
+
+/// The page token that continues a listing after `t` (newest-first keyset pagination).
+pub fn page_token(t: &TicketRecord) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        t.received_at.timestamp_micros(),
+        t.id
+    ))
+}
+
+/// Reads a [`page_token`]; `None` for a token that is not one.
+pub fn parse_page_token(token: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (micros, id) = raw.split_once('|')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        Uuid::parse_str(id).ok()?,
+    ))
 }
 
 /// Formats the readable tracking number of the `seq`-th ticket received on `day`.
@@ -204,6 +241,26 @@ pub trait TicketStore: Send + Sync + 'static {
         update: TicketUpdate,
         events: Vec<Message>,
     ) -> Result<bool, StoreError>;
+
+    /// Applies a dispatch transition atomically: ticket status, dispatch record (and routing),
+    /// one audit line, inbox entries and events, if the ticket is still at the expected
+    /// version (and, for a consumer, the event was not applied before).
+    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError>;
+
+    /// Appends one audit line on its own (refused attempts).
+    async fn append_audit(&self, a: AuditRecord) -> Result<(), StoreError>;
+
+    /// A ticket's audit trail, oldest first.
+    async fn audit_trail(&self, ticket_id: Uuid) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// A unit's inbox entries after the cursor `after`, oldest first. Entries become
+    /// visible in cursor order, so a reader resuming from its last cursor misses none.
+    async fn inbox(
+        &self,
+        unit: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<InboxRecord>, StoreError>;
 
     /// Open tickets received since `since` whose routing resolved to `community`, newest first
     /// (duplicate detection).

@@ -6,8 +6,8 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    FollowUpRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord, TicketStore,
-    headers_to_json,
+    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
+    TicketStore, Transition, TransitionOutcome, headers_to_json,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -66,7 +66,8 @@ impl PostgresStore {
 
 const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
      caller_name, caller_phone, caller_id_number, address, latitude, longitude, event_time, \
-     attachment_urls, idempotency_key, received_at, received_by, follow_ups, routing FROM tickets";
+     attachment_urls, idempotency_key, received_at, received_by, follow_ups, routing, dispatch, \
+     version FROM tickets";
 
 fn ticket_from_row(row: &PgRow) -> Result<TicketRecord, StoreError> {
     let status: String = row.try_get("status")?;
@@ -102,7 +103,55 @@ fn ticket_from_row(row: &PgRow) -> Result<TicketRecord, StoreError> {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?,
+        dispatch: row
+            .try_get::<Option<serde_json::Value>, _>("dispatch")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        version: row.try_get("version")?,
     })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn audit_from_row(r: &PgRow) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        ticket_id: r.try_get("ticket_id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        role: r.try_get("role")?,
+        unit: r.try_get("unit")?,
+        action: r.try_get("action")?,
+        from_state: r.try_get("from_state")?,
+        to_state: r.try_get("to_state")?,
+        reason: r.try_get("reason")?,
+        allowed: r.try_get("allowed")?,
+    })
+}
+
+async fn insert_audit(
+    tx: &mut Transaction<'_, Postgres>,
+    a: &AuditRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (ticket_id, at, actor, role, unit, action, from_state, to_state, \
+           reason, allowed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(a.ticket_id)
+    .bind(a.at)
+    .bind(&a.actor)
+    .bind(&a.role)
+    .bind(&a.unit)
+    .bind(&a.action)
+    .bind(&a.from_state)
+    .bind(&a.to_state)
+    .bind(&a.reason)
+    .bind(a.allowed)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -197,6 +246,7 @@ impl TicketStore for PostgresStore {
                AND ($3::timestamptz IS NULL OR received_at >= $3) \
                AND ($4::timestamptz IS NULL OR received_at < $4) \
                AND ($5::timestamptz IS NULL OR (received_at, id) < ($5, $6)) \
+               AND ($8::text IS NULL OR $8 = ANY(units)) \
              ORDER BY received_at DESC, id DESC LIMIT $7"
         )))
         .bind(q.status.map(TicketStatus::as_str))
@@ -206,6 +256,7 @@ impl TicketStore for PostgresStore {
         .bind(q.after.map(|a| a.0))
         .bind(q.after.map(|a| a.1))
         .bind(q.limit as i64)
+        .bind(q.unit.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ticket_from_row).collect()
@@ -342,8 +393,8 @@ impl TicketStore for PostgresStore {
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
         let updated = sqlx::query(
-            "UPDATE tickets SET status = COALESCE($2, status), routing = COALESCE($3, routing) \
-             WHERE id = $1",
+            "UPDATE tickets SET status = COALESCE($2, status), routing = COALESCE($3, routing), \
+               version = version + 1 WHERE id = $1",
         )
         .bind(ticket_id)
         .bind(update.status.map(TicketStatus::as_str))
@@ -357,6 +408,120 @@ impl TicketStore for PostgresStore {
         Self::insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((consumer, event_id)) = &t.dedupe {
+            let first = sqlx::query(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(consumer)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !first {
+                tx.rollback().await?;
+                return Ok(TransitionOutcome::AlreadyApplied);
+            }
+        }
+        let units: Vec<String> = t.dispatch.units().map(str::to_owned).collect();
+        let routing = t.routing.as_ref().map(json).transpose()?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE tickets SET status = $2, dispatch = $3, routing = COALESCE($4, routing), \
+               units = $5, version = version + 1 \
+             WHERE id = $1 AND version = $6 RETURNING version",
+        )
+        .bind(t.ticket_id)
+        .bind(t.status.as_str())
+        .bind(json(&t.dispatch)?)
+        .bind(routing)
+        .bind(&units)
+        .bind(t.expected_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = version else {
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM tickets WHERE id = $1")
+                    .bind(t.ticket_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            return match current {
+                Some(current_version) => Ok(TransitionOutcome::Conflict { current_version }),
+                None => Err(StoreError::NotFound(t.ticket_id.to_string())),
+            };
+        };
+        insert_audit(&mut tx, &t.audit).await?;
+        let mut inbox = t.inbox.clone();
+        inbox.sort();
+        inbox.dedup();
+        for (unit, kind) in &inbox {
+            // Serializes writers per unit, so entries of a unit commit in `seq` order.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('minyi.inbox:' || $1))")
+                .bind(unit)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO inbox (unit, ticket_id, kind, at) VALUES ($1, $2, $3, $4)")
+                .bind(unit)
+                .bind(t.ticket_id)
+                .bind(kind)
+                .bind(t.audit.at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Self::insert_events(&mut tx, &t.events).await?;
+        tx.commit().await?;
+        Ok(TransitionOutcome::Applied { version })
+    }
+
+    async fn append_audit(&self, a: AuditRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, &a).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_trail(&self, ticket_id: Uuid) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ticket_id, at, actor, role, unit, action, from_state, to_state, reason, \
+               allowed FROM audit WHERE ticket_id = $1 ORDER BY seq",
+        )
+        .bind(ticket_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn inbox(
+        &self,
+        unit: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<InboxRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, unit, ticket_id, kind, at FROM inbox WHERE unit = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(unit)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InboxRecord {
+                    seq: r.try_get("seq")?,
+                    unit: r.try_get("unit")?,
+                    ticket_id: r.try_get("ticket_id")?,
+                    kind: r.try_get("kind")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
     }
 
     async fn recent_open_in_community(

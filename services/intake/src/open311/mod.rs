@@ -488,6 +488,7 @@ async fn scan(
         received_after: Some(from),
         // The store's upper bound is exclusive; the spec's end_date is inclusive.
         received_before: Some(to + Duration::microseconds(1)),
+        unit: None,
         limit: PAGE,
         after: None,
     };

@@ -259,6 +259,7 @@ pub fn status_notes(s: TicketStatus) -> &'static str {
     match s {
         TicketStatus::Received => "已受理，等待分类 Received; being classified",
         TicketStatus::NeedsDispatcher => "已受理，等待人工分拨 Received; waiting for a dispatcher",
+        TicketStatus::Routed => "已分类，正在分拨 Classified; being sent to the responsible unit",
         TicketStatus::Dispatched => "已分拨至承办单位 Sent to the responsible unit",
         TicketStatus::Accepted => {
             "承办单位已签收，正在办理 Accepted by the responsible unit; in progress"
@@ -642,6 +643,8 @@ mod tests {
                 r.routed_at = Some(at + chrono::Duration::minutes(2));
                 r
             }),
+            dispatch: None,
+            version: 0,
         }
     }
 

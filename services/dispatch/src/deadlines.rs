@@ -1,0 +1,119 @@
+//! Deadlines of a handling period, in working time from the catalog item's limits.
+
+use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
+use minyi_calendar::Calendar;
+use minyi_calendar::sla::Limit;
+
+/// Computes accept and completion deadlines on the official calendar.
+#[derive(Debug, Clone)]
+pub struct Deadlines {
+    calendar: Calendar,
+}
+
+/// The deadlines of one handling period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Due {
+    pub accept_by: Option<DateTime<Utc>>,
+    pub complete_by: Option<DateTime<Utc>>,
+    /// Past the loaded calendar years: counted on weekdays alone, to be corrected when the
+    /// year's holidays are loaded.
+    pub estimated: bool,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self::new(Calendar::china())
+    }
+}
+
+impl Deadlines {
+    pub fn new(calendar: Calendar) -> Self {
+        Self { calendar }
+    }
+
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// Deadlines for a period starting at `from` (zero limits mean "none").
+    pub fn due(&self, from: DateTime<Utc>, accept_hours: u32, complete_days: u32) -> Due {
+        let mut estimated = false;
+        let mut at = |limit: Limit, n: u32| {
+            if n == 0 {
+                return None;
+            }
+            Some(self.after(from, limit, &mut estimated))
+        };
+        let accept_by = at(Limit::Hours(accept_hours), accept_hours);
+        let complete_by = at(Limit::Days(complete_days), complete_days);
+        Due {
+            accept_by,
+            complete_by,
+            estimated,
+        }
+    }
+
+    /// `from` plus `days` working days (an approved extension).
+    pub fn add_days(&self, from: DateTime<Utc>, days: u32) -> (DateTime<Utc>, bool) {
+        let mut estimated = false;
+        let t = self.after(from, Limit::Days(days), &mut estimated);
+        (t, estimated)
+    }
+
+    fn after(&self, from: DateTime<Utc>, limit: Limit, estimated: &mut bool) -> DateTime<Utc> {
+        match limit.after(&self.calendar, from) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "deadline past the loaded calendar; estimating on weekdays");
+                *estimated = true;
+                let days = match limit {
+                    // A working day has 7 working hours by default.
+                    Limit::Hours(h) => h.div_ceil(7),
+                    Limit::Days(d) => d,
+                };
+                weekdays_after(from, days)
+            }
+        }
+    }
+}
+
+fn weekdays_after(from: DateTime<Utc>, days: u32) -> DateTime<Utc> {
+    let mut t = from;
+    let mut left = days;
+    while left > 0 {
+        t += Duration::days(1);
+        if !matches!(t.weekday(), Weekday::Sat | Weekday::Sun) {
+            left -= 1;
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn deadlines_count_working_time_and_estimate_past_the_calendar() {
+        let d = Deadlines::default();
+        // Friday 2026-09-25 10:00 Beijing; 2 working days later skips the weekend.
+        let from = Utc.with_ymd_and_hms(2026, 9, 25, 2, 0, 0).unwrap();
+        let due = d.due(from, 4, 2);
+        assert!(!due.estimated);
+        assert_eq!(
+            due.complete_by,
+            Some(Utc.with_ymd_and_hms(2026, 9, 29, 2, 0, 0).unwrap())
+        );
+        assert!(due.accept_by.unwrap() > from);
+        // Past 2026 there is no calendar: weekdays only, flagged.
+        let late = Utc.with_ymd_and_hms(2026, 12, 30, 2, 0, 0).unwrap();
+        let due = d.due(late, 0, 5);
+        assert!(due.estimated);
+        assert_eq!(due.accept_by, None);
+        assert_eq!(
+            due.complete_by,
+            Some(Utc.with_ymd_and_hms(2027, 1, 6, 2, 0, 0).unwrap())
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Loads a ticket, runs the state machine, commits the step as one store transition (status,
+//! record, audit, inbox, event) and retries on a concurrent change when the caller did not
+//! pin a version.
+
+use std::sync::Arc;
+
+use minyi_catalog::Catalog;
+use minyi_core::clock::Clock;
+use minyi_core::event::{new_event, timestamp};
+use minyi_core::store::{
+    AuditRecord, StoreError, TicketRecord, TicketStore, Transition, TransitionOutcome,
+};
+use minyi_proto::events::DispatchChanged;
+use minyi_proto::events::event::Body;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::deadlines::Deadlines;
+use crate::machine::{Actor, Command, Refusal, Rules, Step, state_name, step};
+use crate::state::RoutingState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0:?}")]
+    Refused(Refusal),
+    #[error("the ticket changed since it was read (version {expected}, now {current})")]
+    Conflict { expected: i64, current: i64 },
+    #[error("event already applied")]
+    AlreadyApplied,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The dispatch service's core, shared by the gRPC API and the routing consumer.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn TicketStore>,
+    pub catalog: Arc<Catalog>,
+    pub deadlines: Arc<Deadlines>,
+    pub rules: Rules,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes this process's outbox relay after a commit.
+    pub outbox_written: Arc<Notify>,
+    /// Wakes this process's inbox streams after a commit.
+    pub inbox_written: Arc<Notify>,
+    /// Redis (or in-memory) routing state, kept up to date after commits.
+    pub routing_state: Arc<dyn RoutingState>,
+}
+
+impl Engine {
+    /// Applies `cmd` to the ticket `ticket_ref` (id or tracking number). `expected_version`
+    /// 0 means "whatever is current"; otherwise a stale version is a conflict.
+    pub async fn apply(
+        &self,
+        ticket_ref: &str,
+        cmd: &Command,
+        actor: &Actor,
+        expected_version: i64,
+        dedupe: Option<(String, Uuid)>,
+    ) -> Result<TicketRecord, EngineError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let t = self.store.get_ticket(ticket_ref).await?;
+            if expected_version != 0 && expected_version != t.version {
+                return Err(EngineError::Conflict {
+                    expected: expected_version,
+                    current: t.version,
+                });
+            }
+            let now = self.clock.now();
+            let s = match step(
+                &t,
+                cmd,
+                actor,
+                now,
+                &self.catalog,
+                &self.deadlines,
+                &self.rules,
+            ) {
+                Ok(s) => s,
+                Err(refusal) => {
+                    if let Refusal::Denied(why) = &refusal {
+                        self.audit_refusal(&t, cmd, actor, why).await;
+                    }
+                    return Err(EngineError::Refused(refusal));
+                }
+            };
+            let transition = self.transition(&t, &s, actor, now, dedupe.clone());
+            match self.store.transition(transition).await? {
+                TransitionOutcome::Applied { version } => {
+                    self.outbox_written.notify_one();
+                    if !s.inbox.is_empty() {
+                        self.inbox_written.notify_waiters();
+                    }
+                    let t = TicketRecord {
+                        status: s.status,
+                        dispatch: Some(s.dispatch),
+                        routing: s.routing.or(t.routing),
+                        version,
+                        ..t
+                    };
+                    if let Err(e) = self.routing_state.record(&t).await {
+                        tracing::warn!(error = %e, "routing state not updated; it is rebuilt on the next reconciliation");
+                    }
+                    return Ok(t);
+                }
+                TransitionOutcome::AlreadyApplied => return Err(EngineError::AlreadyApplied),
+                TransitionOutcome::Conflict { current_version } => {
+                    if expected_version != 0 || attempts >= 5 {
+                        return Err(EngineError::Conflict {
+                            expected: t.version,
+                            current: current_version,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn transition(
+        &self,
+        t: &TicketRecord,
+        s: &Step,
+        actor: &Actor,
+        now: chrono::DateTime<chrono::Utc>,
+        dedupe: Option<(String, Uuid)>,
+    ) -> Transition {
+        let d = &s.dispatch;
+        let body = Body::DispatchChanged(DispatchChanged {
+            action: s.action.to_owned(),
+            from_state: s.from.clone(),
+            to_state: d.state.as_str().to_owned(),
+            lead_unit: d.lead_unit.clone(),
+            co_units: d.co_handlers.iter().map(|c| c.unit.clone()).collect(),
+            unit: actor.unit.clone().unwrap_or_default(),
+            actor_role: actor.role.as_str().to_owned(),
+            manual: d.manual,
+            accept_by: d.accept_by.map(timestamp),
+            complete_by: d.complete_by.map(timestamp),
+            return_count: d.returns.len() as u32,
+            rating: d
+                .callback
+                .as_ref()
+                .map(|c| c.rating.clone())
+                .unwrap_or_default(),
+            cause: d
+                .callback
+                .as_ref()
+                .map(|c| c.cause.clone())
+                .unwrap_or_default(),
+            redo_count: d.redo_count,
+        });
+        Transition {
+            ticket_id: t.id,
+            expected_version: t.version,
+            status: s.status,
+            dispatch: s.dispatch.clone(),
+            routing: s.routing.clone(),
+            audit: AuditRecord {
+                ticket_id: t.id,
+                at: now,
+                actor: actor.sub.clone(),
+                role: actor_role(actor),
+                unit: actor.unit.clone().unwrap_or_default(),
+                action: s.action.to_owned(),
+                from_state: s.from.clone(),
+                to_state: d.state.as_str().to_owned(),
+                reason: s.reason.clone(),
+                allowed: true,
+            },
+            inbox: s.inbox.clone(),
+            events: vec![new_event(t.id, now, body)],
+            dedupe,
+        }
+    }
+
+    /// Records a refused attempt in the ticket's audit trail.
+    pub async fn audit_refusal(&self, t: &TicketRecord, cmd: &Command, actor: &Actor, why: &str) {
+        let state = state_name(t);
+        let record = AuditRecord {
+            ticket_id: t.id,
+            at: self.clock.now(),
+            actor: actor.sub.clone(),
+            role: actor_role(actor),
+            unit: actor.unit.clone().unwrap_or_default(),
+            action: command_name(cmd).to_owned(),
+            from_state: state.clone(),
+            to_state: state,
+            reason: format!("refused: {why}"),
+            allowed: false,
+        };
+        if let Err(e) = self.store.append_audit(record).await {
+            tracing::warn!(error = %e, "could not audit a refusal");
+        }
+    }
+}
+
+fn actor_role(actor: &Actor) -> String {
+    if actor.sub == Actor::system().sub {
+        "system".into()
+    } else {
+        actor.role.as_str().into()
+    }
+}
+
+/// The name of a command, for the audit trail.
+pub fn command_name(cmd: &Command) -> &'static str {
+    match cmd {
+        Command::AutoDispatch | Command::Dispatch { .. } => "dispatch",
+        Command::Accept => "accept",
+        Command::Return { .. } => "return",
+        Command::AddCoHandlers { .. } => "add_co_handlers",
+        Command::Whistle { .. } => "whistle",
+        Command::Progress { .. } => "progress",
+        Command::RequestExtension { .. } => "request_extension",
+        Command::DecideExtension { .. } => "decide_extension",
+        Command::Complete { .. } => "complete",
+        Command::Callback { .. } => "callback",
+        Command::Archive => "archive",
+    }
+}

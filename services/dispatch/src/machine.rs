@@ -1,0 +1,877 @@
+//! The dispatch state machine: one pure function from (ticket, command, actor, now) to the
+//! next handling record, or a refusal that says why. No I/O: the API and the worker load the
+//! ticket, call [`step`], and commit the result as one store transition.
+//!
+//! ```text
+//!  routed ──auto──▶ dispatched ──accept──▶ accepted ──complete──▶ completed ──callback──▶ called_back ──archive──▶ archived
+//!  needs_dispatcher ─dispatch─┘   │  ▲                    ▲                  │ dissatisfied (unit's side)
+//!                         return  │  └──── dispatch ───┐  └──── redo ────────┘
+//!                                 ▼                    │
+//!                              returned ───────────────┘
+//! ```
+
+use chrono::{DateTime, Utc};
+use minyi_catalog::{Catalog, UnitKind};
+use minyi_core::auth::Role;
+use minyi_core::petition::TicketStatus;
+use minyi_core::store::{
+    CallbackRecord, CoHandler, DispatchRecord, DispatchState, ExtensionRecord, NoteRecord,
+    ReturnRecord, RoutingRecord, TicketRecord,
+};
+
+use crate::deadlines::Deadlines;
+
+/// Who asks.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub sub: String,
+    pub role: Role,
+    /// The handler's unit.
+    pub unit: Option<String>,
+}
+
+impl Actor {
+    /// The dispatch service itself (automatic dispatch).
+    pub fn system() -> Self {
+        Actor {
+            sub: "minyi-dispatch".into(),
+            role: Role::Admin,
+            unit: None,
+        }
+    }
+}
+
+/// What someone asks the ticket to do.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Dispatch to the routing's lead unit (the service, on `ticket.routed`).
+    AutoDispatch,
+    /// A dispatcher's (re-)dispatch.
+    Dispatch {
+        lead_unit: String,
+        co_units: Vec<String>,
+        use_next_suggestion: bool,
+        item_code: String,
+        note: String,
+    },
+    Accept,
+    Return {
+        reason: String,
+        catalog_rule: String,
+    },
+    AddCoHandlers {
+        units: Vec<String>,
+    },
+    Whistle {
+        units: Vec<String>,
+        note: String,
+    },
+    Progress {
+        note: String,
+    },
+    RequestExtension {
+        working_days: u32,
+        reason: String,
+    },
+    DecideExtension {
+        approve: bool,
+        note: String,
+    },
+    Complete {
+        reply: String,
+    },
+    Callback {
+        rating: String,
+        cause: String,
+        note: String,
+    },
+    Archive,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// Not this caller's ticket or not this role's action (PermissionDenied; audited).
+    Denied(String),
+    /// Not in this state (FailedPrecondition).
+    Illegal { state: String, message: String },
+    /// Bad fields (InvalidArgument): `(field, description)`.
+    Invalid(Vec<(String, String)>),
+}
+
+/// An accepted command: what to commit.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The event action (`dispatched`, `accepted`, …).
+    pub action: &'static str,
+    pub from: String,
+    pub dispatch: DispatchRecord,
+    pub status: TicketStatus,
+    /// Changed routing (a dispatcher reclassified the ticket).
+    pub routing: Option<RoutingRecord>,
+    /// `(unit, kind)` inbox entries.
+    pub inbox: Vec<(String, String)>,
+    pub reason: String,
+}
+
+/// Configurable rules.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Longest extension one request may ask for.
+    pub max_extension_days: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            max_extension_days: 15,
+        }
+    }
+}
+
+pub const RATINGS: [&str; 3] = ["satisfied", "basically_satisfied", "dissatisfied"];
+pub const CAUSES: [&str; 3] = ["unit", "citizen", "policy"];
+
+/// The state a ticket is in, as people read it.
+pub fn state_name(t: &TicketRecord) -> String {
+    match &t.dispatch {
+        Some(d) => d.state.as_str().to_owned(),
+        None => t.status.as_str().to_owned(),
+    }
+}
+
+fn illegal(t: &TicketRecord, message: impl Into<String>) -> Refusal {
+    Refusal::Illegal {
+        state: state_name(t),
+        message: message.into(),
+    }
+}
+
+fn invalid(field: &str, description: impl Into<String>) -> Refusal {
+    Refusal::Invalid(vec![(field.to_owned(), description.into())])
+}
+
+fn unit_name(catalog: &Catalog, code: &str) -> String {
+    catalog
+        .units()
+        .get(code)
+        .map_or_else(|| code.to_owned(), |u| format!("{} ({code})", u.name))
+}
+
+/// Computes the next state of `t` under `cmd`.
+pub fn step(
+    t: &TicketRecord,
+    cmd: &Command,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    catalog: &Catalog,
+    deadlines: &Deadlines,
+    rules: &Rules,
+) -> Result<Step, Refusal> {
+    let from = state_name(t);
+    match cmd {
+        Command::AutoDispatch => auto_dispatch(t, from, now, deadlines),
+        Command::Dispatch {
+            lead_unit,
+            co_units,
+            use_next_suggestion,
+            item_code,
+            note,
+        } => {
+            dispatcher_only(actor, "dispatch tickets")?;
+            manual_dispatch(
+                t,
+                from,
+                actor,
+                now,
+                catalog,
+                deadlines,
+                ManualDispatch {
+                    lead_unit,
+                    co_units,
+                    use_next_suggestion: *use_next_suggestion,
+                    item_code,
+                    note,
+                },
+            )
+        }
+        Command::DecideExtension { approve, note } => {
+            dispatcher_only(actor, "decide extensions")?;
+            let mut d = dispatched(t)?.clone();
+            let Some(pending) = d.extensions.last_mut().filter(|e| e.approved.is_none()) else {
+                return Err(illegal(t, "there is no pending extension request"));
+            };
+            pending.approved = Some(*approve);
+            pending.decided_by = actor.sub.clone();
+            pending.decided_at = Some(now);
+            pending.note = note.clone();
+            let days = pending.working_days;
+            if *approve {
+                let base = d.complete_by.unwrap_or(now);
+                let (due, estimated) = deadlines.add_days(base, days);
+                d.complete_by = Some(due);
+                d.deadline_estimated |= estimated;
+            }
+            let verdict = if *approve { "approved" } else { "refused" };
+            Ok(Step {
+                action: "extension_decided",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![(d.lead_unit.clone(), "extension_decided".into())],
+                dispatch: d,
+                routing: None,
+                reason: format!("{days} working days {verdict}: {note}"),
+            })
+        }
+        Command::Callback {
+            rating,
+            cause,
+            note,
+        } => {
+            dispatcher_only(actor, "record callbacks")?;
+            if !RATINGS.contains(&rating.as_str()) {
+                return Err(invalid(
+                    "rating",
+                    format!("must be one of {}", RATINGS.join(", ")),
+                ));
+            }
+            let dissatisfied = rating == "dissatisfied";
+            if dissatisfied && !CAUSES.contains(&cause.as_str()) {
+                return Err(invalid(
+                    "cause",
+                    format!(
+                        "a dissatisfied rating needs a cause: one of {}",
+                        CAUSES.join(", ")
+                    ),
+                ));
+            }
+            let mut d = in_state(t, &[DispatchState::Completed], "record a callback")?;
+            d.callback = Some(CallbackRecord {
+                rating: rating.clone(),
+                cause: if dissatisfied {
+                    cause.clone()
+                } else {
+                    String::new()
+                },
+                note: note.clone(),
+                by: actor.sub.clone(),
+                at: now,
+            });
+            if dissatisfied && cause == "unit" {
+                // Redo: the lead handles it again, with a fresh completion clock.
+                d.state = DispatchState::Accepted;
+                d.redo_count += 1;
+                d.completed_at = None;
+                let complete_days = t.routing.as_ref().map_or(0, |r| r.complete_days);
+                let due = deadlines.due(now, 0, complete_days);
+                d.complete_by = due.complete_by;
+                d.deadline_estimated = due.estimated;
+                return Ok(Step {
+                    action: "reopened",
+                    from,
+                    status: d.state.ticket_status(),
+                    inbox: vec![(d.lead_unit.clone(), "redo".into())],
+                    dispatch: d,
+                    routing: None,
+                    reason: format!("dissatisfied (the unit's side): {note}"),
+                });
+            }
+            d.state = DispatchState::CalledBack;
+            Ok(Step {
+                action: "called_back",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: format!("{rating} {cause} {note}").trim().to_owned(),
+            })
+        }
+        Command::Archive => {
+            dispatcher_only(actor, "archive tickets")?;
+            let mut d = in_state(
+                t,
+                &[DispatchState::CalledBack, DispatchState::Completed],
+                "archive",
+            )?;
+            d.state = DispatchState::Archived;
+            Ok(Step {
+                action: "archived",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: String::new(),
+            })
+        }
+        Command::Accept => {
+            let unit = involved_handler(t, actor, catalog)?;
+            let mut d = dispatched(t)?.clone();
+            if unit == d.lead_unit {
+                let mut d = in_state(t, &[DispatchState::Dispatched], "accept")?;
+                d.state = DispatchState::Accepted;
+                d.accepted_at = Some(now);
+                return Ok(Step {
+                    action: "accepted",
+                    from,
+                    status: d.state.ticket_status(),
+                    inbox: vec![],
+                    dispatch: d,
+                    routing: None,
+                    reason: String::new(),
+                });
+            }
+            if !matches!(d.state, DispatchState::Dispatched | DispatchState::Accepted) {
+                return Err(illegal(t, "only an open ticket can be accepted"));
+            }
+            let co = d
+                .co_handlers
+                .iter_mut()
+                .find(|c| c.unit == unit)
+                .ok_or_else(|| Refusal::Denied("not a co-handler".into()))?;
+            if co.accepted_at.is_some() {
+                return Err(illegal(t, format!("{unit} has already accepted")));
+            }
+            co.accepted_at = Some(now);
+            let whistled = co.whistled;
+            Ok(Step {
+                action: "accepted",
+                from: from.clone(),
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: if whistled {
+                    "reported in (吹哨报到)".into()
+                } else {
+                    "co-handler accepted".into()
+                },
+            })
+        }
+        Command::Return {
+            reason,
+            catalog_rule,
+        } => {
+            let unit = lead_handler(t, actor, catalog, "return")?;
+            let mut problems = Vec::new();
+            if reason.trim().is_empty() {
+                problems.push((
+                    "reason".to_owned(),
+                    "say why the ticket is not yours".into(),
+                ));
+            }
+            if catalog_rule.trim().is_empty() {
+                problems.push((
+                    "catalog_rule".to_owned(),
+                    "name the catalog item code the return relies on".into(),
+                ));
+            } else if catalog.get(catalog_rule.trim()).is_none() {
+                problems.push((
+                    "catalog_rule".to_owned(),
+                    format!("{catalog_rule} is not in the active catalog"),
+                ));
+            }
+            if !problems.is_empty() {
+                return Err(Refusal::Invalid(problems));
+            }
+            let mut d = in_state(t, &[DispatchState::Dispatched], "return")?;
+            if let Some(limit) = d.accept_by
+                && now > limit
+            {
+                return Err(illegal(
+                    t,
+                    format!(
+                        "the acceptance limit passed at {}: a ticket can only be returned before it",
+                        limit.with_timezone(&minyi_core::clock::shanghai())
+                    ),
+                ));
+            }
+            d.state = DispatchState::Returned;
+            d.returns.push(ReturnRecord {
+                unit,
+                reason: reason.trim().to_owned(),
+                catalog_rule: catalog_rule.trim().to_owned(),
+                at: now,
+            });
+            Ok(Step {
+                action: "returned",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: format!("{} (rule {})", reason.trim(), catalog_rule.trim()),
+            })
+        }
+        Command::AddCoHandlers { units } | Command::Whistle { units, .. } => {
+            let whistle = matches!(cmd, Command::Whistle { .. });
+            let unit = lead_handler(
+                t,
+                actor,
+                catalog,
+                if whistle {
+                    "whistle"
+                } else {
+                    "add co-handlers"
+                },
+            )?;
+            if whistle && catalog.units().get(&unit).map(|u| u.kind) != Some(UnitKind::Street) {
+                return Err(Refusal::Denied(format!(
+                    "only a street office can whistle (吹哨); {} is not one",
+                    unit_name(catalog, &unit)
+                )));
+            }
+            let mut d = in_state(
+                t,
+                &[DispatchState::Dispatched, DispatchState::Accepted],
+                if whistle {
+                    "whistle"
+                } else {
+                    "add co-handlers"
+                },
+            )?;
+            let problems = check_new_units(units, &d, catalog);
+            if !problems.is_empty() {
+                return Err(Refusal::Invalid(problems));
+            }
+            let kind = if whistle { "whistled" } else { "co_handler" };
+            let mut inbox = Vec::new();
+            for u in units {
+                d.co_handlers.push(CoHandler {
+                    unit: u.clone(),
+                    whistled: whistle,
+                    added_at: now,
+                    accepted_at: None,
+                });
+                inbox.push((u.clone(), kind.to_owned()));
+            }
+            let note = match cmd {
+                Command::Whistle { note, .. } => note.clone(),
+                _ => String::new(),
+            };
+            Ok(Step {
+                action: if whistle {
+                    "whistled"
+                } else {
+                    "co_handlers_added"
+                },
+                from,
+                status: d.state.ticket_status(),
+                inbox,
+                dispatch: d,
+                routing: None,
+                reason: format!("{} {note}", units.join(",")).trim().to_owned(),
+            })
+        }
+        Command::Progress { note } => {
+            let unit = involved_handler(t, actor, catalog)?;
+            if note.trim().is_empty() {
+                return Err(invalid("note", "must not be empty"));
+            }
+            let mut d = in_state(
+                t,
+                &[DispatchState::Accepted],
+                "take progress notes (accept it first)",
+            )?;
+            d.progress.push(NoteRecord {
+                unit,
+                author: actor.sub.clone(),
+                text: note.trim().to_owned(),
+                at: now,
+            });
+            Ok(Step {
+                action: "progress",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: String::new(),
+            })
+        }
+        Command::RequestExtension {
+            working_days,
+            reason,
+        } => {
+            lead_handler(t, actor, catalog, "request an extension")?;
+            let mut problems = Vec::new();
+            if *working_days == 0 || *working_days > rules.max_extension_days {
+                problems.push((
+                    "working_days".to_owned(),
+                    format!("must be 1 to {}", rules.max_extension_days),
+                ));
+            }
+            if reason.trim().is_empty() {
+                problems.push(("reason".to_owned(), "say why more time is needed".into()));
+            }
+            if !problems.is_empty() {
+                return Err(Refusal::Invalid(problems));
+            }
+            let mut d = in_state(t, &[DispatchState::Accepted], "request an extension")?;
+            if d.pending_extension().is_some() {
+                return Err(illegal(t, "an extension request is already pending"));
+            }
+            if let Some(due) = d.complete_by
+                && now >= due
+            {
+                return Err(illegal(
+                    t,
+                    "the completion deadline has passed: extensions must be asked for before it",
+                ));
+            }
+            d.extensions.push(ExtensionRecord {
+                working_days: *working_days,
+                reason: reason.trim().to_owned(),
+                requested_by: actor.sub.clone(),
+                requested_at: now,
+                approved: None,
+                decided_by: String::new(),
+                decided_at: None,
+                note: String::new(),
+            });
+            Ok(Step {
+                action: "extension_requested",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: format!("{working_days} working days: {}", reason.trim()),
+            })
+        }
+        Command::Complete { reply } => {
+            lead_handler(t, actor, catalog, "complete")?;
+            if reply.trim().is_empty() {
+                return Err(invalid(
+                    "reply",
+                    "the reply to the citizen must not be empty",
+                ));
+            }
+            let mut d = in_state(t, &[DispatchState::Accepted], "complete (accept it first)")?;
+            d.state = DispatchState::Completed;
+            d.completed_at = Some(now);
+            d.reply = reply.trim().to_owned();
+            Ok(Step {
+                action: "completed",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: String::new(),
+            })
+        }
+    }
+}
+
+fn dispatcher_only(actor: &Actor, what: &str) -> Result<(), Refusal> {
+    if matches!(actor.role, Role::Dispatcher | Role::Admin) {
+        Ok(())
+    } else {
+        Err(Refusal::Denied(format!(
+            "role `{}` may not {what}; allowed: dispatcher, admin",
+            actor.role
+        )))
+    }
+}
+
+fn dispatched(t: &TicketRecord) -> Result<&DispatchRecord, Refusal> {
+    t.dispatch
+        .as_ref()
+        .ok_or_else(|| illegal(t, "the ticket has not been dispatched"))
+}
+
+fn in_state(
+    t: &TicketRecord,
+    allowed: &[DispatchState],
+    what: &str,
+) -> Result<DispatchRecord, Refusal> {
+    let d = dispatched(t)?;
+    if allowed.contains(&d.state) {
+        Ok(d.clone())
+    } else {
+        Err(illegal(
+            t,
+            format!(
+                "cannot {what} a ticket that is {}; possible from: {}",
+                d.state,
+                allowed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+}
+
+/// The caller's unit, if it is a handler whose unit leads or co-handles the ticket.
+fn involved_handler(t: &TicketRecord, actor: &Actor, catalog: &Catalog) -> Result<String, Refusal> {
+    if actor.role != Role::Handler {
+        return Err(Refusal::Denied(format!(
+            "role `{}` may not act on a ticket as its handler",
+            actor.role
+        )));
+    }
+    let Some(unit) = actor.unit.clone() else {
+        return Err(Refusal::Denied("this handler token names no unit".into()));
+    };
+    match &t.dispatch {
+        Some(d) if d.involves(&unit) => Ok(unit),
+        Some(d) => Err(Refusal::Denied(format!(
+            "this ticket is assigned to {}, not to you ({})",
+            unit_name(catalog, &d.lead_unit),
+            unit_name(catalog, &unit)
+        ))),
+        None => Err(Refusal::Denied(format!(
+            "this ticket is not assigned to you ({})",
+            unit_name(catalog, &unit)
+        ))),
+    }
+}
+
+fn lead_handler(
+    t: &TicketRecord,
+    actor: &Actor,
+    catalog: &Catalog,
+    what: &str,
+) -> Result<String, Refusal> {
+    let unit = involved_handler(t, actor, catalog)?;
+    let lead = &dispatched(t)?.lead_unit;
+    if &unit == lead {
+        Ok(unit)
+    } else {
+        Err(Refusal::Denied(format!(
+            "only the lead unit {} may {what}; you ({}) co-handle it",
+            unit_name(catalog, lead),
+            unit_name(catalog, &unit)
+        )))
+    }
+}
+
+fn check_new_units(
+    units: &[String],
+    d: &DispatchRecord,
+    catalog: &Catalog,
+) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if units.is_empty() {
+        problems.push(("units".to_owned(), "name at least one unit".into()));
+    }
+    for (i, u) in units.iter().enumerate() {
+        let field = format!("units[{i}]");
+        if !catalog.units().contains(u) {
+            problems.push((field, format!("unknown unit {u}")));
+        } else if d.involves(u) || units[..i].contains(u) {
+            problems.push((field, format!("{u} already handles this ticket")));
+        }
+    }
+    problems
+}
+
+fn auto_dispatch(
+    t: &TicketRecord,
+    from: String,
+    now: DateTime<Utc>,
+    deadlines: &Deadlines,
+) -> Result<Step, Refusal> {
+    if t.dispatch.is_some() || t.status != TicketStatus::Routed {
+        return Err(illegal(
+            t,
+            "only a routed, undispatched ticket is auto-dispatched",
+        ));
+    }
+    let Some(routing) = t.routing.as_ref().filter(|r| !r.lead_unit.is_empty()) else {
+        return Err(illegal(t, "the routing names no lead unit"));
+    };
+    let due = deadlines.due(now, routing.accept_hours, routing.complete_days);
+    let d = new_record(
+        routing.lead_unit.clone(),
+        &routing.co_units,
+        false,
+        "",
+        now,
+        due,
+    );
+    Ok(Step {
+        action: "dispatched",
+        from,
+        status: d.state.ticket_status(),
+        inbox: inbox_for_new(&d),
+        dispatch: d,
+        routing: None,
+        reason: format!(
+            "auto: {} {} (confidence {:.2})",
+            routing.item_code, routing.item_name, routing.confidence
+        ),
+    })
+}
+
+struct ManualDispatch<'a> {
+    lead_unit: &'a str,
+    co_units: &'a [String],
+    use_next_suggestion: bool,
+    item_code: &'a str,
+    note: &'a str,
+}
+
+fn manual_dispatch(
+    t: &TicketRecord,
+    from: String,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    catalog: &Catalog,
+    deadlines: &Deadlines,
+    m: ManualDispatch<'_>,
+) -> Result<Step, Refusal> {
+    let open_for_dispatch = match &t.dispatch {
+        None => t.status == TicketStatus::NeedsDispatcher,
+        Some(d) => matches!(d.state, DispatchState::Returned | DispatchState::Dispatched),
+    };
+    if !open_for_dispatch {
+        return Err(illegal(
+            t,
+            "only a ticket waiting for a dispatcher, returned, or dispatched and not yet accepted can be dispatched",
+        ));
+    }
+    let mut routing = t.routing.clone().unwrap_or_default();
+    let mut problems = Vec::new();
+    if !m.item_code.is_empty() {
+        match catalog.get(m.item_code) {
+            Some(item) => {
+                routing.item_code = item.code.clone();
+                routing.item_name = item.name.clone();
+                routing.grade = item.grade.as_str().to_owned();
+                routing.accept_hours = item.limits.accept_hours;
+                routing.respond_hours = item.limits.respond_hours;
+                routing.complete_days = item.limits.complete_days;
+            }
+            None => problems.push((
+                "item_code".to_owned(),
+                format!("{} is not in the active catalog", m.item_code),
+            )),
+        }
+    }
+    let returned: Vec<&str> = t
+        .dispatch
+        .iter()
+        .flat_map(|d| d.returns.iter().map(|r| r.unit.as_str()))
+        .collect();
+    let lead = if m.use_next_suggestion {
+        if !m.lead_unit.is_empty() {
+            problems.push((
+                "lead_unit".to_owned(),
+                "give a lead unit or use_next_suggestion, not both".into(),
+            ));
+        }
+        let current = t.dispatch.as_ref().map(|d| d.lead_unit.as_str());
+        routing
+            .suggestions
+            .iter()
+            .map(|s| s.unit.as_str())
+            .find(|u| !u.is_empty() && !returned.contains(u) && Some(*u) != current)
+            .map(str::to_owned)
+            .or_else(|| {
+                problems.push((
+                    "use_next_suggestion".to_owned(),
+                    "no remaining suggestion names a unit that has not returned this ticket; choose a lead unit".into(),
+                ));
+                None
+            })
+    } else if m.lead_unit.is_empty() {
+        problems.push((
+            "lead_unit".to_owned(),
+            "choose a lead unit (or use_next_suggestion)".into(),
+        ));
+        None
+    } else if !catalog.units().contains(m.lead_unit) {
+        problems.push((
+            "lead_unit".to_owned(),
+            format!("unknown unit {}", m.lead_unit),
+        ));
+        None
+    } else {
+        Some(m.lead_unit.to_owned())
+    };
+    for (i, u) in m.co_units.iter().enumerate() {
+        if !catalog.units().contains(u) {
+            problems.push((format!("co_units[{i}]"), format!("unknown unit {u}")));
+        } else if Some(u) == lead.as_ref() {
+            problems.push((format!("co_units[{i}]"), format!("{u} is the lead unit")));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Refusal::Invalid(problems));
+    }
+    let lead = lead.unwrap_or_default();
+    routing.lead_unit = lead.clone();
+    routing.co_units = m.co_units.to_vec();
+    let due = deadlines.due(now, routing.accept_hours, routing.complete_days);
+    let mut d = new_record(lead, m.co_units, true, &actor.sub, now, due);
+    // A re-dispatch keeps the ticket's history.
+    if let Some(old) = &t.dispatch {
+        d.returns = old.returns.clone();
+        d.progress = old.progress.clone();
+    }
+    Ok(Step {
+        action: "dispatched",
+        from,
+        status: d.state.ticket_status(),
+        inbox: inbox_for_new(&d),
+        dispatch: d,
+        routing: Some(routing),
+        reason: format!("manual: {}", m.note).trim().to_owned(),
+    })
+}
+
+fn new_record(
+    lead: String,
+    co_units: &[String],
+    manual: bool,
+    by: &str,
+    now: DateTime<Utc>,
+    due: crate::deadlines::Due,
+) -> DispatchRecord {
+    DispatchRecord {
+        state: DispatchState::Dispatched,
+        co_handlers: co_units
+            .iter()
+            .filter(|u| **u != lead)
+            .map(|u| CoHandler {
+                unit: u.clone(),
+                whistled: false,
+                added_at: now,
+                accepted_at: None,
+            })
+            .collect(),
+        lead_unit: lead,
+        manual,
+        dispatched_by: by.to_owned(),
+        dispatched_at: now,
+        accept_by: due.accept_by,
+        complete_by: due.complete_by,
+        deadline_estimated: due.estimated,
+        accepted_at: None,
+        completed_at: None,
+        reply: String::new(),
+        returns: vec![],
+        progress: vec![],
+        extensions: vec![],
+        callback: None,
+        redo_count: 0,
+    }
+}
+
+fn inbox_for_new(d: &DispatchRecord) -> Vec<(String, String)> {
+    d.units()
+        .map(|u| {
+            let kind = if u == d.lead_unit {
+                "dispatched"
+            } else {
+                "co_handler"
+            };
+            (u.to_owned(), kind.to_owned())
+        })
+        .collect()
+}

@@ -1,0 +1,739 @@
+//! The dispatch lifecycle end to end in production mode: intake, classification and dispatch
+//! as separate apps on real PostgreSQL, Redis and RabbitMQ.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use minyi_catalog::model::Responsibility;
+use minyi_core::auth::Role;
+use minyi_core::petition::TicketStatus;
+use minyi_proto::common::Location;
+use minyi_proto::dispatch::*;
+use minyi_proto::intake::{GetTicketRequest as IntakeGet, SubmitPetitionRequest};
+use support::{Cluster, Dispatch, spawn_cluster};
+use tokio_stream_next::next;
+use tonic::Code;
+
+mod tokio_stream_next {
+    /// Next message of a server stream within 20 s.
+    pub async fn next<T>(s: &mut tonic::Streaming<T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(20), s.message())
+            .await
+            .expect("no inbox entry within 20 s")
+            .expect("stream error")
+            .expect("stream ended")
+    }
+}
+
+const DISPATCHED: i32 = 1;
+const ACCEPTED: i32 = 2;
+const RETURNED: i32 = 3;
+const COMPLETED: i32 = 4;
+const CALLED_BACK: i32 = 5;
+const ARCHIVED: i32 = 6;
+
+async fn submit(c: &Cluster, text: &str, address: &str) -> String {
+    let mut agent = c.intake.intake(Some(Role::Agent)).await;
+    agent
+        .submit_petition(SubmitPetitionRequest {
+            channel: 1,
+            text: text.into(),
+            location: Some(Location {
+                address: address.into(),
+                point: None,
+            }),
+            caller: Some(minyi_proto::common::Caller {
+                anonymous: false,
+                name: "王小明".into(),
+                phone: "13800138000".into(),
+                id_number: String::new(),
+            }),
+            ..SubmitPetitionRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap()
+        .id
+}
+
+/// Waits until the ticket's coarse status is `status`.
+async fn wait_status(c: &Cluster, id: &str, status: TicketStatus) -> minyi_proto::intake::Ticket {
+    let mut agent = c.intake.intake(Some(Role::Agent)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = agent
+            .get_ticket(IntakeGet { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if t.status == status.to_proto() {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ticket {id} never reached {status:?} (is {})",
+            t.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn get(d: &mut Dispatch, id: &str) -> DispatchTicket {
+    d.get_ticket(GetTicketRequest { ticket: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A functional item's phrasings: the classifier is confident, the owner is known.
+fn functional_text() -> (String, String) {
+    let catalog = minyi_catalog::demo_slice();
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .unwrap();
+    let Responsibility::Functional { unit } = &item.responsibility else {
+        unreachable!()
+    };
+    (item.phrasings.join("，"), unit.clone())
+}
+
+fn territorial_text() -> (String, String) {
+    let catalog = minyi_catalog::demo_slice();
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Territorial))
+        .unwrap();
+    (item.phrasings.join("，"), item.code.clone())
+}
+
+#[tokio::test]
+async fn dispatch_lifecycle_in_production_mode() {
+    let c = spawn_cluster().await;
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+
+    // --- submit → auto-dispatched → accepted → completed → callback → archived ---
+    let (text, owner) = functional_text();
+    let id = submit(&c, &text, "光明街道东周社区").await;
+    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    let t = get(&mut dispatcher, &id).await;
+    assert_eq!(t.state, DISPATCHED);
+    assert_eq!(t.lead_unit, owner);
+    assert!(!t.manual);
+    assert!(t.complete_by.is_some());
+    // Personal data masked for the dispatcher.
+    let caller = t.caller.clone().unwrap();
+    assert_eq!(caller.phone, "138****8000");
+    assert!(!format!("{t:?}").contains("13800138000"));
+
+    // The lead's inbox stream shows it.
+    let mut lead = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
+    let mut stream = lead
+        .watch_inbox(WatchInboxRequest { after_cursor: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = next(&mut stream).await;
+    assert_eq!(entry.ticket_id, id);
+    assert_eq!(entry.kind, "dispatched");
+    let first_cursor = entry.cursor;
+
+    // Another unit can neither see nor act; each refusal is audited.
+    let stranger_unit = if owner == "ST-XH" { "ST-FH" } else { "ST-XH" };
+    let mut stranger = c
+        .dispatch
+        .dispatch(Role::Handler, Some(stranger_unit))
+        .await;
+    let e = stranger
+        .get_ticket(GetTicketRequest { ticket: id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("not to you"), "{}", e.message());
+    let e = stranger
+        .accept(AcceptRequest {
+            ticket: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // Handlers cannot do dispatchers' work, nor agents handlers'.
+    let e = lead
+        .dispatch(DispatchRequest {
+            ticket: id.clone(),
+            lead_unit: "ST-GM".into(),
+            ..DispatchRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let mut agent = c.dispatch.dispatch(Role::Agent, None).await;
+    assert_eq!(
+        agent
+            .accept(AcceptRequest {
+                ticket: id.clone(),
+                expected_version: 0
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    // Completing before accepting is an illegal transition naming the state.
+    let e = lead
+        .complete(CompleteRequest {
+            ticket: id.clone(),
+            reply: "done".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("dispatched"), "{}", e.message());
+
+    // Two handlers of the lead unit accept at once: exactly one succeeds.
+    let mut lead2 = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
+    let (a, b) = tokio::join!(
+        lead.accept(AcceptRequest {
+            ticket: id.clone(),
+            expected_version: 0
+        }),
+        lead2.accept(AcceptRequest {
+            ticket: id.clone(),
+            expected_version: 0
+        })
+    );
+    let ok = [a.is_ok(), b.is_ok()];
+    assert_eq!(ok.iter().filter(|x| **x).count(), 1, "{a:?} {b:?}");
+    let loser = if a.is_ok() { b } else { a }.unwrap_err();
+    assert!(
+        matches!(loser.code(), Code::FailedPrecondition | Code::Aborted),
+        "{loser:?}"
+    );
+    let t = get(&mut lead, &id).await;
+    assert_eq!(t.state, ACCEPTED);
+    // A stale version is refused.
+    let e = lead
+        .add_progress(AddProgressRequest {
+            ticket: id.clone(),
+            note: "已联系市民".into(),
+            expected_version: t.version - 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted);
+    lead.add_progress(AddProgressRequest {
+        ticket: id.clone(),
+        note: "已联系市民，约定明天上门".into(),
+        expected_version: t.version,
+    })
+    .await
+    .unwrap();
+    // Missing reply: a field error.
+    let e = lead
+        .complete(CompleteRequest {
+            ticket: id.clone(),
+            reply: " ".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("reply"));
+    let done = lead
+        .complete(CompleteRequest {
+            ticket: id.clone(),
+            reply: "已处理完毕，感谢您的反映。".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.state, COMPLETED);
+    wait_status(&c, &id, TicketStatus::Completed).await;
+
+    // Callback: a dissatisfied rating for a cause on the unit's side reopens for redo.
+    let e = dispatcher
+        .record_callback(RecordCallbackRequest {
+            ticket: id.clone(),
+            rating: "dissatisfied".into(),
+            cause: String::new(),
+            note: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("cause"));
+    let redo = dispatcher
+        .record_callback(RecordCallbackRequest {
+            ticket: id.clone(),
+            rating: "dissatisfied".into(),
+            cause: "unit".into(),
+            note: "问题没有解决".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(redo.state, ACCEPTED);
+    assert_eq!(redo.redo_count, 1);
+    let redo_entry = next(&mut stream).await;
+    assert_eq!(redo_entry.kind, "redo");
+    assert!(redo_entry.cursor > first_cursor);
+    lead.complete(CompleteRequest {
+        ticket: id.clone(),
+        reply: "已再次处理并回复".into(),
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+    let rated = dispatcher
+        .record_callback(RecordCallbackRequest {
+            ticket: id.clone(),
+            rating: "satisfied".into(),
+            cause: String::new(),
+            note: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rated.state, CALLED_BACK);
+    let archived = dispatcher
+        .archive(ArchiveRequest {
+            ticket: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archived.state, ARCHIVED);
+    wait_status(&c, &id, TicketStatus::Archived).await;
+    let e = dispatcher
+        .archive(ArchiveRequest {
+            ticket: id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("archived"));
+
+    // The audit trail has every step and every refusal.
+    let audit = get(&mut dispatcher, &id).await.audit;
+    let actions: Vec<(&str, bool)> = audit
+        .iter()
+        .map(|a| (a.action.as_str(), a.allowed))
+        .collect();
+    for step in [
+        "dispatched",
+        "accepted",
+        "progress",
+        "completed",
+        "reopened",
+        "called_back",
+        "archived",
+    ] {
+        assert!(
+            actions.contains(&(step, true)),
+            "{step} missing: {actions:?}"
+        );
+    }
+    let refused: Vec<_> = audit.iter().filter(|a| !a.allowed).collect();
+    assert!(
+        refused
+            .iter()
+            .any(|a| a.unit == stranger_unit && a.action == "accept"),
+        "{refused:?}"
+    );
+    assert!(refused.iter().any(|a| a.role == "agent"));
+    assert_eq!(audit[0].role, "system");
+
+    // --- return → re-dispatched by a dispatcher ---
+    let id2 = submit(&c, &format!("{text}。另外一件事"), "凤凰街道").await;
+    wait_status(&c, &id2, TicketStatus::Dispatched).await;
+    let (_, rule) = territorial_text();
+    let e = lead
+        .r#return(ReturnRequest {
+            ticket: id2.clone(),
+            reason: String::new(),
+            catalog_rule: "NOPE-1".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("reason") && e.message().contains("catalog_rule"));
+    let returned = lead
+        .r#return(ReturnRequest {
+            ticket: id2.clone(),
+            reason: "属地事项，应由街道办理".into(),
+            catalog_rule: rule.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(returned.state, RETURNED);
+    wait_status(&c, &id2, TicketStatus::NeedsDispatcher).await;
+    let queue = dispatcher
+        .list_queue(ListQueueRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(queue.tickets.iter().any(|t| t.ticket_id == id2));
+    let redispatched = dispatcher
+        .dispatch(DispatchRequest {
+            ticket: id2.clone(),
+            lead_unit: "ST-FH".into(),
+            note: "属地街道".into(),
+            ..DispatchRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(redispatched.state, DISPATCHED);
+    assert_eq!(redispatched.lead_unit, "ST-FH");
+    assert_eq!(redispatched.lead_unit_name, "凤凰街道");
+    assert!(redispatched.manual);
+    assert_eq!(redispatched.returns.len(), 1);
+    // The unit that returned it no longer acts on it.
+    let e = lead
+        .accept(AcceptRequest {
+            ticket: id2.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("凤凰街道"), "{}", e.message());
+
+    // --- co-handling and 吹哨 ---
+    let mut fh = c.dispatch.dispatch(Role::Handler, Some("ST-FH")).await;
+    fh.accept(AcceptRequest {
+        ticket: id2.clone(),
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+    let e = fh
+        .whistle(WhistleRequest {
+            ticket: id2.clone(),
+            units: vec!["DEP-NOPE".into()],
+            note: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("units[0]"));
+    let whistled = fh
+        .whistle(WhistleRequest {
+            ticket: id2.clone(),
+            units: vec!["DEP-ZJ".into(), "DEP-CG".into()],
+            note: "请住建、城管到场".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(whistled.co_handlers.len(), 2);
+    assert!(
+        whistled
+            .co_handlers
+            .iter()
+            .all(|c| c.whistled && !c.accepted)
+    );
+    let mut zj = c.dispatch.dispatch(Role::Handler, Some("DEP-ZJ")).await;
+    let mut zj_stream = zj
+        .watch_inbox(WatchInboxRequest { after_cursor: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let e = next(&mut zj_stream).await;
+    assert_eq!(
+        (e.ticket_id.as_str(), e.kind.as_str()),
+        (id2.as_str(), "whistled")
+    );
+    let reported = zj
+        .accept(AcceptRequest {
+            ticket: id2.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        reported
+            .co_handlers
+            .iter()
+            .any(|c| c.unit == "DEP-ZJ" && c.accepted)
+    );
+    assert_eq!(reported.state, ACCEPTED);
+    // A co-handler may note progress, but not complete, nor whistle; a department cannot
+    // whistle at all.
+    zj.add_progress(AddProgressRequest {
+        ticket: id2.clone(),
+        note: "已到场核查".into(),
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+    let e = zj
+        .complete(CompleteRequest {
+            ticket: id2.clone(),
+            reply: "x".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    fh.add_co_handlers(AddCoHandlersRequest {
+        ticket: id2.clone(),
+        units: vec!["DEP-JT".into()],
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+
+    // --- extensions: refused, then approved (moves the deadline) ---
+    let before = get(&mut fh, &id2).await.complete_by.unwrap();
+    let e = fh
+        .request_extension(RequestExtensionRequest {
+            ticket: id2.clone(),
+            working_days: 0,
+            reason: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    fh.request_extension(RequestExtensionRequest {
+        ticket: id2.clone(),
+        working_days: 3,
+        reason: "需协调多个部门".into(),
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+    let e = fh
+        .request_extension(RequestExtensionRequest {
+            ticket: id2.clone(),
+            working_days: 3,
+            reason: "again".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let refused = dispatcher
+        .decide_extension(DecideExtensionRequest {
+            ticket: id2.clone(),
+            approve: false,
+            note: "理由不足".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refused.complete_by.unwrap(), before);
+    assert_eq!(refused.extensions[0].decision, "refused");
+    fh.request_extension(RequestExtensionRequest {
+        ticket: id2.clone(),
+        working_days: 2,
+        reason: "需协调多个部门，已取得进展".into(),
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+    let approved = dispatcher
+        .decide_extension(DecideExtensionRequest {
+            ticket: id2.clone(),
+            approve: true,
+            note: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved.extensions[1].decision, "approved");
+    let moved = approved.complete_by.unwrap();
+    assert!(
+        moved.seconds > before.seconds + 86_400,
+        "{before:?} → {moved:?}"
+    );
+    let e = dispatcher
+        .decide_extension(DecideExtensionRequest {
+            ticket: id2.clone(),
+            approve: true,
+            note: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    // --- manual dispatch of a ticket classification was unsure about ---
+    let (ttext, _) = territorial_text();
+    let id3 = submit(&c, &ttext, "").await;
+    wait_status(&c, &id3, TicketStatus::NeedsDispatcher).await;
+    let queue = dispatcher
+        .list_queue(ListQueueRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let queued = queue.tickets.iter().find(|t| t.ticket_id == id3).unwrap();
+    assert!(!queued.routing.as_ref().unwrap().suggestions.is_empty());
+    assert!(queue.unit_load.get("ST-FH").copied().unwrap_or(0) >= 1);
+    let e = dispatcher
+        .dispatch(DispatchRequest {
+            ticket: id3.clone(),
+            lead_unit: "ST-NOPE".into(),
+            ..DispatchRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("lead_unit"));
+    let manual = dispatcher
+        .dispatch(DispatchRequest {
+            ticket: id3.clone(),
+            lead_unit: "ST-GM".into(),
+            co_units: vec!["DEP-CG".into()],
+            ..DispatchRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(manual.lead_unit, "ST-GM");
+    assert!(manual.manual);
+    wait_status(&c, &id3, TicketStatus::Dispatched).await;
+    let mut gm = c.dispatch.dispatch(Role::Handler, Some("ST-GM")).await;
+    let inbox = gm
+        .list_inbox(ListInboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        inbox
+            .tickets
+            .iter()
+            .map(|t| t.ticket_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![id3.as_str()]
+    );
+    // A supervisor reads but cannot act.
+    let mut sup = c.dispatch.dispatch(Role::Supervisor, None).await;
+    get(&mut sup, &id3).await;
+    assert_eq!(
+        sup.archive(ArchiveRequest {
+            ticket: id3.clone(),
+            expected_version: 0
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::PermissionDenied
+    );
+    c.stop().await;
+}
+
+/// The inbox stream resumes from a cursor without missing or repeating entries.
+#[tokio::test]
+async fn inbox_stream_resumes_from_its_cursor() {
+    let c = spawn_cluster().await;
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let (ttext, _) = territorial_text();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let id = submit(&c, &format!("{ttext} 第{i}次"), "").await;
+        ids.push(id);
+    }
+    let mut gm = c.dispatch.dispatch(Role::Handler, Some("ST-GM")).await;
+    let mut got = Vec::new();
+    let mut cursor = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = dispatcher
+                .dispatch(DispatchRequest {
+                    ticket: id.clone(),
+                    lead_unit: "ST-GM".into(),
+                    ..DispatchRequest::default()
+                })
+                .await;
+            match r {
+                Ok(_) => break,
+                // Still being classified, or linked as a duplicate of an earlier one.
+                Err(e) if e.code() == Code::FailedPrecondition && Instant::now() < deadline => {
+                    if e.message().contains("linked_duplicate") {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        // Read one entry at a time, reconnecting after every second one.
+        if i % 2 == 0 || got.is_empty() {
+            let mut s = gm
+                .watch_inbox(WatchInboxRequest {
+                    after_cursor: cursor,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            while let Ok(Ok(Some(e))) =
+                tokio::time::timeout(Duration::from_millis(1500), s.message()).await
+            {
+                cursor = e.cursor;
+                got.push(e.ticket_id);
+            }
+        }
+    }
+    let mut s = gm
+        .watch_inbox(WatchInboxRequest {
+            after_cursor: cursor,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Ok(Ok(Some(e))) = tokio::time::timeout(Duration::from_millis(1500), s.message()).await
+    {
+        got.push(e.ticket_id);
+    }
+    let dispatched: Vec<String> = {
+        let inbox = gm
+            .list_inbox(ListInboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut v: Vec<String> = inbox.tickets.into_iter().map(|t| t.ticket_id).collect();
+        v.reverse();
+        v
+    };
+    assert!(!dispatched.is_empty());
+    assert_eq!(
+        got, dispatched,
+        "each dispatched ticket exactly once, in order"
+    );
+    // -1 resumes where this handler's last stream stopped: nothing new.
+    let mut s = gm
+        .watch_inbox(WatchInboxRequest { after_cursor: -1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1000), s.message())
+            .await
+            .is_err()
+    );
+    c.stop().await;
+}
