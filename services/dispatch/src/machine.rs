@@ -875,3 +875,218 @@ fn inbox_for_new(d: &DispatchRecord) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use minyi_core::petition::Channel;
+    use minyi_core::store::SuggestionRecord;
+
+    use super::*;
+
+    fn catalog() -> Catalog {
+        minyi_catalog::demo_slice()
+    }
+
+    fn routed() -> TicketRecord {
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 2, 0, 0).unwrap();
+        let suggestion = |unit: &str| SuggestionRecord {
+            item_code: "X".into(),
+            item_name: "x".into(),
+            path: vec![],
+            unit: unit.into(),
+            confidence: 0.5,
+        };
+        TicketRecord {
+            id: uuid::Uuid::now_v7(),
+            tracking_number: "MY-1".into(),
+            status: TicketStatus::Routed,
+            channel: Channel::Hotline,
+            title: String::new(),
+            text: "t".into(),
+            anonymous: true,
+            caller_name: None,
+            caller_phone: None,
+            caller_id_number: None,
+            address: String::new(),
+            latitude: None,
+            longitude: None,
+            event_time: None,
+            attachment_urls: vec![],
+            idempotency_key: None,
+            received_at: at,
+            received_by: "a".into(),
+            follow_ups: vec![],
+            routing: Some(RoutingRecord {
+                decision: "auto".into(),
+                lead_unit: "DEP-ZJ".into(),
+                accept_hours: 2,
+                complete_days: 5,
+                suggestions: vec![
+                    suggestion("DEP-ZJ"),
+                    suggestion("DEP-CG"),
+                    suggestion("ST-GM"),
+                ],
+                ..RoutingRecord::default()
+            }),
+            dispatch: None,
+            version: 1,
+        }
+    }
+
+    fn handler(unit: &str) -> Actor {
+        Actor {
+            sub: format!("h-{unit}"),
+            role: Role::Handler,
+            unit: Some(unit.into()),
+        }
+    }
+
+    fn dispatcher() -> Actor {
+        Actor {
+            sub: "d".into(),
+            role: Role::Dispatcher,
+            unit: None,
+        }
+    }
+
+    fn run(
+        t: &TicketRecord,
+        cmd: Command,
+        who: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<TicketRecord, Refusal> {
+        let s = step(
+            t,
+            &cmd,
+            who,
+            now,
+            &catalog(),
+            &Deadlines::default(),
+            &Rules::default(),
+        )?;
+        Ok(TicketRecord {
+            status: s.status,
+            dispatch: Some(s.dispatch),
+            routing: s.routing.or(t.routing.clone()),
+            ..t.clone()
+        })
+    }
+
+    #[test]
+    fn a_return_is_only_possible_within_the_acceptance_limit() {
+        let t = routed();
+        let now = t.received_at;
+        let d = run(&t, Command::AutoDispatch, &Actor::system(), now).unwrap();
+        let accept_by = d.dispatch.as_ref().unwrap().accept_by.unwrap();
+        assert!(accept_by > now);
+        let ret = Command::Return {
+            reason: "不是我们的".into(),
+            catalog_rule: catalog().items()[0].code.clone(),
+        };
+        let late = run(
+            &d,
+            ret.clone(),
+            &handler("DEP-ZJ"),
+            accept_by + Duration::minutes(1),
+        );
+        assert!(matches!(late, Err(Refusal::Illegal { .. })), "{late:?}");
+        let back = run(&d, ret, &handler("DEP-ZJ"), now + Duration::minutes(5)).unwrap();
+        assert_eq!(back.status, TicketStatus::NeedsDispatcher);
+        // The next suggestion skips the unit that returned it.
+        let again = run(
+            &back,
+            Command::Dispatch {
+                lead_unit: String::new(),
+                co_units: vec![],
+                use_next_suggestion: true,
+                item_code: String::new(),
+                note: String::new(),
+            },
+            &dispatcher(),
+            now + Duration::minutes(10),
+        )
+        .unwrap();
+        let d = again.dispatch.unwrap();
+        assert_eq!(d.lead_unit, "DEP-CG");
+        assert_eq!(d.returns.len(), 1);
+        assert!(d.manual);
+    }
+
+    #[test]
+    fn only_a_street_whistles_and_extensions_come_before_the_deadline() {
+        let t = routed();
+        let now = t.received_at;
+        let d = run(&t, Command::AutoDispatch, &Actor::system(), now).unwrap();
+        let whistle = Command::Whistle {
+            units: vec!["DEP-CG".into()],
+            note: String::new(),
+        };
+        assert!(matches!(
+            run(&d, whistle, &handler("DEP-ZJ"), now),
+            Err(Refusal::Denied(m)) if m.contains("street")
+        ));
+        let a = run(&d, Command::Accept, &handler("DEP-ZJ"), now).unwrap();
+        let due = a.dispatch.as_ref().unwrap().complete_by.unwrap();
+        let ext = Command::RequestExtension {
+            working_days: 3,
+            reason: "r".into(),
+        };
+        assert!(matches!(
+            run(
+                &a,
+                ext.clone(),
+                &handler("DEP-ZJ"),
+                due + Duration::hours(1)
+            ),
+            Err(Refusal::Illegal { .. })
+        ));
+        assert!(matches!(
+            run(&a, ext.clone(), &dispatcher(), now),
+            Err(Refusal::Denied(_))
+        ));
+        run(&a, ext, &handler("DEP-ZJ"), now).unwrap();
+    }
+
+    #[test]
+    fn a_satisfied_callback_closes_and_a_citizen_side_dissatisfaction_does_not_reopen() {
+        let t = routed();
+        let now = t.received_at;
+        let mut x = run(&t, Command::AutoDispatch, &Actor::system(), now).unwrap();
+        x = run(&x, Command::Accept, &handler("DEP-ZJ"), now).unwrap();
+        x = run(
+            &x,
+            Command::Complete { reply: "ok".into() },
+            &handler("DEP-ZJ"),
+            now,
+        )
+        .unwrap();
+        let cb = |cause: &str| Command::Callback {
+            rating: "dissatisfied".into(),
+            cause: cause.into(),
+            note: String::new(),
+        };
+        let closed = run(&x, cb("citizen"), &dispatcher(), now).unwrap();
+        assert_eq!(closed.dispatch.unwrap().state, DispatchState::CalledBack);
+        let redo = run(&x, cb("unit"), &dispatcher(), now).unwrap();
+        assert_eq!(
+            redo.dispatch.as_ref().unwrap().state,
+            DispatchState::Accepted
+        );
+        assert_eq!(redo.dispatch.unwrap().redo_count, 1);
+        // Handlers cannot record callbacks; a bad rating names the field.
+        assert!(matches!(
+            run(&x, cb("unit"), &handler("DEP-ZJ"), now),
+            Err(Refusal::Denied(_))
+        ));
+        let bad = Command::Callback {
+            rating: "meh".into(),
+            cause: String::new(),
+            note: String::new(),
+        };
+        assert!(matches!(
+            run(&x, bad, &dispatcher(), now),
+            Err(Refusal::Invalid(f)) if f[0].0 == "rating"
+        ));
+    }
+}

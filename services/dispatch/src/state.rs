@@ -253,6 +253,9 @@ impl RoutingState for RedisRoutingState {
             .query_async(&mut conn)
             .await
             .map_err(err)?;
+        if units.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let mut pipe = redis::pipe();
         for u in &units {
             pipe.scard(format!("{}:open:{u}", self.prefix));
