@@ -52,21 +52,29 @@ struct Proc {
 }
 
 async fn start_intake(config: &Config, relay: bool) -> Proc {
+    start_service(config, "intake", relay).await
+}
+
+/// `minyi serve <service>` as a child process on the test's backends.
+async fn start_service(config: &Config, service: &str, relay: bool) -> Proc {
     // free_port() can race with other tests taking the same port: retry with fresh ports
     // when the process exits before it listens.
     for _ in 0..5 {
-        if let Some(p) = try_start_intake(config, relay).await {
+        if let Some(p) = try_start(config, service, relay).await {
             return p;
         }
     }
-    panic!("intake did not start after 5 attempts");
+    panic!("{service} did not start after 5 attempts");
 }
 
-async fn try_start_intake(config: &Config, relay: bool) -> Option<Proc> {
+async fn try_start(config: &Config, service: &str, relay: bool) -> Option<Proc> {
     let port = free_port();
     let data = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(minyi_bin());
-    cmd.args(["serve", "intake"])
+    if let Some(dir) = &config.catalog_dir {
+        cmd.env("MINYI_CATALOG_DIR", dir);
+    }
+    cmd.args(["serve", service])
         .env("MINYI_GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("MINYI_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
         .env(
@@ -91,7 +99,7 @@ async fn try_start_intake(config: &Config, relay: bool) -> Option<Proc> {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("spawn minyi serve intake");
+    let mut child = cmd.spawn().expect("spawn minyi serve");
     let grpc = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -101,7 +109,7 @@ async fn try_start_intake(config: &Config, relay: bool) -> Option<Proc> {
         if child.try_wait().unwrap().is_some() {
             return None;
         }
-        assert!(Instant::now() < deadline, "intake did not start");
+        assert!(Instant::now() < deadline, "{service} did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Some(Proc {
@@ -174,6 +182,226 @@ async fn distinct_received(bus: &AmqpBus, want: usize, within: Duration) -> Hash
         }
     }
     seen
+}
+
+/// Dispatch is SIGKILLed while tickets stream to a handler, and Redis loses the routing
+/// state: after a restart every ticket is dispatched exactly once and the handler's stream,
+/// resumed from its cursor, saw each exactly once.
+#[tokio::test]
+async fn dispatch_killed_mid_stream_and_redis_flushed_lose_and_repeat_nothing() {
+    use minyi_catalog::model::Responsibility;
+    use minyi_proto::dispatch::WatchInboxRequest;
+    use minyi_proto::dispatch::dispatch_service_client::DispatchServiceClient;
+
+    const N: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = support::small_catalog(&dir.path().join("catalog"));
+    let config = Config {
+        catalog_dir: Some(dir.path().join("catalog")),
+        model_path: Some(dir.path().join("model.bin")),
+        ..support::production_config().await
+    };
+    // Intake and classification in this process; dispatch as a child process.
+    let front = support::spawn_with(
+        config.clone(),
+        minyi::app::Mode::Production(vec![
+            minyi::app::Service::Intake,
+            minyi::app::Service::Classification,
+        ]),
+        None,
+    )
+    .await;
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .unwrap();
+    let Responsibility::Functional { unit } = &item.responsibility else {
+        unreachable!()
+    };
+    let text = item.phrasings.join("，");
+    let mut p = start_service(&config, "dispatch", false).await;
+
+    // The handler's live stream, reconnecting from its last cursor to whichever dispatch
+    // process is up.
+    let (addr_tx, addr_rx) = tokio::sync::watch::channel(p.grpc.clone());
+    let handler_token: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", front.token_for(Role::Handler, Some(unit)))
+            .parse()
+            .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut cursor = 0;
+            loop {
+                let addr = addr_rx.borrow().clone();
+                let Ok(channel) = tonic::transport::Channel::from_shared(addr)
+                    .unwrap()
+                    .connect()
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let mut client = DispatchServiceClient::with_interceptor(
+                    channel,
+                    support::Bearer(Some(handler_token.clone())),
+                );
+                let Ok(stream) = client
+                    .watch_inbox(WatchInboxRequest {
+                        after_cursor: cursor,
+                    })
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let mut stream = stream.into_inner();
+                while let Ok(Some(e)) = stream.message().await {
+                    cursor = e.cursor;
+                    seen.lock().unwrap().push(e.ticket_id);
+                }
+            }
+        })
+    };
+
+    let mut agent = front.intake(Some(Role::Agent)).await;
+    let mut ids = HashSet::new();
+    let mut at_kill = 0;
+    for n in 0..N {
+        let t = agent
+            .submit_petition(SubmitPetitionRequest {
+                channel: 1,
+                text: format!("{text}（第{n}件）"),
+                idempotency_key: format!("dispatch-fault-{n}"),
+                ..SubmitPetitionRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .ticket
+            .unwrap();
+        ids.insert(t.id);
+        if n == N / 3 {
+            // Kill dispatch mid-stream, and lose Redis's routing state while it is down.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while seen.lock().unwrap().is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing dispatched before the kill"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            at_kill = seen.lock().unwrap().len();
+            p.child.start_kill().unwrap(); // SIGKILL
+            p.child.wait().await.unwrap();
+            flush_prefix(&config).await;
+            p = start_service(&config, "dispatch", false).await;
+            addr_tx.send(p.grpc.clone()).unwrap();
+        }
+    }
+
+    let store = PostgresStore::connect(config.database_url.as_deref().unwrap(), 2)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let dispatched: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE status = 'dispatched' OR status = 'needs_dispatcher'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if dispatched as usize == N && seen.lock().unwrap().len() >= needed(&store, unit).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {dispatched} of {N} tickets were dispatched or queued; stream saw {}",
+            seen.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // None dispatched twice: one `dispatched` audit line and one inbox entry per ticket.
+    let twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT ticket_id FROM audit WHERE action = 'dispatched' \
+         GROUP BY ticket_id HAVING count(*) > 1) d",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(twice, 0, "a ticket was dispatched twice");
+    let auto: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT ticket_id FROM inbox WHERE unit = $1 AND kind = 'dispatched' ORDER BY seq",
+    )
+    .bind(unit)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    // The stream saw each of the lead unit's entries exactly once, in order.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = seen.lock().unwrap().clone();
+    let want: Vec<String> = auto.iter().map(|u| u.to_string()).collect();
+    assert_eq!(got, want, "stream entries missed or repeated");
+    assert!(got.iter().all(|id| ids.contains(id)));
+    assert!(want.len() >= N / 2, "most tickets should auto-dispatch");
+    assert!(at_kill > 0 && at_kill < want.len(), "killed mid-stream");
+    eprintln!(
+        "dispatch fault: {N} submitted, {} auto-dispatched to {unit}, {at_kill} streamed before the kill",
+        want.len()
+    );
+    // The restarted process rebuilt the routing state from PostgreSQL.
+    let state = minyi_dispatch::state::RedisRoutingState::connect(
+        config.redis_url.as_deref().unwrap(),
+        &config.redis_prefix,
+    )
+    .await
+    .unwrap();
+    use minyi_dispatch::state::RoutingState;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let load = state.loads().await.unwrap().get(unit.as_str()).copied();
+        if load == Some(want.len() as u64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "routing state not rebuilt: {load:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reader.abort();
+    p.child.start_kill().unwrap();
+    front.stop().await;
+}
+
+/// Entries the lead unit's stream must have seen so far.
+async fn needed(store: &PostgresStore, unit: &str) -> usize {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE unit = $1")
+        .bind(unit)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    n as usize
+}
+
+/// Deletes every Redis key of the test's prefix: FLUSHALL, limited to this test.
+async fn flush_prefix(config: &Config) {
+    let client = redis::Client::open(config.redis_url.as_deref().unwrap()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", config.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
