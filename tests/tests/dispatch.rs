@@ -737,3 +737,136 @@ async fn inbox_stream_resumes_from_its_cursor() {
     );
     c.stop().await;
 }
+
+/// A plain HTTP/1.1 exchange, as a 311 app would do it; returns (status, body).
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    form: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = form.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // Single-chunk bodies are all this test reads.
+        body.split_once("\r\n")
+            .map_or("", |(_, rest)| rest)
+            .trim_end_matches("\r\n0\r\n\r\n")
+            .to_owned()
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// A request filed over Open311 is classified, dispatched and handled like any other; its
+/// GeoReport view names the responsible unit and the working-day deadline.
+#[tokio::test]
+async fn an_open311_request_reaches_the_handler() {
+    let c = spawn_cluster().await;
+    let (text, owner) = functional_text();
+    let key = c.intake.token_for(Role::Agent, None);
+    let form = format!(
+        "api_key={key}&description={}&address_string={}",
+        url_encode(&format!("{text}（311）")),
+        url_encode("光明区光明街道")
+    );
+    let (status, body) = http(
+        c.intake.http,
+        "POST",
+        "/open311/v2/requests.json",
+        Some(&form),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tracking = reply[0]["service_request_id"].as_str().unwrap().to_owned();
+    let mut handler = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ticket = loop {
+        let inbox = handler
+            .list_inbox(ListInboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(t) = inbox
+            .tickets
+            .into_iter()
+            .find(|t| t.tracking_number == tracking)
+        {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tracking} never reached {owner}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    handler
+        .accept(AcceptRequest {
+            ticket: ticket.ticket_id.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let path = format!("/open311/v2/requests/{tracking}.json");
+    let (status, body) = http(c.intake.http, "GET", &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let req: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(req[0]["status"], "open");
+    assert_eq!(req[0]["agency_responsible"], ticket.lead_unit_name.as_str());
+    let expected = req[0]["expected_datetime"].as_str().unwrap();
+    assert!(expected.ends_with("+08:00"), "{expected}");
+    handler
+        .complete(CompleteRequest {
+            ticket: ticket.ticket_id.clone(),
+            reply: "已处理，联系电话13800138000".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap();
+    let (_, body) = http(c.intake.http, "GET", &path, None).await;
+    let req: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(req[0]["status"], "closed");
+    let (status, body) = http(
+        c.intake.http,
+        "GET",
+        "/open311/v2/servicerequestupdates.json",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("{tracking}-d1")), "{body}");
+    assert!(body.contains("已签收"), "{body}");
+    assert!(
+        body.contains("138****8000") && !body.contains("13800138000"),
+        "{body}"
+    );
+    c.stop().await;
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -331,7 +331,11 @@ pub fn mask_numbers(text: &str) -> String {
 fn dispatched_routing(t: &TicketRecord) -> Option<&RoutingRecord> {
     t.routing
         .as_ref()
-        .filter(|r| r.decision == "auto" && r.duplicate_of.is_empty())
+        .filter(|r| (r.decision == "auto" || t.dispatch.is_some()) && r.duplicate_of.is_empty())
+}
+
+fn unit_name<'a>(catalog: &'a Catalog, code: &'a str) -> &'a str {
+    catalog.units().get(code).map_or(code, |u| u.name.as_str())
 }
 
 /// The service code and name of a ticket: what the client chose (kept in the title, see
@@ -355,6 +359,9 @@ pub fn service_code_of(t: &TicketRecord) -> &str {
 
 /// The name of the unit leading a dispatched ticket; empty before dispatch.
 fn agency_responsible(t: &TicketRecord, catalog: &Catalog) -> String {
+    if let Some(d) = &t.dispatch {
+        return unit_name(catalog, &d.lead_unit).to_owned();
+    }
     let dispatched = matches!(
         t.status,
         TicketStatus::Dispatched
@@ -394,9 +401,18 @@ pub fn request_node(t: &TicketRecord, catalog: &Catalog) -> Node {
         ("service_notice", Node::text("")),
         ("requested_datetime", Node::text(w3c(t.received_at))),
         ("updated_datetime", Node::text(w3c(updated))),
-        // Limits are working days counted from dispatch on the official calendar; the
-        // deadline service will own that date. Until it records one, there is none to give.
-        ("expected_datetime", Node::text("")),
+        // The completion deadline: working days from dispatch on the official calendar,
+        // moved by approved extensions; empty before dispatch.
+        (
+            "expected_datetime",
+            Node::text(
+                t.dispatch
+                    .as_ref()
+                    .and_then(|d| d.complete_by)
+                    .map(w3c)
+                    .unwrap_or_default(),
+            ),
+        ),
         ("address", Node::text(&t.address)),
         ("address_id", Node::text("")),
         ("zipcode", Node::text("")),
@@ -472,6 +488,39 @@ pub fn updates_of(t: &TicketRecord, catalog: &Catalog) -> Vec<Update> {
     for (i, f) in t.follow_ups.iter().enumerate() {
         out.push(update(i + 2, "open", f.at, mask_numbers(&f.text)));
     }
+    // Handling milestones, with their own stable ids (`{tracking}-d{n}`).
+    if let Some(d) = &t.dispatch {
+        let milestone = |n: usize, status, at, description: String| Update {
+            update_id: format!("{}-d{n}", t.tracking_number),
+            ..update(0, status, at, description)
+        };
+        let unit = unit_name(catalog, &d.lead_unit);
+        if d.manual {
+            out.push(milestone(
+                0,
+                "open",
+                d.dispatched_at,
+                format!("已分拨至{unit} Sent to {unit}"),
+            ));
+        }
+        if let Some(at) = d.accepted_at {
+            out.push(milestone(
+                1,
+                "open",
+                at,
+                format!("{unit}已签收，正在办理 Accepted by {unit}; in progress"),
+            ));
+        }
+        if let Some(at) = d.completed_at {
+            out.push(milestone(
+                2,
+                "closed",
+                at,
+                format!("已办结 Completed: {}", mask_numbers(&d.reply)),
+            ));
+        }
+    }
+    out.sort_by_key(|u| u.updated_datetime);
     out
 }
 
