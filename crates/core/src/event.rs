@@ -26,6 +26,10 @@ pub mod keys {
     pub const CALLED_BACK: &str = "ticket.called_back";
     pub const REOPENED: &str = "ticket.reopened";
     pub const ARCHIVED: &str = "ticket.archived";
+    pub const SLA_WARNING: &str = "ticket.sla_warning";
+    pub const OVERDUE: &str = "ticket.overdue";
+    pub const ESCALATED: &str = "ticket.escalated";
+    pub const ARBITRATED: &str = "ticket.arbitrated";
     /// Every dispatch step, for consumers that follow a ticket's whole life.
     pub const DISPATCH_ALL: [&str; 12] = [
         DISPATCHED,
@@ -66,6 +70,10 @@ pub fn routing_key(body: &Body) -> &'static str {
             .find(|k| k.strip_prefix("ticket.") == Some(d.action.as_str()))
             .copied()
             .unwrap_or("ticket.dispatch_changed"),
+        Body::SlaAlert(a) if a.level == "overdue" => keys::OVERDUE,
+        Body::SlaAlert(_) => keys::SLA_WARNING,
+        Body::ArbitrationChanged(a) if a.action == "arbitrated" => keys::ARBITRATED,
+        Body::ArbitrationChanged(_) => keys::ESCALATED,
     }
 }
 
