@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(&descriptor_path)
         .skip_protoc_run()
         .compile_fds(descriptors)?;
+    // The directory, so that a new .proto file reruns the build too.
+    println!("cargo:rerun-if-changed=minyi");
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -4,6 +4,7 @@
 //! - [`intake`]: `IntakeService`, used by call-centre front ends.
 //! - [`dispatch`]: `DispatchService`, used by handlers and dispatchers.
 //! - [`events`]: the messages published on the bus.
+//! - [`supervisor`]: `SupervisorService`, the supervisor dashboard's figures.
 //!
 //! [`FILE_DESCRIPTOR_SET`] feeds gRPC reflection, so `grpcurl` works against every server.
 
@@ -21,6 +22,11 @@ pub mod minyi {
             tonic::include_proto!("minyi.intake.v1");
         }
     }
+    pub mod arbitration {
+        pub mod v1 {
+            tonic::include_proto!("minyi.arbitration.v1");
+        }
+    }
     pub mod classification {
         pub mod v1 {
             tonic::include_proto!("minyi.classification.v1");
@@ -36,13 +42,20 @@ pub mod minyi {
             tonic::include_proto!("minyi.events.v1");
         }
     }
+    pub mod supervisor {
+        pub mod v1 {
+            tonic::include_proto!("minyi.supervisor.v1");
+        }
+    }
 }
 
+pub use minyi::arbitration::v1 as arbitration;
 pub use minyi::classification::v1 as classification;
 pub use minyi::common::v1 as common;
 pub use minyi::dispatch::v1 as dispatch;
 pub use minyi::events::v1 as events;
 pub use minyi::intake::v1 as intake;
+pub use minyi::supervisor::v1 as supervisor;
 
 /// Encoded `FileDescriptorSet` of every Minyi proto, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("minyi_descriptor");

@@ -870,3 +870,125 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+fn minyi_bin() -> std::path::PathBuf {
+    let bin = std::env::var("MINYI_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| {
+                    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
+                })
+                .join("debug/minyi")
+        });
+    assert!(
+        bin.exists(),
+        "{} missing: `cargo build -p minyi --bins`",
+        bin.display()
+    );
+    bin
+}
+
+/// Returned twice → the arbitration queue → `minyi arbitrate list/show/decide` → the owner
+/// handles it under 先办后议 and the catalog has a new version.
+#[tokio::test]
+async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
+    let c = spawn_cluster().await;
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let (ttext, rule) = territorial_text();
+    let id = submit(&c, &ttext, "").await;
+    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
+    for unit in ["ST-GM", "ST-FH"] {
+        dispatcher
+            .dispatch(DispatchRequest {
+                ticket: id.clone(),
+                lead_unit: unit.into(),
+                ..DispatchRequest::default()
+            })
+            .await
+            .unwrap();
+        c.dispatch
+            .dispatch(Role::Handler, Some(unit))
+            .await
+            .r#return(ReturnRequest {
+                ticket: id.clone(),
+                reason: "不在本街道辖区".into(),
+                catalog_rule: rule.clone(),
+                expected_version: 0,
+            })
+            .await
+            .unwrap();
+    }
+    wait_status(&c, &id, TicketStatus::InArbitration).await;
+
+    // The CLI runs as an async child process: this runtime keeps serving the cluster.
+    let endpoint = format!("http://{}", c.dispatch.grpc);
+    let token = c.dispatch.token_for(Role::Arbitrator, None);
+    let run = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(minyi_bin());
+        cmd.arg("arbitrate")
+            .args(args)
+            .env("MINYI_ENDPOINT", &endpoint)
+            .env("MINYI_TOKEN", &token);
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+                .await
+                .expect("minyi arbitrate did not finish in 30 s")
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, out, err) = run(&["--json", "list"]).await;
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["ticket_id"], id.as_str());
+    assert_eq!(list[0]["reason"], "returned 2 times");
+    let (ok, out, err) = run(&["show", &id]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("returned 2 times") && out.contains("ST-GM"),
+        "{out}"
+    );
+    // A bad owner is a field error, not a crash.
+    let (ok, _, err) = run(&["decide", &id, "--owner", "NOPE", "--ruling", "x"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("owner_unit") && !err.contains("panicked"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&[
+        "decide",
+        &id,
+        "--owner",
+        "ST-GM",
+        "--ruling",
+        "该地块属光明街道管辖",
+        "--clarify-item",
+        &rule,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("光明街道") && out.contains("v2"), "{out}");
+    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    let e = c
+        .dispatch
+        .dispatch(Role::Handler, Some("ST-GM"))
+        .await
+        .r#return(ReturnRequest {
+            ticket: id.clone(),
+            reason: "again".into(),
+            catalog_rule: rule.clone(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("先办后议"), "{}", e.message());
+    c.stop().await;
+}

@@ -313,7 +313,9 @@ async fn dispatch_killed_mid_stream_and_redis_flushed_lose_and_repeat_nothing() 
         .fetch_one(store.pool())
         .await
         .unwrap();
-        if dispatched as usize == N && seen.lock().unwrap().len() >= needed(&store, unit).await {
+        let needed = needed(&store, unit).await;
+        let streamed = seen.lock().unwrap().len();
+        if dispatched as usize == N && streamed >= needed {
             break;
         }
         assert!(

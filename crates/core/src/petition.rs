@@ -75,10 +75,12 @@ pub enum TicketStatus {
     LinkedDuplicate,
     /// Classified with confidence; the dispatch service has not assigned it yet.
     Routed,
+    /// A hard ticket waiting for an arbitrator (快裁).
+    InArbitration,
 }
 
 impl TicketStatus {
-    pub const ALL: [TicketStatus; 8] = [
+    pub const ALL: [TicketStatus; 9] = [
         TicketStatus::Received,
         TicketStatus::NeedsDispatcher,
         TicketStatus::Dispatched,
@@ -87,6 +89,7 @@ impl TicketStatus {
         TicketStatus::Archived,
         TicketStatus::LinkedDuplicate,
         TicketStatus::Routed,
+        TicketStatus::InArbitration,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +102,7 @@ impl TicketStatus {
             TicketStatus::Archived => "archived",
             TicketStatus::LinkedDuplicate => "linked_duplicate",
             TicketStatus::Routed => "routed",
+            TicketStatus::InArbitration => "in_arbitration",
         }
     }
 

@@ -147,6 +147,39 @@ pub fn mask_id_number(id: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 7))
 }
 
+/// Masks runs of 11 or more digits in free text (mobile and landline numbers, ID numbers with
+/// their final X) keeping the first 3 and last 4: `13800138000` → `138****8000`. Citizens
+/// write their numbers into petition texts; every view of a text to a role that does not see
+/// personal data goes through this.
+pub fn mask_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i - start == 17 && i < chars.len() && matches!(chars[i], 'X' | 'x') {
+            i += 1;
+        }
+        let run = &chars[start..i];
+        if run.len() >= 11 {
+            out.extend(&run[..3]);
+            out.extend(std::iter::repeat_n('*', run.len() - 7));
+            out.extend(&run[run.len() - 4..]);
+        } else {
+            out.extend(run);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +228,11 @@ mod tests {
         assert_eq!(mask_name("张三丰"), "张**");
         assert_eq!(mask_name("李"), "李*");
         assert_eq!(mask_id_number("11010519491231002X"), "110***********002X");
+        assert_eq!(mask_numbers("电话13800138000谢谢"), "电话138****8000谢谢");
+        assert_eq!(
+            mask_numbers("身份证11010519491231002X"),
+            "身份证110***********002X"
+        );
+        assert_eq!(mask_numbers("3号楼 2026年 12345"), "3号楼 2026年 12345");
     }
 }

@@ -44,6 +44,10 @@ pub trait TimerStore: Send + Sync + 'static {
     async fn complete(&self, id: &str) -> Result<(), TimerError>;
     /// Pending timers (claimed ones included).
     async fn pending(&self) -> Result<u64, TimerError>;
+    /// False until [`TimerStore::mark_built`], and again after the store lost its data
+    /// (FLUSHALL, a new Redis): the signal to reschedule everything from PostgreSQL.
+    async fn is_built(&self) -> Result<bool, TimerError>;
+    async fn mark_built(&self) -> Result<(), TimerError>;
 }
 
 /// In-memory timers for the embedded mode.
@@ -56,6 +60,7 @@ pub struct MemoryTimers {
 struct MemoryTimersInner {
     by_due: BTreeSet<(i64, String)>,
     timers: HashMap<String, (i64, String)>,
+    built: bool,
 }
 
 impl MemoryTimersInner {
@@ -129,6 +134,22 @@ impl TimerStore for MemoryTimers {
     async fn pending(&self) -> Result<u64, TimerError> {
         Ok(self.lock().timers.len() as u64)
     }
+
+    async fn is_built(&self) -> Result<bool, TimerError> {
+        Ok(self.lock().built)
+    }
+
+    async fn mark_built(&self) -> Result<(), TimerError> {
+        self.lock().built = true;
+        Ok(())
+    }
+}
+
+impl MemoryTimers {
+    /// Forgets every timer, as a flushed Redis would (tests).
+    pub fn clear(&self) {
+        *self.lock() = MemoryTimersInner::default();
+    }
 }
 
 /// Timers in Redis: a sorted set `{prefix}:timers` (member = id, score = due ms) and a hash
@@ -139,6 +160,7 @@ pub struct RedisTimers {
     conn: redis::aio::ConnectionManager,
     zset: String,
     hash: String,
+    marker: String,
     claim: std::sync::Arc<redis::Script>,
 }
 
@@ -182,6 +204,7 @@ impl RedisTimers {
             conn,
             zset: format!("{prefix}:timers"),
             hash: format!("{prefix}:timer-payloads"),
+            marker: format!("{prefix}:timers-built"),
             claim: std::sync::Arc::new(redis::Script::new(CLAIM_LUA)),
         })
     }
@@ -256,6 +279,25 @@ impl TimerStore for RedisTimers {
         redis::cmd("ZCARD")
             .arg(&self.zset)
             .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn is_built(&self) -> Result<bool, TimerError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("EXISTS")
+            .arg(&self.marker)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn mark_built(&self) -> Result<(), TimerError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(&self.marker)
+            .arg(1)
+            .query_async::<()>(&mut conn)
             .await
             .map_err(redis_err)
     }

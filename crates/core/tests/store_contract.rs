@@ -300,6 +300,9 @@ fn dispatched(lead: &str, co: &[&str]) -> DispatchRecord {
         extensions: vec![],
         callback: None,
         redo_count: 0,
+        no_return: false,
+        arbitration: None,
+        alerts: vec![],
     }
 }
 

@@ -67,6 +67,10 @@ async fn contract(t: &dyn TimerStore) {
     );
     t.cancel("late").await.unwrap();
     assert_eq!(t.pending().await.unwrap(), 0);
+    // The "built" marker: absent on a new (or flushed) store.
+    assert!(!t.is_built().await.unwrap());
+    t.mark_built().await.unwrap();
+    assert!(t.is_built().await.unwrap());
     // Limits are respected.
     for i in 0..5 {
         t.schedule(&timer(&format!("n{i}"), i)).await.unwrap();

@@ -22,9 +22,11 @@ use minyi_core::petition::IntakeLimits;
 use minyi_core::pii::Keyring;
 use minyi_core::store::{MemoryStore, PostgresStore, TicketStore};
 use minyi_core::timers::{MemoryTimers, RedisTimers, TimerStore};
+use minyi_dispatch::arbitration::ArbitrationApi;
 use minyi_dispatch::state::{MemoryRoutingState, RedisRoutingState, RoutingState};
 use minyi_intake::relay::RelayConfig;
 use minyi_intake::{IntakeApi, Relay};
+use minyi_proto::arbitration::arbitration_service_server::ArbitrationServiceServer;
 use minyi_proto::classification::classification_service_server::ClassificationServiceServer;
 use minyi_proto::dispatch::dispatch_service_server::DispatchServiceServer;
 use minyi_proto::intake::intake_service_server::IntakeServiceServer;
@@ -42,8 +44,14 @@ pub enum Service {
     Intake,
     /// Consumes received tickets, routes them; ClassificationService (Suggest) over gRPC.
     Classification,
-    /// Consumes routed tickets, assigns them; DispatchService (handlers, dispatchers) over gRPC.
+    /// Consumes routed tickets, assigns them; DispatchService (handlers, dispatchers) and
+    /// ArbitrationService over gRPC.
     Dispatch,
+    /// SLA clocks as timers: warnings, breaches, escalation of tickets nobody accepted.
+    Deadline,
+    /// Read models from the bus; the supervisor page, JSON and CSV over HTTP, and
+    /// SupervisorService over gRPC.
+    Dashboard,
 }
 
 /// Which backends to build.
@@ -100,7 +108,13 @@ pub const CREDENTIALS_FILE: &str = "credentials.json";
 impl App {
     pub async fn build(mut config: Config, mode: Mode) -> anyhow::Result<App> {
         let services = match &mode {
-            Mode::Embedded => vec![Service::Intake, Service::Classification, Service::Dispatch],
+            Mode::Embedded => vec![
+                Service::Intake,
+                Service::Classification,
+                Service::Dispatch,
+                Service::Deadline,
+                Service::Dashboard,
+            ],
             Mode::Production(s) => s.clone(),
         };
         if matches!(mode, Mode::Embedded) {
@@ -276,17 +290,18 @@ impl App {
         let router = router.add_optional_service(router_grpc);
 
         let mut dispatch_grpc = None;
+        let mut arbitration_grpc = None;
+        let engine = minyi_dispatch::Engine {
+            store: self.backends.store.clone(),
+            catalog: self.catalog.clone(),
+            deadlines: Arc::new(minyi_dispatch::deadlines::Deadlines::default()),
+            rules: minyi_dispatch::machine::Rules::default(),
+            clock: self.clock.clone(),
+            outbox_written: outbox_written.clone(),
+            inbox_written: Arc::new(Notify::new()),
+            routing_state: self.backends.routing_state.clone(),
+        };
         if self.services.contains(&Service::Dispatch) {
-            let engine = minyi_dispatch::Engine {
-                store: self.backends.store.clone(),
-                catalog: self.catalog.clone(),
-                deadlines: Arc::new(minyi_dispatch::deadlines::Deadlines::default()),
-                rules: minyi_dispatch::machine::Rules::default(),
-                clock: self.clock.clone(),
-                outbox_written: outbox_written.clone(),
-                inbox_written: Arc::new(Notify::new()),
-                routing_state: self.backends.routing_state.clone(),
-            };
             health_reporter
                 .set_serving::<DispatchServiceServer<minyi_dispatch::DispatchApi>>()
                 .await;
@@ -298,18 +313,54 @@ impl App {
                 ),
                 interceptor.clone(),
             ));
+            health_reporter
+                .set_serving::<ArbitrationServiceServer<ArbitrationApi>>()
+                .await;
+            arbitration_grpc = Some(ArbitrationServiceServer::with_interceptor(
+                ArbitrationApi::new(
+                    engine.clone(),
+                    self.keyring.clone(),
+                    Some(self.config.catalog_dir()),
+                ),
+                interceptor.clone(),
+            ));
             workers.push(tokio::spawn(minyi_dispatch::worker::reconcile(
                 engine.clone(),
-                std::time::Duration::from_secs(30),
+                std::time::Duration::from_secs(self.config.reconcile_secs),
                 stop_rx.clone(),
             )));
             let worker = minyi_dispatch::worker::Worker {
-                engine,
+                engine: engine.clone(),
                 bus: self.backends.bus.clone(),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }
-        let router = router.add_optional_service(dispatch_grpc);
+        if self.services.contains(&Service::Deadline) {
+            let deadlines = minyi_deadline::Deadlines {
+                store: self.backends.store.clone(),
+                timers: self.backends.timers.clone(),
+                engine: engine.clone(),
+                clock: self.clock.clone(),
+                calendar: Arc::new(minyi_calendar::Calendar::china()),
+                config: minyi_deadline::DeadlineConfig {
+                    warning_fractions: self.config.sla_warning_fractions.clone(),
+                    reconcile_every: std::time::Duration::from_secs(self.config.reconcile_secs),
+                    ..minyi_deadline::DeadlineConfig::default()
+                },
+            };
+            workers.push(tokio::spawn(
+                deadlines.clone().run_reconciler(stop_rx.clone()),
+            ));
+            workers.push(tokio::spawn(
+                deadlines
+                    .clone()
+                    .run_consumer(self.backends.bus.clone(), stop_rx.clone()),
+            ));
+            workers.push(tokio::spawn(deadlines.run_timers(stop_rx.clone())));
+        }
+        let router = router
+            .add_optional_service(dispatch_grpc)
+            .add_optional_service(arbitration_grpc);
         // Every process relays the outbox: its own effects and, safely (leases, SKIP LOCKED),
         // anything another process left behind.
         if self.config.relay_enabled {
@@ -327,6 +378,31 @@ impl App {
         if let Some(open311) = open311 {
             http_app = http_app.merge(open311);
         }
+        let router = if self.services.contains(&Service::Dashboard) {
+            use minyi_proto::supervisor::supervisor_service_server::SupervisorServiceServer;
+            let dashboard = minyi_dashboard::Dashboard::new(
+                self.backends.store.clone(),
+                self.catalog.clone(),
+                self.clock.clone(),
+                self.authority.clone(),
+            );
+            let consumer =
+                minyi_dashboard::Consumer::new(dashboard.clone(), self.backends.bus.clone());
+            workers.push(tokio::spawn(consumer.run(stop_rx.clone())));
+            http_app = http_app.merge(minyi_dashboard::http::router(
+                dashboard.clone(),
+                stop_rx.clone(),
+            ));
+            health_reporter
+                .set_serving::<SupervisorServiceServer<minyi_dashboard::SupervisorApi>>()
+                .await;
+            router.add_service(SupervisorServiceServer::with_interceptor(
+                minyi_dashboard::SupervisorApi::new(dashboard, stop_rx.clone()),
+                interceptor.clone(),
+            ))
+        } else {
+            router
+        };
         let mut http_stop = stop_rx.clone();
         let http = tokio::spawn(
             axum::serve(self.http, http_app)

@@ -56,6 +56,11 @@ pub struct Config {
     pub duplicate_window_days: i64,
     /// Text similarity (0-1) from which a petition is linked as a duplicate.
     pub duplicate_threshold: f64,
+    /// Fractions of a time limit at which the unit is warned.
+    pub sla_warning_fractions: Vec<f64>,
+    /// How often the routing state and the SLA timers are checked for loss (Redis flushed)
+    /// and rebuilt from PostgreSQL, in seconds.
+    pub reconcile_secs: u64,
 }
 
 fn redact<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -89,6 +94,8 @@ impl Default for Config {
             classifier_examples_per_item: 4,
             duplicate_window_days: 3,
             duplicate_threshold: 0.6,
+            sla_warning_fractions: vec![0.75, 0.9],
+            reconcile_secs: 30,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! - [`config`]: one configuration struct, from defaults, a file and `MINYI_*` variables.
 //! - [`app`]: builds backends and services and runs them until shutdown (used by tests too).
 //! - [`client`]: the agent commands (`minyi petition …`) over gRPC.
+//! - [`arbitrate`]: the arbitrators' commands (`minyi arbitrate …`).
 //! - [`demo`]: `minyi dev --demo`, a replay of realistic petitions.
 //! - [`bench`]: `minyi bench intake`, a gRPC load generator with an HDR histogram.
 //! - [`telemetry`]: logging setup.
@@ -10,9 +11,11 @@
 //!
 
 pub mod app;
+pub mod arbitrate;
 pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod handler;
 pub mod signal;
 pub mod telemetry;

@@ -67,6 +67,13 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Arbitrator commands (快裁): list, show, decide.
+    Arbitrate {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: minyi::arbitrate::ArbitrateCommand,
+    },
     /// Load generators; results as one JSON line.
     Bench {
         #[command(subcommand)]
@@ -229,6 +236,11 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
         }
         Command::Petition { conn, command } => {
             let out = minyi::client::run(&conn, command).await?;
+            println!("{out}");
+            Ok(())
+        }
+        Command::Arbitrate { conn, command } => {
+            let out = minyi::arbitrate::run(&conn, command).await?;
             println!("{out}");
             Ok(())
         }

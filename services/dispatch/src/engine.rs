@@ -127,30 +127,33 @@ impl Engine {
         dedupe: Option<(String, Uuid)>,
     ) -> Transition {
         let d = &s.dispatch;
-        let body = Body::DispatchChanged(DispatchChanged {
-            action: s.action.to_owned(),
-            from_state: s.from.clone(),
-            to_state: d.state.as_str().to_owned(),
-            lead_unit: d.lead_unit.clone(),
-            co_units: d.co_handlers.iter().map(|c| c.unit.clone()).collect(),
-            unit: actor.unit.clone().unwrap_or_default(),
-            actor_role: actor.role.as_str().to_owned(),
-            manual: d.manual,
-            accept_by: d.accept_by.map(timestamp),
-            complete_by: d.complete_by.map(timestamp),
-            return_count: d.returns.len() as u32,
-            rating: d
-                .callback
-                .as_ref()
-                .map(|c| c.rating.clone())
-                .unwrap_or_default(),
-            cause: d
-                .callback
-                .as_ref()
-                .map(|c| c.cause.clone())
-                .unwrap_or_default(),
-            redo_count: d.redo_count,
-        });
+        let body = match &s.arbitration_event {
+            Some(a) => Body::ArbitrationChanged(a.clone()),
+            None => Body::DispatchChanged(DispatchChanged {
+                action: s.action.to_owned(),
+                from_state: s.from.clone(),
+                to_state: d.state.as_str().to_owned(),
+                lead_unit: d.lead_unit.clone(),
+                co_units: d.co_handlers.iter().map(|c| c.unit.clone()).collect(),
+                unit: actor.unit.clone().unwrap_or_default(),
+                actor_role: actor.role.as_str().to_owned(),
+                manual: d.manual,
+                accept_by: d.accept_by.map(timestamp),
+                complete_by: d.complete_by.map(timestamp),
+                return_count: d.returns.len() as u32,
+                rating: d
+                    .callback
+                    .as_ref()
+                    .map(|c| c.rating.clone())
+                    .unwrap_or_default(),
+                cause: d
+                    .callback
+                    .as_ref()
+                    .map(|c| c.cause.clone())
+                    .unwrap_or_default(),
+                redo_count: d.redo_count,
+            }),
+        };
         Transition {
             ticket_id: t.id,
             expected_version: t.version,
@@ -218,5 +221,7 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::Complete { .. } => "complete",
         Command::Callback { .. } => "callback",
         Command::Archive => "archive",
+        Command::Escalate { .. } => "escalate",
+        Command::Arbitrate { .. } => "arbitrate",
     }
 }

@@ -8,6 +8,7 @@
 //! - [`state`]: routing state (Redis / memory), rebuilt from PostgreSQL when lost.
 
 pub mod api;
+pub mod arbitration;
 pub mod deadlines;
 pub mod engine;
 pub mod machine;

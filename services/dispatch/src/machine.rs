@@ -19,6 +19,9 @@ use minyi_core::store::{
     ReturnRecord, RoutingRecord, TicketRecord,
 };
 
+use minyi_core::store::ArbitrationRecord;
+use minyi_proto::events::ArbitrationChanged;
+
 use crate::deadlines::Deadlines;
 
 /// Who asks.
@@ -86,6 +89,19 @@ pub enum Command {
         note: String,
     },
     Archive,
+    /// The ticket is hard: to the arbitration queue (a disputed return, a unit's request,
+    /// no acceptance within the limit).
+    Escalate {
+        reason: String,
+    },
+    /// An arbitrator's ruling: the owner handles it under 先办后议 (no return).
+    Arbitrate {
+        owner_unit: String,
+        co_units: Vec<String>,
+        ruling: String,
+        /// The catalog version the ruling's clarification created (already stored).
+        catalog_version: String,
+    },
 }
 
 /// Why a command was refused.
@@ -112,6 +128,8 @@ pub struct Step {
     /// `(unit, kind)` inbox entries.
     pub inbox: Vec<(String, String)>,
     pub reason: String,
+    /// An arbitration event published instead of the dispatch step event.
+    pub arbitration_event: Option<ArbitrationChanged>,
 }
 
 /// Configurable rules.
@@ -119,12 +137,18 @@ pub struct Step {
 pub struct Rules {
     /// Longest extension one request may ask for.
     pub max_extension_days: u32,
+    /// A ticket returned this many times is hard: it goes to arbitration.
+    pub hard_after_returns: usize,
+    /// The arbitration's own time limit, in working days.
+    pub arbitration_days: u32,
 }
 
 impl Default for Rules {
     fn default() -> Self {
         Self {
             max_extension_days: 15,
+            hard_after_returns: 2,
+            arbitration_days: 1,
         }
     }
 }
@@ -221,6 +245,7 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: format!("{days} working days {verdict}: {note}"),
+                arbitration_event: None,
             })
         }
         Command::Callback {
@@ -274,6 +299,7 @@ pub fn step(
                     dispatch: d,
                     routing: None,
                     reason: format!("dissatisfied (the unit's side): {note}"),
+                    arbitration_event: None,
                 });
             }
             d.state = DispatchState::CalledBack;
@@ -285,6 +311,7 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: format!("{rating} {cause} {note}").trim().to_owned(),
+                arbitration_event: None,
             })
         }
         Command::Archive => {
@@ -303,6 +330,106 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: String::new(),
+                arbitration_event: None,
+            })
+        }
+        Command::Escalate { reason } => {
+            if reason.trim().is_empty() {
+                return Err(invalid("reason", "say why the ticket is hard"));
+            }
+            let allowed: &[DispatchState] = match actor.role {
+                Role::Dispatcher | Role::Admin => &[
+                    DispatchState::Returned,
+                    DispatchState::Dispatched,
+                    DispatchState::Accepted,
+                ],
+                Role::Handler => {
+                    lead_handler(t, actor, catalog, "ask for arbitration")?;
+                    &[DispatchState::Dispatched, DispatchState::Accepted]
+                }
+                _ => {
+                    return Err(Refusal::Denied(format!(
+                        "role `{}` may not escalate tickets",
+                        actor.role
+                    )));
+                }
+            };
+            let d = in_state(t, allowed, "escalate")?;
+            Ok(escalate(t, from, d, reason.trim(), now, deadlines, rules))
+        }
+        Command::Arbitrate {
+            owner_unit,
+            co_units,
+            ruling,
+            catalog_version,
+        } => {
+            if !matches!(actor.role, Role::Arbitrator | Role::Admin) {
+                return Err(Refusal::Denied(format!(
+                    "role `{}` may not rule on hard tickets; allowed: arbitrator, admin",
+                    actor.role
+                )));
+            }
+            let mut problems = Vec::new();
+            if !catalog.units().contains(owner_unit) {
+                problems.push((
+                    "owner_unit".to_owned(),
+                    format!("unknown unit {owner_unit}"),
+                ));
+            }
+            for (i, u) in co_units.iter().enumerate() {
+                if !catalog.units().contains(u) || u == owner_unit {
+                    problems.push((
+                        format!("co_units[{i}]"),
+                        format!("{u} is not a valid co-handler"),
+                    ));
+                }
+            }
+            if ruling.trim().is_empty() {
+                problems.push(("ruling".to_owned(), "write the ruling".into()));
+            }
+            if !problems.is_empty() {
+                return Err(Refusal::Invalid(problems));
+            }
+            let old = in_state(t, &[DispatchState::Arbitration], "rule on")?;
+            let mut routing = t.routing.clone().unwrap_or_default();
+            routing.lead_unit = owner_unit.clone();
+            routing.co_units = co_units.clone();
+            let due = deadlines.due(now, routing.accept_hours, routing.complete_days);
+            let mut d = new_record(owner_unit.clone(), co_units, true, &actor.sub, now, due);
+            d.returns = old.returns;
+            d.progress = old.progress;
+            d.no_return = true;
+            let mut case = old.arbitration.unwrap_or(ArbitrationRecord {
+                reason: String::new(),
+                escalated_at: now,
+                due: None,
+                candidates: vec![],
+                ruling: String::new(),
+                decided_by: String::new(),
+                decided_at: None,
+                catalog_version: String::new(),
+            });
+            case.ruling = ruling.trim().to_owned();
+            case.decided_by = actor.sub.clone();
+            case.decided_at = Some(now);
+            case.catalog_version = catalog_version.clone();
+            d.arbitration = Some(case);
+            Ok(Step {
+                action: "arbitrated",
+                from,
+                status: d.state.ticket_status(),
+                inbox: inbox_for_new(&d),
+                arbitration_event: Some(ArbitrationChanged {
+                    action: "arbitrated".into(),
+                    reason: ruling.trim().to_owned(),
+                    owner_unit: owner_unit.clone(),
+                    co_units: co_units.clone(),
+                    catalog_version: catalog_version.clone(),
+                    candidate_units: vec![],
+                }),
+                dispatch: d,
+                routing: Some(routing),
+                reason: ruling.trim().to_owned(),
             })
         }
         Command::Accept => {
@@ -320,6 +447,7 @@ pub fn step(
                     dispatch: d,
                     routing: None,
                     reason: String::new(),
+                    arbitration_event: None,
                 });
             }
             if !matches!(d.state, DispatchState::Dispatched | DispatchState::Accepted) {
@@ -347,6 +475,7 @@ pub fn step(
                 } else {
                     "co-handler accepted".into()
                 },
+                arbitration_event: None,
             })
         }
         Command::Return {
@@ -376,6 +505,12 @@ pub fn step(
                 return Err(Refusal::Invalid(problems));
             }
             let mut d = in_state(t, &[DispatchState::Dispatched], "return")?;
+            if d.no_return {
+                return Err(illegal(
+                    t,
+                    "assigned by an arbitration ruling (先办后议): handle it first; it cannot be returned",
+                ));
+            }
             if let Some(limit) = d.accept_by
                 && now > limit
             {
@@ -394,6 +529,10 @@ pub fn step(
                 catalog_rule: catalog_rule.trim().to_owned(),
                 at: now,
             });
+            if d.returns.len() >= rules.hard_after_returns {
+                let why = format!("returned {} times", d.returns.len());
+                return Ok(escalate(t, from, d, &why, now, deadlines, rules));
+            }
             Ok(Step {
                 action: "returned",
                 from,
@@ -402,6 +541,7 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: format!("{} (rule {})", reason.trim(), catalog_rule.trim()),
+                arbitration_event: None,
             })
         }
         Command::AddCoHandlers { units } | Command::Whistle { units, .. } => {
@@ -462,6 +602,7 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: format!("{} {note}", units.join(",")).trim().to_owned(),
+                arbitration_event: None,
             })
         }
         Command::Progress { note } => {
@@ -488,6 +629,7 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: String::new(),
+                arbitration_event: None,
             })
         }
         Command::RequestExtension {
@@ -538,6 +680,7 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: format!("{working_days} working days: {}", reason.trim()),
+                arbitration_event: None,
             })
         }
         Command::Complete { reply } => {
@@ -560,6 +703,7 @@ pub fn step(
                 dispatch: d,
                 routing: None,
                 reason: String::new(),
+                arbitration_event: None,
             })
         }
     }
@@ -705,6 +849,7 @@ fn auto_dispatch(
             "auto: {} {} (confidence {:.2})",
             routing.item_code, routing.item_name, routing.confidence
         ),
+        arbitration_event: None,
     })
 }
 
@@ -822,7 +967,58 @@ fn manual_dispatch(
         dispatch: d,
         routing: Some(routing),
         reason: format!("manual: {}", m.note).trim().to_owned(),
+        arbitration_event: None,
     })
+}
+
+/// Moves a ticket to the arbitration queue with its candidates and the arbitration clock.
+fn escalate(
+    t: &TicketRecord,
+    from: String,
+    mut d: DispatchRecord,
+    reason: &str,
+    now: DateTime<Utc>,
+    deadlines: &Deadlines,
+    rules: &Rules,
+) -> Step {
+    let mut candidates: Vec<String> = d.returns.iter().map(|r| r.unit.clone()).collect();
+    candidates.push(d.lead_unit.clone());
+    for s in t.routing.iter().flat_map(|r| r.suggestions.iter()) {
+        candidates.push(s.unit.clone());
+    }
+    candidates.retain(|u| !u.is_empty());
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|u| seen.insert(u.clone()));
+    let (due, estimated) = deadlines.add_days(now, rules.arbitration_days);
+    d.deadline_estimated |= estimated;
+    d.state = DispatchState::Arbitration;
+    d.arbitration = Some(ArbitrationRecord {
+        reason: reason.to_owned(),
+        escalated_at: now,
+        due: Some(due),
+        candidates: candidates.clone(),
+        ruling: String::new(),
+        decided_by: String::new(),
+        decided_at: None,
+        catalog_version: String::new(),
+    });
+    Step {
+        action: "escalated",
+        from,
+        status: d.state.ticket_status(),
+        dispatch: d,
+        routing: None,
+        inbox: vec![],
+        reason: reason.to_owned(),
+        arbitration_event: Some(ArbitrationChanged {
+            action: "escalated".into(),
+            reason: reason.to_owned(),
+            owner_unit: String::new(),
+            co_units: vec![],
+            catalog_version: String::new(),
+            candidate_units: candidates,
+        }),
+    }
 }
 
 fn new_record(
@@ -860,6 +1056,9 @@ fn new_record(
         extensions: vec![],
         callback: None,
         redo_count: 0,
+        no_return: false,
+        arbitration: None,
+        alerts: vec![],
     }
 }
 

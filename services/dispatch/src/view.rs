@@ -7,7 +7,8 @@ use minyi_core::pii::{Keyring, mask_id_number, mask_name, mask_phone};
 use minyi_core::store::{AuditRecord, TicketRecord};
 use minyi_proto::common::{Caller, FollowUp};
 use minyi_proto::dispatch::{
-    AuditEntry, Callback, CoHandler, DispatchTicket, Extension, Note, ReturnEntry,
+    Alert, Arbitration, AuditEntry, Callback, CoHandler, DispatchTicket, Extension, Note,
+    ReturnEntry,
 };
 
 pub fn unit_name(catalog: &Catalog, code: &str) -> String {
@@ -142,6 +143,28 @@ pub fn ticket_view(
             at: Some(timestamp(c.at)),
         });
         v.redo_count = d.redo_count;
+        v.no_return = d.no_return;
+        v.arbitration = d.arbitration.as_ref().map(|a| Arbitration {
+            reason: a.reason.clone(),
+            escalated_at: Some(timestamp(a.escalated_at)),
+            due: a.due.map(timestamp),
+            candidates: a.candidates.clone(),
+            ruling: a.ruling.clone(),
+            decided_by: a.decided_by.clone(),
+            decided_at: a.decided_at.map(timestamp),
+            catalog_version: a.catalog_version.clone(),
+        });
+        v.alerts = d
+            .alerts
+            .iter()
+            .map(|a| Alert {
+                clock: a.clock.clone(),
+                level: a.level.clone(),
+                fraction: a.fraction,
+                due: Some(timestamp(a.due)),
+                at: Some(timestamp(a.at)),
+            })
+            .collect();
     }
     v
 }

@@ -61,6 +61,9 @@ fn ticket(lead: &str, co: &[&str], state: DispatchState) -> TicketRecord {
             extensions: vec![],
             callback: None,
             redo_count: 0,
+            no_return: false,
+            arbitration: None,
+            alerts: vec![],
         }),
         version: 1,
     }

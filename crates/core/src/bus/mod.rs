@@ -133,6 +133,21 @@ pub trait Bus: Send + Sync + 'static {
 pub const TOPOLOGY: &[(&str, &[&str])] = &[
     ("classification", &["ticket.received"]),
     ("dispatch", &["ticket.routed"]),
+    (
+        "deadline",
+        &[
+            "ticket.dispatched",
+            "ticket.accepted",
+            "ticket.returned",
+            "ticket.extension_decided",
+            "ticket.completed",
+            "ticket.reopened",
+            "ticket.archived",
+            "ticket.escalated",
+            "ticket.arbitrated",
+        ],
+    ),
+    ("dashboard", &["ticket.#"]),
 ];
 
 /// Declares [`TOPOLOGY`].

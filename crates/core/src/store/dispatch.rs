@@ -25,16 +25,19 @@ pub enum DispatchState {
     CalledBack,
     /// Closed for good (归档).
     Archived,
+    /// A hard ticket waiting for an arbitrator's ruling (快裁).
+    Arbitration,
 }
 
 impl DispatchState {
-    pub const ALL: [DispatchState; 6] = [
+    pub const ALL: [DispatchState; 7] = [
         DispatchState::Dispatched,
         DispatchState::Accepted,
         DispatchState::Returned,
         DispatchState::Completed,
         DispatchState::CalledBack,
         DispatchState::Archived,
+        DispatchState::Arbitration,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl DispatchState {
             DispatchState::Completed => "completed",
             DispatchState::CalledBack => "called_back",
             DispatchState::Archived => "archived",
+            DispatchState::Arbitration => "arbitration",
         }
     }
 
@@ -56,6 +60,7 @@ impl DispatchState {
             DispatchState::Returned => TicketStatus::NeedsDispatcher,
             DispatchState::Completed | DispatchState::CalledBack => TicketStatus::Completed,
             DispatchState::Archived => TicketStatus::Archived,
+            DispatchState::Arbitration => TicketStatus::InArbitration,
         }
     }
 
@@ -171,6 +176,50 @@ pub struct DispatchRecord {
     pub callback: Option<CallbackRecord>,
     #[serde(default)]
     pub redo_count: u32,
+    /// Assigned by an arbitration ruling under 先办后议: the owner cannot return it.
+    #[serde(default)]
+    pub no_return: bool,
+    /// The arbitration case, once the ticket was found hard.
+    #[serde(default)]
+    pub arbitration: Option<ArbitrationRecord>,
+    /// SLA warnings and breaches already raised.
+    #[serde(default)]
+    pub alerts: Vec<AlertRecord>,
+}
+
+/// A hard ticket's arbitration case (快裁).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArbitrationRecord {
+    pub reason: String,
+    pub escalated_at: DateTime<Utc>,
+    /// The arbitration's own time limit.
+    #[serde(default)]
+    pub due: Option<DateTime<Utc>>,
+    /// Units that could own it: those that returned it and those suggested.
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    #[serde(default)]
+    pub ruling: String,
+    #[serde(default)]
+    pub decided_by: String,
+    #[serde(default)]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The catalog version the ruling's clarification created.
+    #[serde(default)]
+    pub catalog_version: String,
+}
+
+/// An SLA warning or breach raised on a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// `accept`, `complete` or `arbitration`.
+    pub clock: String,
+    /// `warning` or `overdue`.
+    pub level: String,
+    pub fraction: f64,
+    /// The deadline the alert is about.
+    pub due: DateTime<Utc>,
+    pub at: DateTime<Utc>,
 }
 
 impl DispatchRecord {

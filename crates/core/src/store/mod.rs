@@ -19,8 +19,9 @@ mod memory;
 mod postgres;
 
 pub use dispatch::{
-    AuditRecord, CallbackRecord, CoHandler, DispatchRecord, DispatchState, ExtensionRecord,
-    InboxRecord, NoteRecord, ReturnRecord, Transition, TransitionOutcome,
+    AlertRecord, ArbitrationRecord, AuditRecord, CallbackRecord, CoHandler, DispatchRecord,
+    DispatchState, ExtensionRecord, InboxRecord, NoteRecord, ReturnRecord, Transition,
+    TransitionOutcome,
 };
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;

@@ -259,6 +259,9 @@ pub fn status_notes(s: TicketStatus) -> &'static str {
     match s {
         TicketStatus::Received => "已受理，等待分类 Received; being classified",
         TicketStatus::NeedsDispatcher => "已受理，等待人工分拨 Received; waiting for a dispatcher",
+        TicketStatus::InArbitration => {
+            "责任单位争议，快速裁定中 Ownership disputed; in fast arbitration"
+        }
         TicketStatus::Routed => "已分类，正在分拨 Classified; being sent to the responsible unit",
         TicketStatus::Dispatched => "已分拨至承办单位 Sent to the responsible unit",
         TicketStatus::Accepted => {
@@ -295,36 +298,7 @@ pub fn parse_w3c(raw: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Masks runs of 11 or more digits (mobile and landline numbers, ID numbers with their final
-/// X) keeping the first 3 and last 4: `13800138000` → `138****8000`.
-pub fn mask_numbers(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < chars.len() && chars[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i - start == 17 && i < chars.len() && matches!(chars[i], 'X' | 'x') {
-            i += 1;
-        }
-        let run = &chars[start..i];
-        if run.len() >= 11 {
-            out.extend(&run[..3]);
-            out.extend(std::iter::repeat_n('*', run.len() - 7));
-            out.extend(&run[run.len() - 4..]);
-        } else {
-            out.extend(run);
-        }
-    }
-    out
-}
+pub use minyi_core::pii::mask_numbers;
 
 /// Classification's decision when it dispatched the ticket itself (not a guess awaiting a
 /// dispatcher, not a duplicate).

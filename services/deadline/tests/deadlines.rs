@@ -1,0 +1,540 @@
+//! SLA clocks end to end on PostgreSQL and Redis with an injected clock: warnings, breach,
+//! an extension that moves the deadline, a redo that restarts it; timers rebuilt after Redis
+//! lost them; two workers firing each effect once; escalation to arbitration and a ruling
+//! that clarifies the catalog.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use minyi_catalog::CatalogDir;
+use minyi_core::auth::{Claims, Role};
+use minyi_core::clock::{Clock, ManualClock};
+use minyi_core::petition::{Channel, TicketStatus};
+use minyi_core::pii::Keyring;
+use minyi_core::store::{
+    DispatchState, PostgresStore, RoutingRecord, SuggestionRecord, TicketRecord, TicketStore,
+    TicketUpdate,
+};
+use minyi_core::timers::{RedisTimers, TimerStore};
+use minyi_deadline::{DeadlineConfig, Deadlines};
+use minyi_dispatch::Engine;
+use minyi_dispatch::arbitration::ArbitrationApi;
+use minyi_dispatch::machine::{Actor, Command, Rules};
+use minyi_dispatch::state::MemoryRoutingState;
+use minyi_proto::arbitration::arbitration_service_server::ArbitrationService;
+use uuid::Uuid;
+
+/// Monday 2026-11-23 09:00 in Beijing.
+fn monday_9am() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 1, 0, 0).unwrap()
+}
+
+/// Beijing wall time on a November 2026 day.
+fn bj(day: u32, h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, h, m, 0).unwrap() - Duration::hours(8)
+}
+
+struct World {
+    store: Arc<PostgresStore>,
+    timers: Arc<RedisTimers>,
+    clock: ManualClock,
+    engine: Engine,
+    prefix: String,
+    _dir: tempfile::TempDir,
+    catalog_dir: std::path::PathBuf,
+}
+
+async fn world() -> World {
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    let store = Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
+    let prefix = minyi_core::testing::random_name();
+    let timers = Arc::new(
+        RedisTimers::connect(&minyi_core::testing::redis_url(), &prefix)
+            .await
+            .unwrap(),
+    );
+    let clock = ManualClock::new(monday_9am());
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    let catalog = minyi_catalog::demo_slice();
+    let cd = CatalogDir::open(&catalog_dir).unwrap();
+    let v = cd.import(&catalog).unwrap();
+    cd.activate(&v).unwrap();
+    let engine = Engine {
+        store: store.clone(),
+        catalog: Arc::new(cd.active().unwrap()),
+        deadlines: Arc::new(minyi_dispatch::deadlines::Deadlines::default()),
+        rules: Rules::default(),
+        clock: Arc::new(clock.clone()),
+        outbox_written: Default::default(),
+        inbox_written: Default::default(),
+        routing_state: Arc::new(MemoryRoutingState::default()),
+    };
+    World {
+        store,
+        timers,
+        clock,
+        engine,
+        prefix,
+        _dir: dir,
+        catalog_dir,
+    }
+}
+
+impl World {
+    fn deadlines(&self, timers: Arc<dyn TimerStore>) -> Deadlines {
+        Deadlines {
+            store: self.store.clone(),
+            timers,
+            engine: self.engine.clone(),
+            clock: Arc::new(self.clock.clone()),
+            calendar: Arc::new(minyi_calendar::Calendar::china()),
+            config: DeadlineConfig::default(),
+        }
+    }
+
+    /// A routed ticket (accept within 2 working hours, complete within 3 working days),
+    /// auto-dispatched to DEP-ZJ now.
+    async fn dispatched(&self, n: usize) -> TicketRecord {
+        let suggestion = |unit: &str| SuggestionRecord {
+            item_code: "X".into(),
+            item_name: "x".into(),
+            path: vec![],
+            unit: unit.into(),
+            confidence: 0.9,
+        };
+        let t = TicketRecord {
+            id: Uuid::now_v7(),
+            tracking_number: String::new(),
+            status: TicketStatus::Routed,
+            channel: Channel::Hotline,
+            title: String::new(),
+            text: format!("小区旁工地夜间施工噪音扰民 {n}"),
+            anonymous: true,
+            caller_name: None,
+            caller_phone: None,
+            caller_id_number: None,
+            address: String::new(),
+            latitude: None,
+            longitude: None,
+            event_time: None,
+            attachment_urls: vec![],
+            idempotency_key: None,
+            received_at: self.clock.now(),
+            received_by: "agent".into(),
+            follow_ups: vec![],
+            routing: Some(RoutingRecord {
+                decision: "auto".into(),
+                item_code: self.engine.catalog.items()[0].code.clone(),
+                lead_unit: "DEP-ZJ".into(),
+                accept_hours: 2,
+                complete_days: 3,
+                suggestions: vec![suggestion("DEP-ZJ"), suggestion("DEP-CG")],
+                ..RoutingRecord::default()
+            }),
+            dispatch: None,
+            version: 0,
+        };
+        let routing = t.routing.clone();
+        let t = self.store.create_ticket(t, vec![]).await.unwrap().0;
+        // Routing is classification's effect, as in production.
+        self.store
+            .apply_effect(
+                "classification",
+                Uuid::now_v7(),
+                t.id,
+                TicketUpdate {
+                    status: Some(TicketStatus::Routed),
+                    routing,
+                },
+                vec![],
+            )
+            .await
+            .unwrap();
+        self.engine
+            .apply(
+                &t.id.to_string(),
+                &Command::AutoDispatch,
+                &Actor::system(),
+                0,
+                None,
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn act(&self, t: &TicketRecord, cmd: Command, who: Actor) -> TicketRecord {
+        self.engine
+            .apply(&t.id.to_string(), &cmd, &who, 0, None)
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, t: &TicketRecord) -> TicketRecord {
+        self.store.get_ticket(&t.id.to_string()).await.unwrap()
+    }
+
+    async fn audit_count(&self, t: &TicketRecord, action: &str) -> usize {
+        self.store
+            .audit_trail(t.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.action == action)
+            .count()
+    }
+
+    /// FLUSHALL, limited to this test's keys.
+    async fn forget_timers(&self) {
+        let client = redis::Client::open(minyi_core::testing::redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn handler(unit: &str) -> Actor {
+    Actor {
+        sub: format!("h-{unit}"),
+        role: Role::Handler,
+        unit: Some(unit.into()),
+    }
+}
+
+fn dispatcher() -> Actor {
+    Actor {
+        sub: "dispatcher-1".into(),
+        role: Role::Dispatcher,
+        unit: None,
+    }
+}
+
+#[tokio::test]
+async fn sla_clock_warns_breaches_moves_with_an_extension_and_restarts_on_redo() {
+    let w = world().await;
+    let d = w.deadlines(w.timers.clone());
+    let t = w.dispatched(0).await;
+    let rec = t.dispatch.clone().unwrap();
+    assert_eq!(rec.accept_by, Some(bj(23, 11, 0)));
+    assert_eq!(rec.complete_by, Some(bj(26, 9, 0)));
+    d.ensure(&t).await.unwrap();
+    assert_eq!(
+        w.timers.pending().await.unwrap(),
+        6,
+        "accept and complete × 75%, 90%, 100%"
+    );
+
+    // 75% of the 2 working hours to accept is 10:30.
+    w.clock.set(bj(23, 10, 29));
+    assert_eq!(d.tick().await.unwrap(), 0);
+    w.clock.set(bj(23, 10, 31));
+    assert_eq!(d.tick().await.unwrap(), 1);
+    assert_eq!(d.tick().await.unwrap(), 0, "fired once");
+    let now = w.get(&t).await;
+    let alerts = &now.dispatch.as_ref().unwrap().alerts;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        (alerts[0].clock.as_str(), alerts[0].level.as_str()),
+        ("accept", "warning")
+    );
+    let inbox = w.store.inbox("DEP-ZJ", 0, 10).await.unwrap();
+    assert_eq!(inbox.last().unwrap().kind, "sla_warning");
+    let outbox = w
+        .store
+        .claim_outbox(100, std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        outbox
+            .iter()
+            .any(|e| e.message.routing_key == "ticket.sla_warning")
+    );
+
+    // Accepted in time: the acceptance clock stops.
+    w.clock.set(bj(23, 10, 40));
+    let t = w.act(&t, Command::Accept, handler("DEP-ZJ")).await;
+    d.ensure(&t).await.unwrap();
+    assert_eq!(w.timers.pending().await.unwrap(), 3);
+    w.clock.set(bj(23, 11, 30));
+    assert_eq!(
+        d.tick().await.unwrap(),
+        0,
+        "no acceptance breach after acceptance"
+    );
+
+    // An approved extension of 2 working days moves the deadline to Monday 09:00.
+    let t = w
+        .act(
+            &t,
+            Command::RequestExtension {
+                working_days: 2,
+                reason: "需要协调".into(),
+            },
+            handler("DEP-ZJ"),
+        )
+        .await;
+    let t = w
+        .act(
+            &t,
+            Command::DecideExtension {
+                approve: true,
+                note: String::new(),
+            },
+            dispatcher(),
+        )
+        .await;
+    assert_eq!(t.dispatch.as_ref().unwrap().complete_by, Some(bj(30, 9, 0)));
+    d.ensure(&t).await.unwrap();
+    w.clock.set(bj(26, 9, 1));
+    assert_eq!(
+        d.tick().await.unwrap(),
+        0,
+        "the old deadline no longer fires"
+    );
+
+    // Past the moved deadline: both warnings and the breach (督办).
+    w.clock.set(bj(30, 9, 1));
+    assert_eq!(d.tick().await.unwrap(), 3);
+    let t = w.get(&t).await;
+    let levels: Vec<(String, String)> = t
+        .dispatch
+        .as_ref()
+        .unwrap()
+        .alerts
+        .iter()
+        .map(|a| (a.clock.clone(), a.level.clone()))
+        .collect();
+    assert!(
+        levels.contains(&("complete".into(), "overdue".into())),
+        "{levels:?}"
+    );
+    assert_eq!(w.audit_count(&t, "overdue").await, 1);
+    assert_eq!(w.timers.pending().await.unwrap(), 0);
+
+    // Completed, then a justified dissatisfaction: redo restarts the completion clock.
+    let t = w
+        .act(
+            &t,
+            Command::Complete {
+                reply: "已处理".into(),
+            },
+            handler("DEP-ZJ"),
+        )
+        .await;
+    d.ensure(&t).await.unwrap();
+    assert_eq!(w.timers.pending().await.unwrap(), 0);
+    let t = w
+        .act(
+            &t,
+            Command::Callback {
+                rating: "dissatisfied".into(),
+                cause: "unit".into(),
+                note: String::new(),
+            },
+            dispatcher(),
+        )
+        .await;
+    assert_eq!(t.dispatch.as_ref().unwrap().state, DispatchState::Accepted);
+    assert_eq!(
+        t.dispatch.as_ref().unwrap().complete_by,
+        Some(bj(30, 9, 1) + Duration::days(3))
+    );
+    d.ensure(&t).await.unwrap();
+    assert_eq!(
+        w.timers.pending().await.unwrap(),
+        3,
+        "a fresh completion clock"
+    );
+    w.forget_timers().await;
+}
+
+#[tokio::test]
+async fn lost_timers_are_rebuilt_and_two_workers_fire_each_effect_once() {
+    let w = world().await;
+    let mut tickets = Vec::new();
+    for n in 0..20 {
+        tickets.push(w.dispatched(n).await);
+    }
+    // Two workers, each with its own connection to the same timers.
+    let other = Arc::new(
+        RedisTimers::connect(&minyi_core::testing::redis_url(), &w.prefix)
+            .await
+            .unwrap(),
+    );
+    let a = w.deadlines(w.timers.clone());
+    let b = w.deadlines(other);
+    assert_eq!(a.reconcile().await.unwrap(), Some(20));
+    assert_eq!(a.reconcile().await.unwrap(), None, "nothing lost");
+    assert_eq!(w.timers.pending().await.unwrap(), 120);
+
+    // Redis loses everything: the next reconciliation rebuilds every pending timer.
+    w.forget_timers().await;
+    assert_eq!(w.timers.pending().await.unwrap(), 0);
+    assert_eq!(b.reconcile().await.unwrap(), Some(20));
+    assert_eq!(w.timers.pending().await.unwrap(), 120);
+
+    // Both warnings of every acceptance clock are due; two workers race for them.
+    w.clock.set(bj(23, 10, 50));
+    let (x, y) = tokio::join!(a.tick(), b.tick());
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let (x2, y2) = tokio::join!(a.tick(), b.tick());
+    assert_eq!(x + y + x2.unwrap() + y2.unwrap(), 40);
+    for t in &tickets {
+        let t = w.get(t).await;
+        assert_eq!(t.dispatch.as_ref().unwrap().alerts.len(), 2);
+        assert_eq!(w.audit_count(&t, "sla_warning").await, 2);
+    }
+
+    // Nobody accepted within the limit: every ticket is escalated, once.
+    w.clock.set(bj(23, 11, 1));
+    let (x, y) = tokio::join!(a.tick(), b.tick());
+    let total = x.unwrap() + y.unwrap();
+    let (x, y) = tokio::join!(a.tick(), b.tick());
+    assert_eq!(total + x.unwrap() + y.unwrap(), 20);
+    for t in &tickets {
+        let t = w.get(t).await;
+        assert_eq!(t.status, TicketStatus::InArbitration);
+        assert_eq!(w.audit_count(&t, "escalated").await, 1);
+        let case = t.dispatch.as_ref().unwrap().arbitration.clone().unwrap();
+        assert!(case.reason.contains("not accepted"), "{}", case.reason);
+        // The arbitration has its own clock: 1 working day.
+        assert_eq!(case.due, Some(bj(24, 11, 1)));
+    }
+    // Arbitration clocks are timers too: 3 per ticket.
+    assert_eq!(w.timers.pending().await.unwrap(), 60);
+    w.forget_timers().await;
+}
+
+fn request<T>(body: T, sub: &str, role: Role) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.extensions_mut().insert(Claims {
+        sub: sub.into(),
+        role,
+        unit: None,
+        exp: i64::MAX,
+        iat: 0,
+    });
+    r
+}
+
+#[tokio::test]
+async fn arbitration_from_escalation_to_ruling_to_new_catalog_version() {
+    let w = world().await;
+    let t = w.dispatched(0).await;
+    let rule = w.engine.catalog.items()[1].code.clone();
+    let ret = |why: &str| Command::Return {
+        reason: why.into(),
+        catalog_rule: rule.clone(),
+    };
+    // Returned by DEP-ZJ, re-dispatched to DEP-CG, returned again: hard.
+    let t = w.act(&t, ret("不属于本单位职责"), handler("DEP-ZJ")).await;
+    assert_eq!(t.status, TicketStatus::NeedsDispatcher);
+    let t = w
+        .act(
+            &t,
+            Command::Dispatch {
+                lead_unit: "DEP-CG".into(),
+                co_units: vec![],
+                use_next_suggestion: false,
+                item_code: String::new(),
+                note: String::new(),
+            },
+            dispatcher(),
+        )
+        .await;
+    let t = w.act(&t, ret("应由住建局处理"), handler("DEP-CG")).await;
+    assert_eq!(t.status, TicketStatus::InArbitration);
+    let case = t.dispatch.as_ref().unwrap().arbitration.clone().unwrap();
+    assert_eq!(case.reason, "returned 2 times");
+    assert!(case.candidates.contains(&"DEP-ZJ".to_owned()));
+    assert!(case.candidates.contains(&"DEP-CG".to_owned()));
+
+    let api = ArbitrationApi::new(
+        w.engine.clone(),
+        Keyring::new("k", [("k", Keyring::generate_key().as_str())]).unwrap(),
+        Some(w.catalog_dir.clone()),
+    );
+    use minyi_proto::arbitration::*;
+    let pending = api
+        .list_pending(request(
+            ListPendingRequest::default(),
+            "arb",
+            Role::Arbitrator,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pending.tickets.len(), 1);
+    // Only arbitrators rule.
+    let decide = DecideRequest {
+        ticket: t.id.to_string(),
+        owner_unit: "DEP-ZJ".into(),
+        co_units: vec!["DEP-CG".into()],
+        ruling: "施工噪音由住建局牵头，城管协办".into(),
+        clarification: Some(Clarification {
+            kind: "reassign".into(),
+            item_code: rule.clone(),
+            note: "夜间施工噪音由住建局负责".into(),
+        }),
+        expected_version: 0,
+    };
+    let e = api
+        .decide(request(decide.clone(), "d", Role::Dispatcher))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let ruled = api
+        .decide(request(decide, "arb", Role::Arbitrator))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ruled.lead_unit, "DEP-ZJ");
+    assert!(ruled.no_return);
+    let case = ruled.arbitration.unwrap();
+    assert_eq!(case.catalog_version, "v2");
+    assert_eq!(case.decided_by, "arb");
+
+    // The clarification is a new, active catalog version, and the ticket is training data.
+    let cd = CatalogDir::open(&w.catalog_dir).unwrap();
+    assert_eq!(cd.active_version().unwrap().as_deref(), Some("v2"));
+    let item = cd.active().unwrap().get(&rule).cloned().unwrap();
+    assert_eq!(
+        item.responsibility,
+        minyi_catalog::Responsibility::functional("DEP-ZJ")
+    );
+    assert!(
+        item.notes
+            .iter()
+            .any(|n| n.contains("夜间施工噪音由住建局负责"))
+    );
+    let rulings = std::fs::read_to_string(w.catalog_dir.join("rulings.jsonl")).unwrap();
+    assert!(rulings.contains(&t.text) && rulings.contains(&rule));
+
+    // 先办后议: the owner cannot return it.
+    let t = w.get(&t).await;
+    let r = w
+        .engine
+        .apply(
+            &t.id.to_string(),
+            &ret("还是不归我们"),
+            &handler("DEP-ZJ"),
+            0,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(minyi_dispatch::engine::EngineError::Refused(minyi_dispatch::machine::Refusal::Illegal { message, .. })) if message.contains("先办后议")),
+        "{r:?}"
+    );
+    w.forget_timers().await;
+}

@@ -1,0 +1,274 @@
+//! `ArbitrationService` (快裁): the queue of hard tickets and the ruling, which may clarify the
+//! catalog (a new catalog version) and records the ticket as training data.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use minyi_catalog::store::{Clarification, ClarificationChange};
+use minyi_catalog::{CatalogDir, Responsibility, UnitKind};
+use minyi_core::auth::Role;
+use minyi_core::grpc::{claims, invalid_argument, require_role};
+use minyi_core::petition::{TicketStatus, Violations};
+use minyi_core::pii::Keyring;
+use minyi_core::store::TicketQuery;
+use minyi_proto::arbitration::arbitration_service_server::ArbitrationService;
+use minyi_proto::arbitration::*;
+use minyi_proto::dispatch::DispatchTicket;
+use tonic::{Request, Response, Status};
+
+use crate::api::status;
+use crate::engine::Engine;
+use crate::machine::{Actor, Command};
+use crate::view::ticket_view;
+
+/// Rulings that named a catalog item, one JSON line each: the classifier's extra training
+/// data (`{catalog_dir}/rulings.jsonl`).
+pub const RULINGS_FILE: &str = "rulings.jsonl";
+
+#[derive(Clone)]
+pub struct ArbitrationApi {
+    engine: Engine,
+    keyring: Keyring,
+    /// Where clarifications create new catalog versions.
+    catalog_dir: Option<PathBuf>,
+}
+
+impl ArbitrationApi {
+    pub fn new(engine: Engine, keyring: Keyring, catalog_dir: Option<PathBuf>) -> Self {
+        Self {
+            engine,
+            keyring,
+            catalog_dir,
+        }
+    }
+
+    fn actor(who: &minyi_core::auth::Claims) -> Actor {
+        Actor {
+            sub: who.sub.clone(),
+            role: who.role,
+            unit: who.unit.clone(),
+        }
+    }
+
+    fn clarify(
+        &self,
+        c: &minyi_proto::arbitration::Clarification,
+        owner: &str,
+        ruling_ref: &str,
+        text: &str,
+    ) -> Result<String, Status> {
+        let bad = |field: &str, why: String| {
+            let mut v = Violations::default();
+            v.add(field, why);
+            invalid_argument(&v)
+        };
+        let item = c.item_code.trim();
+        if self.engine.catalog.get(item).is_none() {
+            return Err(bad(
+                "clarification.item_code",
+                format!("{item} is not in the active catalog"),
+            ));
+        }
+        let change = match c.kind.as_str() {
+            "note" => ClarificationChange::Note {
+                item: item.to_owned(),
+                note: c.note.trim().to_owned(),
+            },
+            "reassign" => {
+                let street = self.engine.catalog.units().get(owner).map(|u| u.kind)
+                    == Some(UnitKind::Street);
+                ClarificationChange::Reassign {
+                    item: item.to_owned(),
+                    responsibility: if street {
+                        Responsibility::Territorial
+                    } else {
+                        Responsibility::functional(owner)
+                    },
+                    co_units: None,
+                    note: c.note.trim().to_owned(),
+                }
+            }
+            other => {
+                return Err(bad(
+                    "clarification.kind",
+                    format!("`{other}`: use note or reassign"),
+                ));
+            }
+        };
+        let Some(dir) = &self.catalog_dir else {
+            return Err(Status::failed_precondition(
+                "this process has no catalog directory to clarify",
+            ));
+        };
+        let store = CatalogDir::open(dir).map_err(|e| Status::internal(e.to_string()))?;
+        let version = store
+            .clarify(&Clarification {
+                ruling: ruling_ref.to_owned(),
+                change,
+            })
+            .map_err(|e| {
+                Status::failed_precondition(format!("the clarification is invalid: {e}"))
+            })?;
+        // The ruled ticket becomes a labelled example for the next training.
+        let line = format!(
+            "{}\n",
+            serde_json::json!({"text": text, "label": item, "ruling": ruling_ref, "catalog_version": version})
+        );
+        let path = dir.join(RULINGS_FILE);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|_| f.sync_data()))
+            .map_err(|e| Status::internal(format!("recording the ruling: {e}")))?;
+        Ok(version)
+    }
+}
+
+#[tonic::async_trait]
+impl ArbitrationService for ArbitrationApi {
+    async fn list_pending(
+        &self,
+        request: Request<ListPendingRequest>,
+    ) -> Result<Response<ListPendingResponse>, Status> {
+        let who = claims(&request)?;
+        require_role(
+            &who,
+            &[
+                Role::Arbitrator,
+                Role::Dispatcher,
+                Role::Supervisor,
+                Role::Admin,
+            ],
+            "read the arbitration queue",
+        )?;
+        let limit = match request.get_ref().page_size {
+            0 => 100,
+            n => (n as usize).min(500),
+        };
+        let mut tickets = self
+            .engine
+            .store
+            .list_tickets(&TicketQuery {
+                status: Some(TicketStatus::InArbitration),
+                limit,
+                ..TicketQuery::default()
+            })
+            .await?;
+        tickets.reverse();
+        Ok(Response::new(ListPendingResponse {
+            tickets: tickets
+                .iter()
+                .map(|t| ticket_view(t, who.role, &self.keyring, &self.engine.catalog, &[]))
+                .collect(),
+        }))
+    }
+
+    async fn show(
+        &self,
+        request: Request<ShowRequest>,
+    ) -> Result<Response<DispatchTicket>, Status> {
+        let who = claims(&request)?;
+        require_role(
+            &who,
+            &[
+                Role::Arbitrator,
+                Role::Dispatcher,
+                Role::Supervisor,
+                Role::Admin,
+            ],
+            "read arbitration cases",
+        )?;
+        let t = self
+            .engine
+            .store
+            .get_ticket(request.get_ref().ticket.trim())
+            .await?;
+        let audit = self.engine.store.audit_trail(t.id).await?;
+        Ok(Response::new(ticket_view(
+            &t,
+            who.role,
+            &self.keyring,
+            &self.engine.catalog,
+            &audit,
+        )))
+    }
+
+    async fn escalate(
+        &self,
+        request: Request<EscalateRequest>,
+    ) -> Result<Response<DispatchTicket>, Status> {
+        let who = claims(&request)?;
+        let r = request.into_inner();
+        let cmd = Command::Escalate { reason: r.reason };
+        let t = self
+            .engine
+            .apply(
+                r.ticket.trim(),
+                &cmd,
+                &Self::actor(&who),
+                r.expected_version,
+                None,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ticket_view(
+            &t,
+            who.role,
+            &self.keyring,
+            &self.engine.catalog,
+            &[],
+        )))
+    }
+
+    async fn decide(
+        &self,
+        request: Request<DecideRequest>,
+    ) -> Result<Response<DispatchTicket>, Status> {
+        let who = claims(&request)?;
+        require_role(
+            &who,
+            &[Role::Arbitrator, Role::Admin],
+            "rule on hard tickets",
+        )?;
+        let r = request.into_inner();
+        let t = self.engine.store.get_ticket(r.ticket.trim()).await?;
+        if t.status != TicketStatus::InArbitration {
+            return Err(Status::failed_precondition(format!(
+                "ticket is {}: only a ticket in arbitration can be ruled on",
+                crate::machine::state_name(&t)
+            )));
+        }
+        let owner = r.owner_unit.trim().to_owned();
+        let catalog_version = match &r.clarification {
+            Some(c) if !c.kind.is_empty() => {
+                self.clarify(c, &owner, &format!("KC-{}", t.tracking_number), &t.text)?
+            }
+            _ => String::new(),
+        };
+        let cmd = Command::Arbitrate {
+            owner_unit: owner,
+            co_units: r.co_units,
+            ruling: r.ruling,
+            catalog_version,
+        };
+        let t = self
+            .engine
+            .apply(
+                &t.id.to_string(),
+                &cmd,
+                &Self::actor(&who),
+                r.expected_version,
+                None,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ticket_view(
+            &t,
+            who.role,
+            &self.keyring,
+            &self.engine.catalog,
+            &[],
+        )))
+    }
+}
