@@ -3,7 +3,7 @@ CARGO ?= cargo
 DEMO ?=
 export CARGO_PROFILE_DEV_DEBUG ?= line-tables-only
 
-.PHONY: run test build release fmt lint bench bench-intake clean-test-dbs services
+.PHONY: run test build release fmt lint bench bench-intake clean-test-dbs services browser-test
 
 ## make run: the whole cluster in one process, embedded backends, data in ./data/dev.
 run:
@@ -18,6 +18,12 @@ test: services
 
 services:
 	@bash deploy/ensure-services.sh
+
+## make browser-test: the dashboard in headless Chromium (installs Debian's chromium and the
+## pinned playwright-core with npm if missing).
+browser-test:
+	$(CARGO) build -p minyi --bins
+	bash deploy/browser-test.sh
 
 build:
 	$(CARGO) build --workspace --bins
