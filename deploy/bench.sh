@@ -40,7 +40,7 @@ rm -rf "$DATA"
 DB=minyi_bench_$$
 psql "$PG_ADMIN" -qc "CREATE DATABASE $DB"
 export MINYI_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable"
-export MINYI_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" MINYI_AMQP_PREFIX="bench$$"
+export MINYI_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" MINYI_AMQP_PREFIX="bench$$" MINYI_AMQP_QUEUE_EXPIRES_SECS=600
 export MINYI_REDIS_URL="redis://127.0.0.1:6379/" MINYI_REDIS_PREFIX="bench$$"
 export MINYI_JWT_SECRET=$JWT MINYI_ENCRYPTION_KEY=$KEY MINYI_DATABASE_MAX_CONNECTIONS=32
 MINYI_GRPC_ADDR=127.0.0.1:50152 MINYI_HTTP_ADDR=127.0.0.1:50182 RUST_LOG=warn \
@@ -54,6 +54,63 @@ results+=("$(run_bench production-open-1000 50152 "$T" --clients 32 --rate 1000)
 results+=("$(run_bench production-open-2000 50152 "$T" --clients 64 --rate 2000)")
 kill -TERM $PID; wait $PID || true
 psql "$PG_ADMIN" -qc "DROP DATABASE $DB" || true
+
+# --- pipeline: submit → dispatched, embedded and on 1 and 2 replicas of every service ------
+PRATE=${PIPELINE_RATE:-100}
+PDUR=${PIPELINE_DURATION:-10}
+dtoken() { MINYI_JWT_SECRET=$JWT "$BIN" token --role dispatcher --sub bench; }
+run_pipe() { # label intake_port dispatch_port extra-args...
+  local label=$1 ip=$2 dp=$3; shift 3
+  "$BIN" bench pipeline --endpoint "http://127.0.0.1:$ip" --token "$(token)" \
+    --dispatcher-token "$(dtoken)" --dispatch-endpoint "http://127.0.0.1:$dp" \
+    --rate "$PRATE" --duration "$PDUR" --label "$label" "$@"
+}
+pipes=()
+
+DATA=$(mktemp -d)
+MINYI_DATA_DIR=$DATA MINYI_GRPC_ADDR=127.0.0.1:50153 MINYI_HTTP_ADDR=127.0.0.1:50183 \
+  MINYI_JWT_SECRET=$JWT MINYI_ENCRYPTION_KEY=$KEY RUST_LOG=warn "$BIN" dev >"$OUT/pipeline-embedded.log" 2>&1 &
+PID=$!
+wait_port 50153
+pipes+=("$(run_pipe embedded 50153 50153)")
+kill -TERM $PID; wait $PID || true
+rm -rf "$DATA"
+
+# Production: every service its own process; the catalog and the trained model are made once
+# (by the first classification process) in a data directory all processes share.
+SHARED=$(mktemp -d)
+cluster_pids=()
+start_svc() { # service grpc_port
+  MINYI_DATA_DIR=$SHARED MINYI_GRPC_ADDR=127.0.0.1:$2 MINYI_HTTP_ADDR=127.0.0.1:$(( $2 + 1000 )) \
+    RUST_LOG=warn "$BIN" serve "$1" >>"$OUT/pipeline-$1.log" 2>&1 &
+  cluster_pids+=($!)
+  wait_port "$2"
+}
+run_cluster() { # replicas
+  local n=$1 db=minyi_bench_r$1_$$ base=$(( 50300 + $1 * 20 ))
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
+  export MINYI_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
+  export MINYI_AMQP_PREFIX="bench$$r$n" MINYI_REDIS_PREFIX="bench$$r$n"
+  cluster_pids=()
+  local port=$base svc r intake=() dispatch=()
+  for svc in classification intake dispatch deadline dashboard; do
+    for r in $(seq 1 "$n"); do
+      start_svc "$svc" "$port"
+      [ "$svc" = intake ] && intake+=("$port")
+      [ "$svc" = dispatch ] && dispatch+=("$port")
+      port=$(( port + 1 ))
+    done
+  done
+  local also=()
+  for p in "${intake[@]:1}"; do also+=(--also-endpoint "http://127.0.0.1:$p"); done
+  pipes+=("$(run_pipe "production-${n}x" "${intake[0]}" "${dispatch[0]}" "${also[@]}")")
+  kill -TERM "${cluster_pids[@]}"; wait "${cluster_pids[@]}" || true
+  psql "$PG_ADMIN" -qc "DROP DATABASE $db" || true
+}
+run_cluster 1
+run_cluster 2
+rm -rf "$SHARED"
+printf '%s\n' "${pipes[@]}" > "$OUT/pipeline.jsonl"
 
 printf '%s\n' "${results[@]}" > "$OUT/intake.jsonl"
 python3 - "$OUT/intake.jsonl" <<'PY'
@@ -72,6 +129,28 @@ block = "\n".join(lines)
 path = "BENCHMARKS.md"
 text = open(path).read()
 start, end = "<!-- bench:intake:start -->", "<!-- bench:intake:end -->"
+a, b = text.index(start) + len(start), text.index(end)
+open(path, "w").write(text[:a] + "\n" + block + "\n" + text[b:])
+print(block)
+PY
+
+python3 - "$OUT/pipeline.jsonl" <<'PY'
+import json, sys, datetime, os, subprocess
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip()
+lines = [
+  f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
+  f"release build, load generator and every process on the same machine; `make bench` (deploy/bench.sh), "
+  f"{rows[0]['duration_s']:.0f} s of submits at {rows[0]['offered_per_s']}/s per run.", "",
+  "| run | submitted | auto-dispatched | to dispatcher | duplicates | undecided | decided/s | decide p50 / p99 / max ms | dispatch p50 / p99 / max ms |",
+  "|---|---|---|---|---|---|---|---|---|"]
+for r in rows:
+  lines.append(f"| {r['label']} | {r['submitted']} | {r['dispatched']} | {r['to_dispatcher']} | {r['duplicates']} | {r['undecided']} | {r['decided_per_s']:.0f} | "
+               f"{r['decide_p50_ms']:.1f} / {r['decide_p99_ms']:.1f} / {r['decide_max_ms']:.0f} | {r['dispatch_p50_ms']:.1f} / {r['dispatch_p99_ms']:.1f} / {r['dispatch_max_ms']:.0f} |")
+block = "\n".join(lines)
+path = "BENCHMARKS.md"
+text = open(path).read()
+start, end = "<!-- bench:pipeline:start -->", "<!-- bench:pipeline:end -->"
 a, b = text.index(start) + len(start), text.index(end)
 open(path, "w").write(text[:a] + "\n" + block + "\n" + text[b:])
 print(block)

@@ -113,3 +113,42 @@ fn calendar_commands_answer_as_documented() {
         "years outside the calendar are refused"
     );
 }
+
+/// The Kubernetes migration Job's command: migrates a fresh database, touches no broker or
+/// Redis (none configured here), exits 0, and is idempotent.
+#[tokio::test]
+async fn serve_migrate_only_migrates_and_exits() {
+    use sqlx::Connection;
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    for _ in 0..2 {
+        let out = tokio::process::Command::from(minyi())
+            .args(["serve", "intake", "--migrate-only"])
+            .env("MINYI_DATABASE_URL", &url)
+            .env_remove("MINYI_AMQP_URL")
+            .env_remove("MINYI_REDIS_URL")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("schema is at version 2026"), "{said}");
+    }
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let tickets: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(tickets, 0);
+    let out = tokio::process::Command::from(minyi())
+        .args(["serve", "intake", "--migrate-only"])
+        .env_remove("MINYI_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database_url is not set"));
+}

@@ -347,12 +347,14 @@ async fn dispatch_lifecycle_in_production_mode() {
         );
     }
     let refused: Vec<_> = audit.iter().filter(|a| !a.allowed).collect();
-    assert!(
-        refused
-            .iter()
-            .any(|a| a.unit == stranger_unit && a.action == "accept"),
-        "{refused:?}"
-    );
+    for action in ["read", "accept"] {
+        assert!(
+            refused
+                .iter()
+                .any(|a| a.unit == stranger_unit && a.action == action),
+            "refused {action} not audited: {refused:?}"
+        );
+    }
     assert!(refused.iter().any(|a| a.role == "agent"));
     assert_eq!(audit[0].role, "system");
 
@@ -646,6 +648,83 @@ async fn dispatch_lifecycle_in_production_mode() {
 }
 
 /// The inbox stream resumes from a cursor without missing or repeating entries.
+/// 补充材料: the lead pauses the completion clock to wait for the citizen; the citizen's
+/// follow-up through intake (the hotline) resumes it, and the ticket shows the pause.
+#[tokio::test]
+async fn a_citizens_follow_up_resumes_a_paused_clock() {
+    let c = spawn_cluster().await;
+    let (text, owner) = functional_text();
+    let id = submit(&c, &text, "光明街道东周社区").await;
+    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    let mut lead = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
+    lead.accept(AcceptRequest {
+        ticket: id.clone(),
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+    let e = lead
+        .pause_for_citizen(PauseForCitizenRequest {
+            ticket: id.clone(),
+            reason: " ".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let t = lead
+        .pause_for_citizen(PauseForCitizenRequest {
+            ticket: id.clone(),
+            reason: "请提供漏水位置的照片".into(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(t.paused);
+    assert_eq!(t.pauses.len(), 1);
+    assert!(t.pauses[0].to.is_none());
+
+    let mut agent = c.intake.intake(Some(Role::Agent)).await;
+    agent
+        .add_follow_up(minyi_proto::intake::AddFollowUpRequest {
+            id: id.clone(),
+            text: "照片已通过微信发送".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let t = loop {
+        let t = get(&mut lead, &id).await;
+        if !t.paused {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follow-up never resumed the clock"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(t.state, ACCEPTED);
+    assert!(t.pauses[0].to.is_some());
+    assert!(t.pauses[0].working_seconds >= 0);
+    let actions: Vec<_> = t.audit.iter().map(|a| a.action.as_str()).collect();
+    assert!(
+        actions.contains(&"paused") && actions.contains(&"resumed"),
+        "{actions:?}"
+    );
+    let e = lead
+        .resume(ResumeRequest {
+            ticket: id.clone(),
+            note: String::new(),
+            expected_version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    c.stop().await;
+}
+
 #[tokio::test]
 async fn inbox_stream_resumes_from_its_cursor() {
     let c = spawn_cluster().await;

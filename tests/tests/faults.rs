@@ -74,6 +74,9 @@ async fn try_start(config: &Config, service: &str, relay: bool) -> Option<Proc> 
     if let Some(dir) = &config.catalog_dir {
         cmd.env("MINYI_CATALOG_DIR", dir);
     }
+    if let Some(secs) = config.amqp_queue_expires_secs {
+        cmd.env("MINYI_AMQP_QUEUE_EXPIRES_SECS", secs.to_string());
+    }
     cmd.args(["serve", service])
         .env("MINYI_GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("MINYI_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
@@ -124,28 +127,7 @@ type Client = IntakeServiceClient<
 >;
 
 async fn client(grpc: &str, config: &Config) -> Client {
-    let authority = TokenAuthority::new(
-        config
-            .jwt_secret
-            .as_ref()
-            .unwrap()
-            .expose_secret()
-            .as_bytes(),
-    );
-    let token: tonic::metadata::MetadataValue<_> = format!(
-        "Bearer {}",
-        authority
-            .issue("fault-agent", Role::Agent, None, chrono::Duration::hours(1))
-            .unwrap()
-    )
-    .parse()
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(grpc.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    IntakeServiceClient::with_interceptor(channel, support::Bearer(Some(token)))
+    client_or_err(grpc, config).await.unwrap()
 }
 
 fn petition(n: usize) -> SubmitPetitionRequest {
@@ -158,12 +140,10 @@ fn petition(n: usize) -> SubmitPetitionRequest {
 }
 
 async fn bus_for(config: &Config) -> AmqpBus {
-    AmqpBus::connect(AmqpConfig::new(
-        config.amqp_url.as_deref().unwrap(),
-        &config.amqp_prefix,
-    ))
-    .await
-    .unwrap()
+    let mut amqp = AmqpConfig::new(config.amqp_url.as_deref().unwrap(), &config.amqp_prefix);
+    // Same queue arguments as the services, or RabbitMQ refuses the redeclaration.
+    amqp.queue_expires = config.amqp_queue_expires_secs.map(Duration::from_secs);
+    AmqpBus::connect(amqp).await.unwrap()
 }
 
 /// Drains the classification queue until `want` distinct tickets were seen or time runs out.
@@ -573,4 +553,205 @@ async fn rabbitmq_restart_while_submitting_loses_no_acknowledged_petition() {
         .unwrap();
     assert_eq!(store.count_tickets().await.unwrap(), acked.len() as u64);
     p.child.start_kill().unwrap();
+}
+
+/// Issue 7's scale-out proof: two replicas of every service as separate processes on one
+/// PostgreSQL, RabbitMQ and Redis. While petitions arrive through both intake replicas, one
+/// replica of each service is restarted in turn (SIGTERM, then started again). Every
+/// acknowledged petition ends decided (dispatched, queued for a dispatcher or linked as a
+/// duplicate) and none is dispatched twice.
+#[tokio::test]
+async fn two_replicas_of_every_service_survive_a_rolling_restart() {
+    use minyi_catalog::model::Responsibility;
+
+    const SERVICES: [&str; 5] = [
+        "intake",
+        "classification",
+        "dispatch",
+        "deadline",
+        "dashboard",
+    ];
+    const N: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = support::small_catalog(&dir.path().join("catalog"));
+    let config = Config {
+        catalog_dir: Some(dir.path().join("catalog")),
+        ..support::production_config().await
+    };
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .unwrap();
+    let text = item.phrasings.join("，");
+
+    let mut replicas: Vec<[Proc; 2]> = Vec::new();
+    for service in SERVICES {
+        let relay = service == "intake";
+        replicas.push([
+            start_service(&config, service, relay).await,
+            start_service(&config, service, relay).await,
+        ]);
+    }
+    let (front_tx, front_rx) =
+        tokio::sync::watch::channel([replicas[0][0].grpc.clone(), replicas[0][1].grpc.clone()]);
+
+    // The call centre: alternates between the intake replicas, and on a refusal or a dropped
+    // connection tries the other one with the same idempotency key. It keeps submitting until
+    // the rolling restart is over (and at least N petitions).
+    use std::sync::atomic::Ordering::SeqCst;
+    let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked_so_far = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let submitter = {
+        let config = config.clone();
+        let (restarted, acked_so_far) = (restarted.clone(), acked_so_far.clone());
+        tokio::spawn(async move {
+            let mut acked = HashSet::new();
+            for n in 0.. {
+                if restarted.load(SeqCst) && n >= N {
+                    break;
+                }
+                let req = SubmitPetitionRequest {
+                    channel: 1,
+                    text: format!("{text}（第{n}件，楼栋{}）", n * 7 + 3),
+                    idempotency_key: format!("replica-{n}"),
+                    ..SubmitPetitionRequest::default()
+                };
+                let deadline = Instant::now() + Duration::from_secs(60);
+                for attempt in 0.. {
+                    assert!(Instant::now() < deadline, "petition {n} never accepted");
+                    let addr = front_rx.borrow()[(n + attempt) % 2].clone();
+                    let Ok(Ok(mut c)) =
+                        tokio::time::timeout(Duration::from_secs(5), client_or_err(&addr, &config))
+                            .await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    if let Ok(r) = c.submit_petition(req.clone()).await {
+                        acked.insert(r.into_inner().ticket.unwrap().id);
+                        acked_so_far.fetch_add(1, SeqCst);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            acked
+        })
+    };
+
+    // The rolling restart, under load: replica 0 of each service, one service at a time.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before_restart = acked_so_far.load(SeqCst);
+    for (i, service) in SERVICES.iter().enumerate() {
+        let old = &mut replicas[i][0];
+        let pid = old.child.id().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), old.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{service} did not stop within 20 s of SIGTERM"))
+            .unwrap();
+        assert!(exit.success(), "{service} exited with {exit:?}");
+        replicas[i][0] = start_service(&config, service, *service == "intake").await;
+        if *service == "intake" {
+            front_tx.send_modify(|a| a[0] = replicas[0][0].grpc.clone());
+        }
+    }
+    let during_restart = acked_so_far.load(SeqCst) - before_restart;
+    restarted.store(true, SeqCst);
+    let acked = submitter.await.unwrap();
+    let n = acked.len();
+    assert!(n >= N, "every petition acknowledged");
+    assert!(during_restart > 0, "no load during the rolling restart");
+
+    let store = PostgresStore::connect(config.database_url.as_deref().unwrap(), 2)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let decided: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE status IN ('dispatched', 'needs_dispatcher', 'linked_duplicate')",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if decided as usize == n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {decided} of {n} acknowledged petitions were decided"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(total as usize, n, "a petition was stored twice");
+    let twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT ticket_id FROM audit WHERE action = 'dispatched' \
+         GROUP BY ticket_id HAVING count(*) > 1) d",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(twice, 0, "a ticket was dispatched twice");
+    let inbox_twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT ticket_id, unit FROM inbox WHERE kind = 'dispatched' \
+         GROUP BY ticket_id, unit HAVING count(*) > 1) d",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(inbox_twice, 0, "a unit's inbox got a ticket twice");
+    let dispatched: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tickets WHERE status = 'dispatched'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(
+        dispatched as usize >= n / 2,
+        "most should auto-dispatch: {dispatched}"
+    );
+    eprintln!(
+        "replicas: {n} acknowledged ({during_restart} during the rolling restart), {dispatched} auto-dispatched, none twice"
+    );
+    for pair in &mut replicas {
+        for p in pair {
+            let _ = p.child.start_kill();
+        }
+    }
+}
+
+async fn client_or_err(grpc: &str, config: &Config) -> Result<Client, tonic::transport::Error> {
+    let authority = TokenAuthority::new(
+        config
+            .jwt_secret
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .as_bytes(),
+    );
+    let token: tonic::metadata::MetadataValue<_> = format!(
+        "Bearer {}",
+        authority
+            .issue("fault-agent", Role::Agent, None, chrono::Duration::hours(1))
+            .unwrap()
+    )
+    .parse()
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(grpc.to_owned())
+        .unwrap()
+        .connect()
+        .await?;
+    Ok(IntakeServiceClient::with_interceptor(
+        channel,
+        support::Bearer(Some(token)),
+    ))
 }

@@ -276,6 +276,14 @@ async fn a_handler_works_a_ticket_from_the_command_line() {
         .ok(&["progress", &id, "--note", "已联系路灯管理所，明日更换"])
         .await;
     assert!(out.contains("progress note recorded (1 so far)"), "{out}");
+    // 补充材料: wait for the citizen, then go on.
+    let out = gm.ok(&["pause", &id, "--reason", "请提供路灯编号"]).await;
+    assert!(out.contains("completion clock is paused"), "{out}");
+    let stderr = gm.fails(&["pause", &id, "--reason", "again"]).await;
+    assert!(stderr.contains("already paused"), "{stderr}");
+    let resumed = gm.json(&["--json", "resume", &id]).await;
+    assert_eq!(resumed["paused"], false);
+    assert!(is_rfc3339(&resumed["pauses"][0]["to"]), "{resumed}");
     let done = gm
         .json(&["--json", "complete", &id, "--reply", "路灯已修复，感谢反映"])
         .await;

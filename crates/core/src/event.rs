@@ -22,6 +22,8 @@ pub mod keys {
     pub const PROGRESS: &str = "ticket.progress";
     pub const EXTENSION_REQUESTED: &str = "ticket.extension_requested";
     pub const EXTENSION_DECIDED: &str = "ticket.extension_decided";
+    pub const PAUSED: &str = "ticket.paused";
+    pub const RESUMED: &str = "ticket.resumed";
     pub const COMPLETED: &str = "ticket.completed";
     pub const CALLED_BACK: &str = "ticket.called_back";
     pub const REOPENED: &str = "ticket.reopened";
@@ -31,7 +33,7 @@ pub mod keys {
     pub const ESCALATED: &str = "ticket.escalated";
     pub const ARBITRATED: &str = "ticket.arbitrated";
     /// Every dispatch step, for consumers that follow a ticket's whole life.
-    pub const DISPATCH_ALL: [&str; 12] = [
+    pub const DISPATCH_ALL: [&str; 14] = [
         DISPATCHED,
         ACCEPTED,
         RETURNED,
@@ -40,6 +42,8 @@ pub mod keys {
         PROGRESS,
         EXTENSION_REQUESTED,
         EXTENSION_DECIDED,
+        PAUSED,
+        RESUMED,
         COMPLETED,
         CALLED_BACK,
         REOPENED,
@@ -130,5 +134,6 @@ pub fn routing_proto(r: &crate::store::RoutingRecord) -> minyi_proto::common::Ro
         respond_hours: r.respond_hours,
         complete_days: r.complete_days,
         duplicate_of: r.duplicate_of.clone(),
+        routed_at: r.routed_at.map(timestamp),
     }
 }

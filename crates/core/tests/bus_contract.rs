@@ -83,6 +83,33 @@ async fn contract(bus: &dyn Bus, max_deliveries: u32) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bus.queue_depth("a").await.unwrap(), 2);
+
+    // Transient subscriptions: each one sees every message (one per replica), a durable
+    // consumer of the same keys is unaffected, and nothing is kept once they are gone.
+    let mut t1 = bus
+        .subscribe_transient("view", &["ticket.*"])
+        .await
+        .unwrap();
+    let mut t2 = bus
+        .subscribe_transient("view", &["ticket.*"])
+        .await
+        .unwrap();
+    bus.publish(&[msg("ticket.routed", 8)]).await.unwrap();
+    for t in [&mut t1, &mut t2] {
+        let d = next(t).await;
+        assert_eq!(d.message.payload, vec![8]);
+        d.ack().await.unwrap();
+        assert_eq!(t.gaps(), 0);
+    }
+    drop(t1);
+    drop(t2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bus.publish(&[msg("ticket.routed", 9)]).await.unwrap();
+    let mut t3 = bus
+        .subscribe_transient("view", &["ticket.*"])
+        .await
+        .unwrap();
+    nothing_within(&mut t3, 500).await;
 }
 
 #[tokio::test]

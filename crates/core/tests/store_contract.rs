@@ -303,6 +303,7 @@ fn dispatched(lead: &str, co: &[&str]) -> DispatchRecord {
         no_return: false,
         arbitration: None,
         alerts: vec![],
+        pauses: vec![],
     }
 }
 

@@ -493,6 +493,19 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
     Ok(handle)
 }
 
+/// `minyi serve <service> --migrate-only`: applies the PostgreSQL migrations (under the
+/// advisory lock every replica takes) and returns the schema version. Touches nothing else.
+pub async fn migrate(config: &Config) -> anyhow::Result<i64> {
+    let db = config
+        .database_url
+        .as_deref()
+        .context("database_url is not set (MINYI_DATABASE_URL)")?;
+    let store = PostgresStore::connect(db, 2)
+        .await
+        .context("migrating PostgreSQL")?;
+    Ok(store.schema_version().await?)
+}
+
 async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
     let db = config
         .database_url
@@ -509,7 +522,11 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
     let store = PostgresStore::connect(db, config.database_max_connections)
         .await
         .context("connecting to PostgreSQL")?;
-    let bus = AmqpBus::connect(AmqpConfig::new(amqp, &config.amqp_prefix))
+    let mut amqp_config = AmqpConfig::new(amqp, &config.amqp_prefix);
+    amqp_config.queue_expires = config
+        .amqp_queue_expires_secs
+        .map(std::time::Duration::from_secs);
+    let bus = AmqpBus::connect(amqp_config)
         .await
         .context("connecting to RabbitMQ")?;
     let timers = RedisTimers::connect(redis, &config.redis_prefix)

@@ -25,6 +25,9 @@ pub struct Config {
     pub amqp_url: Option<String>,
     /// Prefix of every exchange and queue name.
     pub amqp_prefix: String,
+    /// Delete queues idle this long, in seconds (`MINYI_AMQP_QUEUE_EXPIRES_SECS`). For tests and
+    /// throwaway prefixes only: unset in production, where queues must outlive any outage.
+    pub amqp_queue_expires_secs: Option<u64>,
     /// Redis URL (`MINYI_REDIS_URL`); production mode.
     pub redis_url: Option<String>,
     pub redis_prefix: String,
@@ -80,6 +83,7 @@ impl Default for Config {
             database_max_connections: 16,
             amqp_url: None,
             amqp_prefix: "minyi".into(),
+            amqp_queue_expires_secs: None,
             redis_url: None,
             redis_prefix: "minyi".into(),
             encryption_key_id: "k1".into(),

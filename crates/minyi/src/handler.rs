@@ -1,6 +1,7 @@
 //! `minyi-handler`: the dispatch client of street-office and department handlers — the
 //! unit's inbox, a live feed of new work, and the actions on a ticket (签收 accept, 退回
-//! return, 延期 extend, 吹哨 whistle, 协办 co-handle, progress notes, 办结 complete).
+//! return, 延期 extend, 补充材料 pause/resume, 吹哨 whistle, 协办 co-handle, progress notes, 办结
+//! complete).
 //!
 //! Credentials come from flags, then `MINYI_HANDLER_*` variables, then a TOML file
 //! (`endpoint`, `token`). Output is a table or a sentence for people, one JSON document per
@@ -22,8 +23,8 @@ use minyi_proto::common::Routing;
 use minyi_proto::dispatch::dispatch_service_client::DispatchServiceClient;
 use minyi_proto::dispatch::{
     AcceptRequest, AddCoHandlersRequest, AddProgressRequest, CompleteRequest, DispatchState,
-    DispatchTicket, GetTicketRequest, InboxEntry, ListInboxRequest, RequestExtensionRequest,
-    ReturnRequest, WatchInboxRequest, WhistleRequest,
+    DispatchTicket, GetTicketRequest, InboxEntry, ListInboxRequest, PauseForCitizenRequest,
+    RequestExtensionRequest, ResumeRequest, ReturnRequest, WatchInboxRequest, WhistleRequest,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
@@ -133,6 +134,20 @@ pub enum HandlerCommand {
     Progress {
         ticket: String,
         #[arg(long)]
+        note: String,
+    },
+    /// 补充材料: wait for the citizen; the completion clock stops until `resume` (or until the
+    /// citizen adds information through the hotline).
+    Pause {
+        ticket: String,
+        /// What the unit needs from the citizen.
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a wait for the citizen: the completion deadline moves by the paused working time.
+    Resume {
+        ticket: String,
+        #[arg(long, default_value = "")]
         note: String,
     },
     /// 办结: complete a ticket with the reply to the citizen.
@@ -531,6 +546,40 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 "{}: progress note recorded ({} so far); complete by {}",
                 t.tracking_number,
                 t.progress.len(),
+                beijing(t.complete_by.as_ref())
+            );
+            (t, msg)
+        }
+        HandlerCommand::Pause { ticket, reason } => {
+            let t = client
+                .pause_for_citizen(PauseForCitizenRequest {
+                    ticket,
+                    reason,
+                    expected_version: 0,
+                })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            let msg = format!(
+                "{}: waiting for the citizen; the completion clock is paused (was due {})",
+                t.tracking_number,
+                beijing(t.complete_by.as_ref())
+            );
+            (t, msg)
+        }
+        HandlerCommand::Resume { ticket, note } => {
+            let t = client
+                .resume(ResumeRequest {
+                    ticket,
+                    note,
+                    expected_version: 0,
+                })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            let msg = format!(
+                "{}: the clock runs again; complete by {}",
+                t.tracking_number,
                 beijing(t.complete_by.as_ref())
             );
             (t, msg)
@@ -1152,6 +1201,14 @@ pub fn ticket_json(t: &DispatchTicket) -> Value {
             "note": c.note,
             "at": rfc3339(c.at.as_ref()),
         })),
+        "paused": t.paused,
+        "pauses": t.pauses.iter().map(|p| json!({
+            "reason": p.reason,
+            "by": p.by,
+            "from": rfc3339(p.from.as_ref()),
+            "to": rfc3339(p.to.as_ref()),
+            "working_seconds": p.working_seconds,
+        })).collect::<Vec<_>>(),
         "redo_count": t.redo_count,
         "audit": t.audit.iter().map(|a| json!({
             "at": rfc3339(a.at.as_ref()),

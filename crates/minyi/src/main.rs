@@ -40,6 +40,10 @@ enum Command {
         /// Print the effective configuration and exit.
         #[arg(long)]
         dump_config: bool,
+        /// Apply the PostgreSQL migrations and exit (the Kubernetes migration Job). Needs only
+        /// `database_url`; safe to run while older replicas serve (migrations only add).
+        #[arg(long)]
+        migrate_only: bool,
     },
     /// Agent commands: submit, show, list, follow-up.
     Petition {
@@ -89,6 +93,13 @@ enum BenchCommand {
         conn: Connection,
         #[command(flatten)]
         args: minyi::bench::IntakeBenchArgs,
+    },
+    /// Submit → dispatched through the whole running cluster: throughput and latency.
+    Pipeline {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        args: minyi::bench::PipelineBenchArgs,
     },
 }
 
@@ -198,10 +209,16 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
         Command::Serve {
             service,
             dump_config,
+            migrate_only,
         } => {
             let Some((config, signal)) = start_process(config_file.as_deref(), dump_config)? else {
                 return Ok(());
             };
+            if migrate_only {
+                let applied = minyi::app::migrate(&config).await?;
+                println!("database schema is at version {applied}");
+                return Ok(());
+            }
             let app = App::build(config, Mode::Production(vec![service])).await?;
             app.run_until(signal).await
         }
@@ -247,6 +264,11 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
         Command::Bench { command } => match command {
             BenchCommand::Intake { conn, args } => {
                 let r = minyi::bench::run(&conn, &args).await?;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            BenchCommand::Pipeline { conn, args } => {
+                let r = minyi::bench::pipeline(&conn, &args).await?;
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }

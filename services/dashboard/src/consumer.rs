@@ -1,16 +1,17 @@
 //! Keeps the read model current: a full load from the store at start, then every `ticket.#`
-//! event re-reads its ticket; a periodic reload repairs anything missed (for instance events
-//! a second dashboard replica took from the shared queue).
+//! event re-reads its ticket; a periodic reload repairs anything missed. Each replica has a
+//! transient queue of its own (every replica sees every event; nothing piles up on the broker
+//! while no dashboard runs).
 //!
 //! The effect of an event is "re-read the ticket and keep the newer version", which is
 //! idempotent and insensitive to order, so redeliveries need no dedupe table. A delivery is
 //! acked only after the model holds the re-read ticket; store outages are retried with
-//! backoff; undecodable messages are dead-lettered, never dropped.
+//! backoff; undecodable messages are logged and dropped (the read model is a cache of the store).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use minyi_core::bus::{Bus, Delivery};
+use minyi_core::bus::{Bus, Delivery, Subscription};
 use minyi_core::event::decode;
 use minyi_core::store::StoreError;
 use tokio::sync::watch;
@@ -45,39 +46,13 @@ impl Consumer {
         }
     }
 
-    /// Loads, then consumes until `shutdown`; the delivery in hand is finished first.
+    /// Subscribes, loads, then consumes until `shutdown`; the delivery in hand is finished
+    /// first. The subscription is transient (each replica has its own queue, and none exists
+    /// while no dashboard runs), so it is made before the load: an event published during the
+    /// load is then applied after it, never lost between the two.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.dashboard.load().await {
-                Ok(n) => {
-                    tracing::info!(tickets = n, "dashboard read model loaded");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "dashboard: loading from the store failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        self.dashboard.set_ready();
-        let resync = tokio::spawn(resync(
-            self.dashboard.clone(),
-            self.resync_every,
-            shutdown.clone(),
-        ));
-        self.consume(shutdown).await;
-        let _ = resync.await;
-        tracing::info!("dashboard consumer stopped");
-    }
-
-    async fn consume(&self, mut shutdown: watch::Receiver<bool>) {
-        let mut sub = loop {
-            match self.bus.subscribe(CONSUMER, BINDINGS).await {
+        let sub = loop {
+            match self.bus.subscribe_transient(CONSUMER, BINDINGS).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(error = %e, "dashboard: cannot subscribe; retrying");
@@ -88,12 +63,57 @@ impl Consumer {
                 }
             }
         };
+        if !self.load(&mut shutdown).await {
+            return;
+        }
+        self.dashboard.set_ready();
+        let resync = tokio::spawn(resync(
+            self.dashboard.clone(),
+            self.resync_every,
+            shutdown.clone(),
+        ));
+        self.consume(sub, shutdown).await;
+        let _ = resync.await;
+        tracing::info!("dashboard consumer stopped");
+    }
+
+    /// Loads the whole model, retrying with backoff; false when shut down first.
+    async fn load(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.dashboard.load().await {
+                Ok(n) => {
+                    tracing::info!(tickets = n, "dashboard read model loaded");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "dashboard: loading from the store failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait_for(|s| *s) => return false,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn consume(&self, mut sub: Box<dyn Subscription>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
+        let mut gaps = sub.gaps();
         loop {
             let delivery = tokio::select! {
                 d = sub.next() => d,
                 _ = shutdown.wait_for(|s| *s) => break,
             };
+            if sub.gaps() != gaps {
+                // The broker lost our queue (a restart): events in between were missed.
+                gaps = sub.gaps();
+                tracing::info!("dashboard: resubscribed after a gap; reloading");
+                if !self.load(&mut shutdown).await {
+                    break;
+                }
+            }
             let delivery = match delivery {
                 Ok(d) => d,
                 Err(e) => {
@@ -113,7 +133,9 @@ impl Consumer {
                     delivery.retry().await
                 }
                 Outcome::Poison(why) => {
-                    tracing::error!(event_id = %delivery.message.event_id, why, "dashboard: dead-lettering a message");
+                    // A transient queue has no dead-letter queue: the message is dropped, and
+                    // the periodic reload repairs whatever it would have changed.
+                    tracing::error!(event_id = %delivery.message.event_id, why, "dashboard: dropping an unreadable message");
                     delivery.dead_letter().await
                 }
             };

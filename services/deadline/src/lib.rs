@@ -155,6 +155,9 @@ impl Deadlines {
                     clocks.push(("complete", d.lead_unit.clone(), complete_start, due));
                 }
             }
+            // While the unit waits for the citizen the completion clock stands still; resuming
+            // moves `complete_by` by the paused working time and the timers follow.
+            DispatchState::Accepted if d.paused().is_some() => {}
             DispatchState::Accepted => {
                 if let Some(due) = d.complete_by {
                     clocks.push(("complete", d.lead_unit.clone(), complete_start, due));

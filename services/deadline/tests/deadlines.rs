@@ -538,3 +538,73 @@ async fn arbitration_from_escalation_to_ruling_to_new_catalog_version() {
     );
     w.forget_timers().await;
 }
+
+#[tokio::test]
+async fn a_wait_for_the_citizen_pauses_the_sla_clock_and_resuming_moves_the_breach() {
+    let w = world().await;
+    let d = w.deadlines(w.timers.clone());
+    let t = w.dispatched(0).await;
+    let t = w.act(&t, Command::Accept, handler("DEP-ZJ")).await;
+    assert_eq!(t.dispatch.as_ref().unwrap().complete_by, Some(bj(26, 9, 0)));
+    d.ensure(&t).await.unwrap();
+    assert_eq!(w.timers.pending().await.unwrap(), 3);
+
+    // Monday 14:00: the unit waits for the citizen's photos. No completion timers while paused.
+    w.clock.set(bj(23, 14, 0));
+    let t = w
+        .act(
+            &t,
+            Command::Pause {
+                reason: "请提供现场照片".into(),
+            },
+            handler("DEP-ZJ"),
+        )
+        .await;
+    d.ensure(&t).await.unwrap();
+    assert_eq!(
+        w.timers.pending().await.unwrap(),
+        0,
+        "the clock stands still"
+    );
+    // Past the original deadline while paused: nothing fires.
+    w.clock.set(bj(26, 10, 0));
+    assert_eq!(d.tick().await.unwrap(), 0);
+
+    // Resumed Thursday 10:00: paused Mon 14-18, Tue, Wed, Thu 9-10 = 4+7+7+1 = 19 working
+    // hours, so the deadline moves from Thursday 09:00 by 19 working hours (Thu 7, Fri 7, the
+    // weekend off, Mon 9-12 and 14-16): Monday 11-30 16:00.
+    let t = w
+        .act(
+            &t,
+            Command::Resume {
+                note: "照片已收到".into(),
+            },
+            handler("DEP-ZJ"),
+        )
+        .await;
+    let rec = t.dispatch.as_ref().unwrap();
+    assert_eq!(rec.pauses[0].working_secs, 19 * 3600);
+    assert_eq!(rec.complete_by, Some(bj(30, 16, 0)));
+    d.ensure(&t).await.unwrap();
+    assert_eq!(w.timers.pending().await.unwrap(), 3);
+    assert_eq!(w.audit_count(&t, "paused").await, 1);
+    assert_eq!(w.audit_count(&t, "resumed").await, 1);
+
+    // The breach comes at the moved deadline, not before.
+    w.clock.set(bj(30, 15, 59));
+    d.tick().await.unwrap();
+    let overdue = |t: &TicketRecord| {
+        t.dispatch
+            .as_ref()
+            .unwrap()
+            .alerts
+            .iter()
+            .any(|a| a.level == "overdue")
+    };
+    assert!(!overdue(&w.get(&t).await));
+    w.clock.set(bj(30, 16, 1));
+    d.tick().await.unwrap();
+    assert!(overdue(&w.get(&t).await));
+    assert_eq!(w.audit_count(&t, "overdue").await, 1);
+    w.forget_timers().await;
+}

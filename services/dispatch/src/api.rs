@@ -267,7 +267,7 @@ impl DispatchService for DispatchApi {
                     None => format!("this ticket is not assigned to you ({unit})"),
                 };
                 self.engine
-                    .audit_refusal(&t, &Command::Accept, &actor(&who), &why)
+                    .audit_refusal(&t, "read", &actor(&who), &why)
                     .await;
                 return Err(Status::permission_denied(why));
             }
@@ -348,6 +348,26 @@ impl DispatchService for DispatchApi {
             working_days: r.working_days,
             reason: r.reason,
         };
+        self.act(&who, &r.ticket, cmd, r.expected_version).await
+    }
+
+    async fn pause_for_citizen(
+        &self,
+        request: Request<PauseForCitizenRequest>,
+    ) -> Result<Response<DispatchTicket>, Status> {
+        let who = claims(&request)?;
+        let r = request.into_inner();
+        let cmd = Command::Pause { reason: r.reason };
+        self.act(&who, &r.ticket, cmd, r.expected_version).await
+    }
+
+    async fn resume(
+        &self,
+        request: Request<ResumeRequest>,
+    ) -> Result<Response<DispatchTicket>, Status> {
+        let who = claims(&request)?;
+        let r = request.into_inner();
+        let cmd = Command::Resume { note: r.note };
         self.act(&who, &r.ticket, cmd, r.expected_version).await
     }
 

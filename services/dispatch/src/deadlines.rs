@@ -60,6 +60,33 @@ impl Deadlines {
         (t, estimated)
     }
 
+    /// Working time from `from` to `to` (how long a pause lasted); wall-clock time past the
+    /// loaded calendar years.
+    pub fn working_time(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+        self.calendar
+            .working_time_between(from, to)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "pause past the loaded calendar; counting wall-clock time");
+                to - from
+            })
+    }
+
+    /// `from` plus `working` working time (a pause added to a deadline); estimated (wall-clock)
+    /// past the loaded calendar years.
+    pub fn add_working_time(
+        &self,
+        from: DateTime<Utc>,
+        working: Duration,
+    ) -> (DateTime<Utc>, bool) {
+        match self.calendar.add_working_hours(from, working) {
+            Ok(t) => (t, false),
+            Err(e) => {
+                tracing::warn!(error = %e, "deadline past the loaded calendar; estimating");
+                (from + working, true)
+            }
+        }
+    }
+
     fn after(&self, from: DateTime<Utc>, limit: Limit, estimated: &mut bool) -> DateTime<Utc> {
         match limit.after(&self.calendar, from) {
             Ok(t) => t,

@@ -81,7 +81,7 @@ impl Engine {
                 Ok(s) => s,
                 Err(refusal) => {
                     if let Refusal::Denied(why) = &refusal {
-                        self.audit_refusal(&t, cmd, actor, why).await;
+                        self.audit_refusal(&t, command_name(cmd), actor, why).await;
                     }
                     return Err(EngineError::Refused(refusal));
                 }
@@ -178,8 +178,9 @@ impl Engine {
         }
     }
 
-    /// Records a refused attempt in the ticket's audit trail.
-    pub async fn audit_refusal(&self, t: &TicketRecord, cmd: &Command, actor: &Actor, why: &str) {
+    /// Records a refused attempt in the ticket's audit trail; `action` is a command's name
+    /// ([`command_name`]) or `read`.
+    pub async fn audit_refusal(&self, t: &TicketRecord, action: &str, actor: &Actor, why: &str) {
         let state = state_name(t);
         let record = AuditRecord {
             ticket_id: t.id,
@@ -187,7 +188,7 @@ impl Engine {
             actor: actor.sub.clone(),
             role: actor_role(actor),
             unit: actor.unit.clone().unwrap_or_default(),
-            action: command_name(cmd).to_owned(),
+            action: action.to_owned(),
             from_state: state.clone(),
             to_state: state,
             reason: format!("refused: {why}"),
@@ -218,6 +219,8 @@ pub fn command_name(cmd: &Command) -> &'static str {
         Command::Progress { .. } => "progress",
         Command::RequestExtension { .. } => "request_extension",
         Command::DecideExtension { .. } => "decide_extension",
+        Command::Pause { .. } => "pause",
+        Command::Resume { .. } => "resume",
         Command::Complete { .. } => "complete",
         Command::Callback { .. } => "callback",
         Command::Archive => "archive",

@@ -16,7 +16,7 @@ use minyi_core::auth::Role;
 use minyi_core::petition::TicketStatus;
 use minyi_core::store::{
     CallbackRecord, CoHandler, DispatchRecord, DispatchState, ExtensionRecord, NoteRecord,
-    ReturnRecord, RoutingRecord, TicketRecord,
+    PauseRecord, ReturnRecord, RoutingRecord, TicketRecord,
 };
 
 use minyi_core::store::ArbitrationRecord;
@@ -78,6 +78,15 @@ pub enum Command {
     },
     DecideExtension {
         approve: bool,
+        note: String,
+    },
+    /// The lead unit waits for the citizen (补充材料): the completion clock stops.
+    Pause {
+        reason: String,
+    },
+    /// The wait is over (the lead unit, a dispatcher, or the citizen's follow-up): the
+    /// completion deadline moves by the working time the pause lasted.
+    Resume {
         note: String,
     },
     Complete {
@@ -683,6 +692,71 @@ pub fn step(
                 arbitration_event: None,
             })
         }
+        Command::Pause { reason } => {
+            lead_handler(t, actor, catalog, "pause the clock")?;
+            if reason.trim().is_empty() {
+                return Err(invalid(
+                    "reason",
+                    "say what the unit is waiting for from the citizen",
+                ));
+            }
+            let mut d = in_state(t, &[DispatchState::Accepted], "pause (accept it first)")?;
+            if d.paused().is_some() {
+                return Err(illegal(t, "the clock is already paused"));
+            }
+            if let Some(due) = d.complete_by
+                && now >= due
+            {
+                return Err(illegal(
+                    t,
+                    "the completion deadline has passed: the clock can no longer be paused",
+                ));
+            }
+            d.pauses.push(PauseRecord {
+                reason: reason.trim().to_owned(),
+                by: actor.sub.clone(),
+                from: now,
+                to: None,
+                working_secs: 0,
+            });
+            Ok(Step {
+                action: "paused",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![],
+                dispatch: d,
+                routing: None,
+                reason: reason.trim().to_owned(),
+                arbitration_event: None,
+            })
+        }
+        Command::Resume { note } => {
+            if !matches!(actor.role, Role::Dispatcher | Role::Admin) {
+                lead_handler(t, actor, catalog, "resume the clock")?;
+            }
+            let mut d = in_state(t, &[DispatchState::Accepted], "resume")?;
+            let Some(elapsed) = end_pause(&mut d, now, deadlines) else {
+                return Err(illegal(t, "the clock is not paused"));
+            };
+            if let Some(due) = d.complete_by {
+                let (moved, estimated) = deadlines.add_working_time(due, elapsed);
+                d.complete_by = Some(moved);
+                d.deadline_estimated |= estimated;
+            }
+            let hours = elapsed.num_minutes() as f64 / 60.0;
+            Ok(Step {
+                action: "resumed",
+                from,
+                status: d.state.ticket_status(),
+                inbox: vec![(d.lead_unit.clone(), "resumed".into())],
+                dispatch: d,
+                routing: None,
+                reason: format!("paused {hours:.1} working hours; {}", note.trim())
+                    .trim_end_matches("; ")
+                    .to_owned(),
+                arbitration_event: None,
+            })
+        }
         Command::Complete { reply } => {
             lead_handler(t, actor, catalog, "complete")?;
             if reply.trim().is_empty() {
@@ -692,6 +766,8 @@ pub fn step(
                 ));
             }
             let mut d = in_state(t, &[DispatchState::Accepted], "complete (accept it first)")?;
+            // Completing ends a wait for the citizen; the deadline no longer matters.
+            end_pause(&mut d, now, deadlines);
             d.state = DispatchState::Completed;
             d.completed_at = Some(now);
             d.reply = reply.trim().to_owned();
@@ -1021,6 +1097,19 @@ fn escalate(
     }
 }
 
+/// Closes the open pause, if any, and returns the working time it lasted.
+fn end_pause(
+    d: &mut DispatchRecord,
+    now: DateTime<Utc>,
+    deadlines: &Deadlines,
+) -> Option<chrono::Duration> {
+    let open = d.pauses.last_mut().filter(|p| p.to.is_none())?;
+    let elapsed = deadlines.working_time(open.from, now);
+    open.to = Some(now);
+    open.working_secs = elapsed.num_seconds();
+    Some(elapsed)
+}
+
 fn new_record(
     lead: String,
     co_units: &[String],
@@ -1059,6 +1148,7 @@ fn new_record(
         no_return: false,
         arbitration: None,
         alerts: vec![],
+        pauses: vec![],
     }
 }
 
@@ -1287,5 +1377,74 @@ mod tests {
             run(&x, bad, &dispatcher(), now),
             Err(Refusal::Invalid(f)) if f[0].0 == "rating"
         ));
+    }
+
+    #[test]
+    fn a_wait_for_the_citizen_stops_the_clock_and_moves_the_deadline_by_its_working_time() {
+        let mut t = routed();
+        // Monday 2026-11-23 09:00 Beijing.
+        t.received_at = Utc.with_ymd_and_hms(2026, 11, 23, 1, 0, 0).unwrap();
+        let now = t.received_at;
+        let d = run(&t, Command::AutoDispatch, &Actor::system(), now).unwrap();
+        let pause = |reason: &str| Command::Pause {
+            reason: reason.into(),
+        };
+        assert!(
+            matches!(
+                run(&d, pause("照片"), &handler("DEP-ZJ"), now),
+                Err(Refusal::Illegal { .. })
+            ),
+            "accept first"
+        );
+        let a = run(&d, Command::Accept, &handler("DEP-ZJ"), now).unwrap();
+        let due = a.dispatch.as_ref().unwrap().complete_by.unwrap();
+        assert!(matches!(
+            run(&a, pause(" "), &handler("DEP-ZJ"), now),
+            Err(Refusal::Invalid(f)) if f[0].0 == "reason"
+        ));
+        assert!(matches!(
+            run(&a, pause("照片"), &handler("DEP-CG"), now),
+            Err(Refusal::Denied(_))
+        ));
+        // Paused Monday 14:00, resumed Tuesday 14:00: 7 working hours (one working day).
+        let at = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 11, d, h - 8, 0, 0).unwrap();
+        let p = run(&a, pause("请提供现场照片"), &handler("DEP-ZJ"), at(23, 14)).unwrap();
+        assert!(p.dispatch.as_ref().unwrap().paused().is_some());
+        assert!(matches!(
+            run(&p, pause("again"), &handler("DEP-ZJ"), at(23, 15)),
+            Err(Refusal::Illegal { message, .. }) if message.contains("already paused")
+        ));
+        let resume = Command::Resume {
+            note: String::new(),
+        };
+        assert!(matches!(
+            run(&p, resume.clone(), &handler("DEP-CG"), at(24, 14)),
+            Err(Refusal::Denied(_))
+        ));
+        let r = run(&p, resume.clone(), &Actor::system(), at(24, 14)).unwrap();
+        let rd = r.dispatch.as_ref().unwrap();
+        assert!(rd.paused().is_none());
+        assert_eq!(rd.pauses[0].working_secs, 7 * 3600);
+        assert_eq!(
+            rd.complete_by.unwrap(),
+            Deadlines::default()
+                .add_working_time(due, Duration::hours(7))
+                .0
+        );
+        assert!(rd.complete_by.unwrap() > due);
+        assert!(matches!(
+            run(&r, resume, &handler("DEP-ZJ"), at(24, 15)),
+            Err(Refusal::Illegal { message, .. }) if message.contains("not paused")
+        ));
+        // Completing while paused closes the pause.
+        let p2 = run(&r, pause("再补充"), &handler("DEP-ZJ"), at(24, 15)).unwrap();
+        let c = run(
+            &p2,
+            Command::Complete { reply: "ok".into() },
+            &handler("DEP-ZJ"),
+            at(24, 16),
+        )
+        .unwrap();
+        assert!(c.dispatch.unwrap().paused().is_none());
     }
 }

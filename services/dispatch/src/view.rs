@@ -7,7 +7,7 @@ use minyi_core::pii::{Keyring, mask_id_number, mask_name, mask_phone};
 use minyi_core::store::{AuditRecord, TicketRecord};
 use minyi_proto::common::{Caller, FollowUp};
 use minyi_proto::dispatch::{
-    Alert, Arbitration, AuditEntry, Callback, CoHandler, DispatchTicket, Extension, Note,
+    Alert, Arbitration, AuditEntry, Callback, CoHandler, DispatchTicket, Extension, Note, Pause,
     ReturnEntry,
 };
 
@@ -163,6 +163,18 @@ pub fn ticket_view(
                 fraction: a.fraction,
                 due: Some(timestamp(a.due)),
                 at: Some(timestamp(a.at)),
+            })
+            .collect();
+        v.paused = d.paused().is_some();
+        v.pauses = d
+            .pauses
+            .iter()
+            .map(|p| Pause {
+                reason: p.reason.clone(),
+                by: p.by.clone(),
+                from: Some(timestamp(p.from)),
+                to: p.to.map(timestamp),
+                working_seconds: p.working_secs,
             })
             .collect();
     }

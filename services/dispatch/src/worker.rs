@@ -17,6 +17,8 @@ use crate::state::rebuild_if_lost;
 
 /// The consumer name: its queue and its dedupe key.
 pub const CONSUMER: &str = "dispatch";
+/// Routed tickets to dispatch; citizens' follow-ups, which resume a paused clock.
+pub const BINDINGS: &[&str] = &["ticket.routed", "ticket.follow_up_added"];
 
 pub struct Worker {
     pub engine: Engine,
@@ -33,7 +35,7 @@ impl Worker {
     /// Consumes until `shutdown`; the delivery in hand is finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut sub = loop {
-            match self.bus.subscribe(CONSUMER, &["ticket.routed"]).await {
+            match self.bus.subscribe(CONSUMER, BINDINGS).await {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot subscribe; retrying");
@@ -92,14 +94,20 @@ impl Worker {
             return Outcome::Poison("bad event or ticket id");
         };
         tracing::Span::current().record("ticket_id", tracing::field::display(ticket_id));
-        if !matches!(event.body, Some(Body::Routed(_))) {
-            return Outcome::Done;
-        }
+        let cmd = match event.body {
+            Some(Body::Routed(_)) => Command::AutoDispatch,
+            // The citizen sent what a paused ticket waits for: its clock runs again. (Refused
+            // as illegal, and so ignored, when the ticket is not paused.)
+            Some(Body::FollowUpAdded(_)) => Command::Resume {
+                note: "the citizen added information".into(),
+            },
+            _ => return Outcome::Done,
+        };
         match self
             .engine
             .apply(
                 &ticket_id.to_string(),
-                &Command::AutoDispatch,
+                &cmd,
                 &Actor::system(),
                 0,
                 Some((CONSUMER.to_owned(), event_id)),
@@ -108,18 +116,18 @@ impl Worker {
         {
             Ok(t) => {
                 let lead = t.dispatch.map(|d| d.lead_unit).unwrap_or_default();
-                tracing::info!(%lead, "ticket dispatched");
+                tracing::info!(%lead, action = crate::engine::command_name(&cmd), "applied");
                 Outcome::Done
             }
             // A redelivery after the commit, or a ticket a dispatcher already took over.
             Err(EngineError::AlreadyApplied) => Outcome::Done,
             Err(EngineError::Refused(Refusal::Illegal { state, message })) => {
-                tracing::info!(%state, %message, "not auto-dispatched");
+                tracing::info!(%state, %message, action = crate::engine::command_name(&cmd), "not applied");
                 Outcome::Done
             }
             Err(EngineError::Refused(r)) => {
-                tracing::error!(refusal = ?r, "auto-dispatch refused");
-                Outcome::Poison("auto-dispatch refused")
+                tracing::error!(refusal = ?r, "refused");
+                Outcome::Poison("refused")
             }
             Err(EngineError::Store(minyi_core::store::StoreError::NotFound(_))) => {
                 Outcome::Poison("ticket not in the store")

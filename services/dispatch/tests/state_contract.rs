@@ -64,6 +64,7 @@ fn ticket(lead: &str, co: &[&str], state: DispatchState) -> TicketRecord {
             no_return: false,
             arbitration: None,
             alerts: vec![],
+            pauses: vec![],
         }),
         version: 1,
     }

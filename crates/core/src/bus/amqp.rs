@@ -35,6 +35,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// Delete idle queues after this long (tests); `None` in production.
     pub queue_expires: Option<Duration>,
+    /// Longest wait for the broker to open a connection and declare the topology. A wedged
+    /// broker then surfaces as `BusError::Unavailable` instead of a hang.
+    pub connect_timeout: Duration,
 }
 
 impl AmqpConfig {
@@ -45,6 +48,7 @@ impl AmqpConfig {
             max_deliveries: 5,
             prefetch: 64,
             queue_expires: None,
+            connect_timeout: Duration::from_secs(20),
         }
     }
 
@@ -85,6 +89,30 @@ impl AmqpBus {
     }
 
     async fn open_channel(&self, confirms: bool) -> Result<(Connection, Channel), BusError> {
+        self.in_time("connecting", self.open_channel_unbounded(confirms))
+            .await
+    }
+
+    /// Runs a broker operation within `connect_timeout`.
+    async fn in_time<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, BusError>>,
+    ) -> Result<T, BusError> {
+        tokio::time::timeout(self.config.connect_timeout, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BusError::Unavailable(format!(
+                    "{what}: RabbitMQ did not answer within {:?}",
+                    self.config.connect_timeout
+                )))
+            })
+    }
+
+    async fn open_channel_unbounded(
+        &self,
+        confirms: bool,
+    ) -> Result<(Connection, Channel), BusError> {
         let conn = Connection::connect(&self.config.url, ConnectionProperties::default())
             .await
             .map_err(unavailable)?;
@@ -121,6 +149,19 @@ impl AmqpBus {
     }
 
     async fn declare_queue(
+        &self,
+        channel: &Channel,
+        name: &str,
+        keys: &[String],
+    ) -> Result<(), BusError> {
+        self.in_time(
+            "declaring a queue",
+            self.declare_queue_unbounded(channel, name, keys),
+        )
+        .await
+    }
+
+    async fn declare_queue_unbounded(
         &self,
         channel: &Channel,
         name: &str,
@@ -281,6 +322,25 @@ impl Bus for AmqpBus {
             queue: queue.to_owned(),
             keys: routing_keys.iter().map(|k| (*k).to_owned()).collect(),
             consumer: None,
+            transient: false,
+            gaps: 0,
+        };
+        sub.connect().await?;
+        Ok(Box::new(sub))
+    }
+
+    async fn subscribe_transient(
+        &self,
+        name: &str,
+        routing_keys: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let mut sub = AmqpSubscription {
+            bus: self.clone(),
+            queue: name.to_owned(),
+            keys: routing_keys.iter().map(|k| (*k).to_owned()).collect(),
+            consumer: None,
+            transient: true,
+            gaps: 0,
         };
         sub.connect().await?;
         Ok(Box::new(sub))
@@ -309,14 +369,34 @@ struct AmqpSubscription {
     queue: String,
     keys: Vec<String>,
     consumer: Option<(Connection, lapin::Consumer)>,
+    /// An exclusive, auto-deleted queue of this subscription's own (`subscribe_transient`).
+    transient: bool,
+    /// Transient queues declared after the first one.
+    gaps: u64,
 }
 
 impl AmqpSubscription {
     async fn connect(&mut self) -> Result<(), BusError> {
         let (conn, channel) = self.bus.open_channel(false).await?;
-        self.bus
-            .declare_queue(&channel, &self.queue, &self.keys)
-            .await?;
+        let queue = if self.transient {
+            let queue = format!(
+                "{}.{}",
+                self.bus.config.queue(&self.queue),
+                Uuid::new_v4().simple()
+            );
+            self.bus
+                .in_time(
+                    "declaring a transient queue",
+                    declare_transient(&channel, &queue, &self.bus.config.exchange(), &self.keys),
+                )
+                .await?;
+            queue
+        } else {
+            self.bus
+                .declare_queue(&channel, &self.queue, &self.keys)
+                .await?;
+            self.bus.config.queue(&self.queue)
+        };
         channel
             .basic_qos(self.bus.config.prefetch, BasicQosOptions::default())
             .await
@@ -324,20 +404,72 @@ impl AmqpSubscription {
         let tag = format!("minyi-{}", Uuid::new_v4().simple());
         let consumer = channel
             .basic_consume(
-                self.bus.config.queue(&self.queue).as_str().into(),
+                queue.as_str().into(),
                 tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
             .map_err(unavailable)?;
-        self.consumer = Some((conn, consumer));
+        if let Some((old, _)) = self.consumer.replace((conn, consumer)) {
+            let _ = old.close(200, "bye".into()).await;
+        }
         Ok(())
+    }
+}
+
+/// A classic, non-durable queue that RabbitMQ deletes with the connection that declared it.
+async fn declare_transient(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    keys: &[String],
+) -> Result<(), BusError> {
+    let options = QueueDeclareOptions {
+        durable: false,
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await
+        .map_err(unavailable)?;
+    for key in keys {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+impl Drop for AmqpSubscription {
+    fn drop(&mut self) {
+        // Close the connection, so the broker drops an exclusive queue at once and requeues
+        // what this consumer held.
+        if let Some((conn, _)) = self.consumer.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = conn.close(200, "bye".into()).await;
+            });
+        }
     }
 }
 
 #[async_trait]
 impl Subscription for AmqpSubscription {
+    fn gaps(&self) -> u64 {
+        self.gaps
+    }
+
     async fn next(&mut self) -> Result<Delivery, BusError> {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -393,7 +525,12 @@ impl Subscription for AmqpSubscription {
                 }
             }
             match self.connect().await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    if self.transient {
+                        self.gaps += 1;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, queue = %self.queue, "broker unreachable; retrying");
                     tokio::time::sleep(backoff).await;

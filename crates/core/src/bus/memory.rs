@@ -75,6 +75,22 @@ impl Bus for MemoryBus {
             bus: self.clone(),
             queue: queue.to_owned(),
             unsettled: Arc::default(),
+            transient: false,
+        }))
+    }
+
+    async fn subscribe_transient(
+        &self,
+        name: &str,
+        routing_keys: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let queue = format!("{name}.{}", uuid::Uuid::new_v4().simple());
+        self.declare(&queue, routing_keys).await?;
+        Ok(Box::new(MemorySubscription {
+            bus: self.clone(),
+            queue,
+            unsettled: Arc::default(),
+            transient: true,
         }))
     }
 
@@ -105,6 +121,8 @@ struct MemorySubscription {
     queue: String,
     /// Delivered but not yet settled, by tag: returned to the queue if the subscription drops.
     unsettled: Unsettled,
+    /// The queue is this subscription's own and goes with it.
+    transient: bool,
 }
 
 static NEXT_TAG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -139,6 +157,10 @@ impl Subscription for MemorySubscription {
 
 impl Drop for MemorySubscription {
     fn drop(&mut self) {
+        if self.transient {
+            self.bus.lock().queues.remove(&self.queue);
+            return;
+        }
         let pending: Vec<_> = self
             .unsettled
             .lock()
@@ -179,7 +201,10 @@ impl Acker for MemoryAcker {
             return Err(BusError::Closed);
         };
         let mut broker = self.bus.lock();
-        let q = broker.queues.entry(self.queue.clone()).or_default();
+        // A transient queue may be gone with its subscription: nothing left to settle into.
+        let Some(q) = broker.queues.get_mut(&self.queue) else {
+            return Ok(());
+        };
         match how {
             Settle::Ack => {}
             Settle::Retry if attempt + 1 < self.bus.max_deliveries => {

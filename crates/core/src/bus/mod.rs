@@ -102,6 +102,12 @@ pub(crate) trait Acker: Send + Sync {
 pub trait Subscription: Send {
     /// The next delivery. Reconnects by itself after a broker restart.
     async fn next(&mut self) -> Result<Delivery, BusError>;
+
+    /// How often a transient subscription's queue was lost and declared afresh (a broker
+    /// restart): messages published in between were missed. Always 0 for durable queues.
+    fn gaps(&self) -> u64 {
+        0
+    }
 }
 
 #[async_trait]
@@ -117,6 +123,17 @@ pub trait Bus: Send + Sync + 'static {
         routing_keys: &[&str],
     ) -> Result<Box<dyn Subscription>, BusError>;
 
+    /// Consumes from a queue of this subscription's own, bound to `routing_keys`, that lives
+    /// only as long as the subscription: for read models that load their state from the store
+    /// and only need what happens next. Every such subscriber sees every message (one per
+    /// replica), and nothing piles up for subscribers that are not running. Load from the
+    /// store after subscribing, and again when [`Subscription::gaps`] grows.
+    async fn subscribe_transient(
+        &self,
+        name: &str,
+        routing_keys: &[&str],
+    ) -> Result<Box<dyn Subscription>, BusError>;
+
     /// Declares (idempotently) the durable queue `queue` bound to `routing_keys`, so messages
     /// published before its first consumer starts wait for it.
     async fn declare(&self, queue: &str, routing_keys: &[&str]) -> Result<(), BusError>;
@@ -128,11 +145,13 @@ pub trait Bus: Send + Sync + 'static {
     async fn dead_letter_depth(&self, queue: &str) -> Result<u64, BusError>;
 }
 
-/// Every consumer queue of the cluster and its bindings. Each process declares all of them at
-/// start, so no event is published to an exchange without its queues.
+/// Every durable consumer queue of the cluster and its bindings. Each process declares all of
+/// them at start, so no event is published to an exchange without its queues. (The dashboard's
+/// read model has no durable queue: each replica subscribes transiently and loads from the
+/// store.)
 pub const TOPOLOGY: &[(&str, &[&str])] = &[
     ("classification", &["ticket.received"]),
-    ("dispatch", &["ticket.routed"]),
+    ("dispatch", &["ticket.routed", "ticket.follow_up_added"]),
     (
         "deadline",
         &[
@@ -140,6 +159,8 @@ pub const TOPOLOGY: &[(&str, &[&str])] = &[
             "ticket.accepted",
             "ticket.returned",
             "ticket.extension_decided",
+            "ticket.paused",
+            "ticket.resumed",
             "ticket.completed",
             "ticket.reopened",
             "ticket.archived",
@@ -147,7 +168,6 @@ pub const TOPOLOGY: &[(&str, &[&str])] = &[
             "ticket.arbitrated",
         ],
     ),
-    ("dashboard", &["ticket.#"]),
 ];
 
 /// Declares [`TOPOLOGY`].

@@ -185,6 +185,23 @@ pub struct DispatchRecord {
     /// SLA warnings and breaches already raised.
     #[serde(default)]
     pub alerts: Vec<AlertRecord>,
+    /// Waits for the citizen (补充材料): the completion clock stops while the last one is open.
+    #[serde(default)]
+    pub pauses: Vec<PauseRecord>,
+}
+
+/// The completion clock stopped while the unit waits for the citizen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseRecord {
+    pub reason: String,
+    pub by: String,
+    pub from: DateTime<Utc>,
+    /// `None` while paused.
+    #[serde(default)]
+    pub to: Option<DateTime<Utc>>,
+    /// Working seconds the pause lasted, added to the completion deadline when it ended.
+    #[serde(default)]
+    pub working_secs: i64,
 }
 
 /// A hard ticket's arbitration case (快裁).
@@ -223,6 +240,11 @@ pub struct AlertRecord {
 }
 
 impl DispatchRecord {
+    /// The open pause, while the unit waits for the citizen.
+    pub fn paused(&self) -> Option<&PauseRecord> {
+        self.pauses.last().filter(|p| p.to.is_none())
+    }
+
     /// Units that may see and act on the ticket: the lead and every co-handler.
     pub fn units(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.lead_unit.as_str())

@@ -20,7 +20,7 @@ mod postgres;
 
 pub use dispatch::{
     AlertRecord, ArbitrationRecord, AuditRecord, CallbackRecord, CoHandler, DispatchRecord,
-    DispatchState, ExtensionRecord, InboxRecord, NoteRecord, ReturnRecord, Transition,
+    DispatchState, ExtensionRecord, InboxRecord, NoteRecord, PauseRecord, ReturnRecord, Transition,
     TransitionOutcome,
 };
 pub use memory::MemoryStore;

@@ -41,6 +41,15 @@ impl PostgresStore {
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
     }
 
+    /// The newest migration applied to this database (0 when none).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v.unwrap_or(0))
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
