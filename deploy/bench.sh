@@ -112,6 +112,12 @@ run_cluster 2
 rm -rf "$SHARED"
 printf '%s\n' "${pipes[@]}" > "$OUT/pipeline.jsonl"
 
+# --- SLA timers: a million pending in Redis (the timer store; no PostgreSQL effects) --------
+timers=()
+timers+=("$("$BIN" bench timers --count "${TIMER_COUNT:-1000000}" --delay 60 --spread 120 --workers 2 --label steady-1M)")
+timers+=("$("$BIN" bench timers --count "${TIMER_BURST:-200000}" --delay 20 --spread 0 --workers 2 --label burst-200k-at-once)")
+printf '%s\n' "${timers[@]}" > "$OUT/timers.jsonl"
+
 printf '%s\n' "${results[@]}" > "$OUT/intake.jsonl"
 python3 - "$OUT/intake.jsonl" <<'PY'
 import json, sys, datetime, platform, os, subprocess
@@ -151,6 +157,28 @@ block = "\n".join(lines)
 path = "BENCHMARKS.md"
 text = open(path).read()
 start, end = "<!-- bench:pipeline:start -->", "<!-- bench:pipeline:end -->"
+a, b = text.index(start) + len(start), text.index(end)
+open(path, "w").write(text[:a] + "\n" + block + "\n" + text[b:])
+print(block)
+PY
+
+python3 - "$OUT/timers.jsonl" <<'PY'
+import json, sys, datetime, os, subprocess
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip()
+lines = [
+  f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
+  f"release build, Redis {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2][2:]} on the same machine; "
+  "`make bench` (deploy/bench.sh).", "",
+  "| run | timers | workers | scheduled/s | peak pending | fired | fired twice | lost | fired/s | lateness p50 / p99 / max ms |",
+  "|---|---|---|---|---|---|---|---|---|---|"]
+for r in rows:
+  lines.append(f"| {r['label']} | {r['count']} | {r['workers']} | {r['scheduled_per_s']:.0f} | {r['peak_pending']} | {r['fired']} | {r['fired_twice']} | {r['lost']} | "
+               f"{r['fired_per_s']:.0f} | {r['late_p50_ms']:.0f} / {r['late_p99_ms']:.0f} / {r['late_max_ms']:.0f} |")
+block = "\n".join(lines)
+path = "BENCHMARKS.md"
+text = open(path).read()
+start, end = "<!-- bench:timers:start -->", "<!-- bench:timers:end -->"
 a, b = text.index(start) + len(start), text.index(end)
 open(path, "w").write(text[:a] + "\n" + block + "\n" + text[b:])
 print(block)

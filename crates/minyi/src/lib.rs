@@ -5,7 +5,8 @@
 //! - [`client`]: the agent commands (`minyi petition …`) over gRPC.
 //! - [`arbitrate`]: the arbitrators' commands (`minyi arbitrate …`).
 //! - [`demo`]: `minyi dev --demo`, a replay of realistic petitions.
-//! - [`bench`]: `minyi bench intake`, a gRPC load generator with an HDR histogram.
+//! - [`bench`]: `minyi bench intake|pipeline`, gRPC load generators with HDR histograms.
+//! - [`bench_timers`]: `minyi bench timers`, the SLA timer store under a million timers.
 //! - [`telemetry`]: logging setup.
 //! - [`signal`]: SIGTERM/SIGINT handling.
 //!
@@ -13,6 +14,7 @@
 pub mod app;
 pub mod arbitrate;
 pub mod bench;
+pub mod bench_timers;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -94,6 +94,11 @@ enum BenchCommand {
         #[command(flatten)]
         args: minyi::bench::IntakeBenchArgs,
     },
+    /// The SLA timer store on Redis: a million pending timers, firing lateness.
+    Timers {
+        #[command(flatten)]
+        args: minyi::bench_timers::TimerBenchArgs,
+    },
     /// Submit → dispatched through the whole running cluster: throughput and latency.
     Pipeline {
         #[command(flatten)]
@@ -264,6 +269,11 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
         Command::Bench { command } => match command {
             BenchCommand::Intake { conn, args } => {
                 let r = minyi::bench::run(&conn, &args).await?;
+                println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            BenchCommand::Timers { args } => {
+                let r = minyi::bench_timers::run(&args).await?;
                 println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }
