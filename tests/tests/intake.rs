@@ -301,3 +301,50 @@ async fn personal_data_is_sealed_at_rest() {
     }
     app.stop().await;
 }
+
+/// `GET /metrics` on the HTTP port: the Prometheus text format, calls counted by method and
+/// code, the backends' gauges, and no personal data.
+async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut agent = app.intake(Some(Role::Agent)).await;
+    agent.submit_petition(petition("metrics-1")).await.unwrap();
+    let mut bad = petition("metrics-2");
+    bad.text = String::new();
+    agent.submit_petition(bad).await.unwrap_err();
+
+    let mut s = tokio::net::TcpStream::connect(app.http).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("text/plain; version=0.0.4"), "{raw}");
+    let submit = "method=\"/minyi.intake.v1.IntakeService/SubmitPetition\"";
+    for want in [
+        format!("minyi_rpc_requests_total{{{submit},code=\"OK\"}} 1"),
+        format!("minyi_rpc_requests_total{{{submit},code=\"InvalidArgument\"}} 1"),
+        format!("minyi_rpc_duration_seconds_count{{{submit}}} 2"),
+        format!("minyi_rpc_duration_seconds_bucket{{{submit},le=\"+Inf\"}} 2"),
+        "# TYPE minyi_rpc_duration_seconds histogram".to_owned(),
+        "minyi_outbox_pending ".to_owned(),
+        "minyi_bus_queue_depth{queue=\"classification\"}".to_owned(),
+        "minyi_bus_dead_letters{queue=\"dispatch\"} 0".to_owned(),
+        "# TYPE minyi_tickets_received_total counter".to_owned(),
+    ] {
+        assert!(raw.contains(&want), "missing {want} in:\n{raw}");
+    }
+    assert!(!raw.contains("13912345678") && !raw.contains("王小明"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn embedded_metrics() {
+    metrics_count_calls_and_read_the_backends(Backend::Embedded).await;
+}
+
+#[tokio::test]
+async fn production_metrics() {
+    metrics_count_calls_and_read_the_backends(Backend::Production).await;
+}

@@ -15,6 +15,7 @@ pub mod bus;
 pub mod clock;
 pub mod event;
 pub mod grpc;
+pub mod metrics;
 pub mod petition;
 pub mod pii;
 pub mod store;

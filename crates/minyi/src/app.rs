@@ -88,6 +88,90 @@ pub struct App {
     catalog: Arc<Catalog>,
 }
 
+/// What `/metrics` reads: the recorded RPC series, and gauges of the backends as this
+/// process sees them (each read within 2 s, or left out).
+#[derive(Clone)]
+struct Scrape {
+    metrics: minyi_core::metrics::Metrics,
+    backends: Backends,
+    /// This process runs the deadline service: report pending timers.
+    timers: bool,
+    started: std::time::SystemTime,
+}
+
+impl Scrape {
+    async fn render(&self) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+        use minyi_core::metrics::{Exposition, render_counters};
+        let mut out = Exposition::default();
+        self.metrics.render(&mut out);
+        render_counters(&mut out);
+        out.gauge(
+            "minyi_process_start_time_seconds",
+            "When this process started (Unix seconds).",
+            self.started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        if let Some(n) = within(self.backends.store.outbox_len()).await {
+            out.gauge(
+                "minyi_outbox_pending",
+                "Events committed to the outbox and not yet published.",
+                n as f64,
+            );
+        }
+        let mut depths = Vec::new();
+        let mut dead = Vec::new();
+        for (queue, _) in minyi_core::bus::TOPOLOGY {
+            if let Some(n) = within(self.backends.bus.queue_depth(queue)).await {
+                depths.push((*queue, n));
+            }
+            if let Some(n) = within(self.backends.bus.dead_letter_depth(queue)).await {
+                dead.push((*queue, n));
+            }
+        }
+        out.header(
+            "minyi_bus_queue_depth",
+            "gauge",
+            "Messages ready in a consumer queue.",
+        );
+        for (queue, n) in depths {
+            out.sample("minyi_bus_queue_depth", &[("queue", queue)], n as f64);
+        }
+        out.header(
+            "minyi_bus_dead_letters",
+            "gauge",
+            "Messages in a consumer queue's dead-letter queue (each needs a look).",
+        );
+        for (queue, n) in dead {
+            out.sample("minyi_bus_dead_letters", &[("queue", queue)], n as f64);
+        }
+        if self.timers
+            && let Some(n) = within(self.backends.timers.pending()).await
+        {
+            out.gauge(
+                "minyi_timers_pending",
+                "SLA timers scheduled and not yet fired.",
+                n as f64,
+            );
+        }
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            out.into_string(),
+        )
+    }
+}
+
+/// A backend read for a scrape: its value, or nothing when it failed or took over 2 s.
+async fn within<T, E>(f: impl Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(std::time::Duration::from_secs(2), f)
+        .await
+        .ok()?
+        .ok()
+}
+
 /// Development secrets, generated on the first `minyi dev` and kept in the data directory.
 #[derive(Debug, Serialize, serde::Deserialize)]
 struct DevSecrets {
@@ -228,7 +312,9 @@ impl App {
             .register_encoded_file_descriptor_set(minyi_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building reflection")?;
+        let metrics = minyi_core::metrics::Metrics::default();
         let router = tonic::transport::Server::builder()
+            .layer(minyi_core::metrics::MetricsLayer::new(metrics.clone()))
             .add_service(health_service)
             .add_service(reflection);
         let interceptor = auth_interceptor(self.authority.clone());
@@ -373,8 +459,21 @@ impl App {
             workers.push(tokio::spawn(relay.run(stop_rx.clone())));
         }
 
-        let mut http_app =
-            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let scrape = Scrape {
+            metrics,
+            backends: self.backends.clone(),
+            timers: self.services.contains(&Service::Deadline),
+            started: std::time::SystemTime::now(),
+        };
+        let mut http_app = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let scrape = scrape.clone();
+                    async move { scrape.render().await }
+                }),
+            );
         if let Some(open311) = open311 {
             http_app = http_app.merge(open311);
         }

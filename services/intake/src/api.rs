@@ -131,6 +131,8 @@ impl IntakeApi {
         let (ticket, created) = self.store.create_ticket(record, vec![event]).await?;
         if created {
             self.outbox_written.notify_one();
+            minyi_core::metrics::TICKETS_RECEIVED
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok((ticket, created))
     }
