@@ -171,3 +171,122 @@ async fn embedded_pipeline_routes_dispatches_and_links() {
 async fn production_pipeline_routes_dispatches_and_links() {
     pipeline(Backend::Production).await;
 }
+
+/// An operator activates another catalog version, then an arbitration ruling teaches a new
+/// phrasing: the running classification service retrains and swaps both in, no restart.
+#[tokio::test]
+async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart() {
+    use minyi::app::Mode;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    let catalog = support::small_catalog(&catalog_dir);
+    let config = minyi::config::Config {
+        catalog_dir: Some(catalog_dir.clone()),
+        model_path: Some(dir.path().join("model.bin")),
+        catalog_poll_secs: 1,
+        ..support::production_config().await
+    };
+    let app = support::spawn_with(
+        config,
+        Mode::Production(INTAKE_AND_CLASSIFICATION.to_vec()),
+        None,
+    )
+    .await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", app.token(Role::Agent))
+        .parse()
+        .unwrap();
+    let mut suggest =
+        ClassificationServiceClient::with_interceptor(channel, support::Bearer(Some(token)));
+    let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
+    let ask = |text: &str| SuggestRequest {
+        text: text.into(),
+        location: None,
+        k: 5,
+    };
+    // The first model trains in the background: Unavailable until it is ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before = loop {
+        match suggest.suggest(ask(novel)).await {
+            Ok(s) => break s.into_inner(),
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(before.catalog_version, "v1");
+
+    // `minyi catalog activate`, as an operator would run it.
+    let store = minyi_catalog::CatalogDir::open(&catalog_dir).unwrap();
+    let v2 = store.import(&catalog).unwrap();
+    let bin = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("debug/minyi");
+    let out = tokio::process::Command::new(bin)
+        .args(["catalog", "activate", &v2, "--dir"])
+        .arg(&catalog_dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is active"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let s = suggest.suggest(ask(novel)).await.unwrap().into_inner();
+        if s.catalog_version == v2 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{v2} never reached the classifier"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(
+        after.model_version, before.model_version,
+        "retrained for {v2}"
+    );
+
+    // Rulings that file the novel phrasing under an item it was not suggested for.
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| i.code != after.suggestions[0].item_code)
+        .unwrap();
+    let mut lines = String::new();
+    for n in 0..3 {
+        lines.push_str(
+            &serde_json::json!({"text": format!("{novel}（{n}）"), "label": item.code, "ruling": "t"})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(catalog_dir.join(minyi_catalog::RULINGS_FILE), lines).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = suggest.suggest(ask(novel)).await.unwrap().into_inner();
+        if s.model_version != after.model_version {
+            assert_eq!(
+                s.suggestions[0].item_code, item.code,
+                "learned from the rulings"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rulings never reached the classifier"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.stop().await;
+}

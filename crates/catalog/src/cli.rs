@@ -8,6 +8,7 @@
 //! minyi catalog demo --out FILE [--format csv|json|yaml]
 //! minyi catalog history --out FILE [--per-item N] [--seed S]
 //! minyi catalog list [--dir DIR]
+//! minyi catalog activate VERSION [--dir DIR]
 //! ```
 //!
 //! CSV files carry no unit directory: `--units` (JSON/YAML list or CSV `code,name,kind,parent`)
@@ -110,6 +111,15 @@ pub enum CatalogCommand {
     },
     /// List stored versions.
     List {
+        /// Catalog directory.
+        #[arg(long, default_value = "data/catalog")]
+        dir: PathBuf,
+    },
+    /// Make a stored version the active one. Running classification services pick it up
+    /// within `catalog_poll_secs` (a new model is trained; no restart).
+    Activate {
+        /// Version to activate (`v3` or `3`).
+        version: String,
         /// Catalog directory.
         #[arg(long, default_value = "data/catalog")]
         dir: PathBuf,
@@ -242,6 +252,20 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<(), CatalogError> 
             w(
                 out,
                 format!("wrote {} texts to {}", rows.len(), dest.display()),
+            )
+        }
+        CatalogCommand::Activate { version, dir } => {
+            let store = CatalogDir::open(dir)?;
+            // Load first: a version that does not validate is never made active.
+            let catalog = store.load(version)?;
+            store.activate(version)?;
+            w(
+                out,
+                format!(
+                    "{} is active ({} items); running services switch to it without a restart",
+                    catalog.version,
+                    catalog.len()
+                ),
             )
         }
         CatalogCommand::List { dir } => {

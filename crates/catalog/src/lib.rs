@@ -37,5 +37,5 @@ pub use gazetteer::{Gazetteer, Resolution, Via};
 pub use model::{
     Catalog, CatalogItem, Grade, Limits, Responsibility, Unit, UnitDirectory, UnitKind,
 };
-pub use store::{CatalogDir, Clarification, ClarificationChange};
+pub use store::{CatalogDir, Clarification, ClarificationChange, RULINGS_FILE};
 pub use validate::{Location, Problem};

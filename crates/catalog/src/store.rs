@@ -18,6 +18,11 @@ use crate::model::{Catalog, CatalogItem, Responsibility, UnitDirectory};
 
 const ACTIVE: &str = "active";
 
+/// Arbitration rulings recorded as training data (one JSON object per line: `text`, `label`
+/// = item code, …), inside the catalog directory: written by the arbitration service, read by
+/// classification when it retrains.
+pub const RULINGS_FILE: &str = "rulings.jsonl";
+
 /// A clarification of the catalog from an arbitration ruling (快裁).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clarification {

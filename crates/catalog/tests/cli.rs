@@ -73,6 +73,15 @@ fn demo_import_export_diff_list() {
     r.expect("diff");
     assert_eq!(out, "0 added, 0 removed, 0 changed\n");
 
+    // Activation, by label or number; an unknown version changes nothing.
+    let (r, out) = minyi(&["activate", "2", "--dir", &dir]);
+    r.expect("activate");
+    assert!(out.starts_with("v2 is active (3469 items)"), "{out}");
+    let (r, _) = minyi(&["activate", "v9", "--dir", &dir]);
+    assert!(matches!(r, Err(CatalogError::UnknownVersion(v)) if v == "v9"));
+    let (r, _) = minyi(&["activate", "v1", "--dir", &dir]);
+    r.expect("activate v1 again");
+
     let (r, out) = minyi(&["export", "--dir", &dir, "--format", "yaml"]);
     r.expect("export stdout");
     assert!(out.starts_with("version: v1\n"), "{}", &out[..40]);

@@ -372,6 +372,15 @@ impl App {
                 outbox_written: outbox_written.clone(),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
+            let watch = minyi_classification::watch::CatalogWatch {
+                handle: router.clone(),
+                catalog_dir: self.config.catalog_dir(),
+                model_path: self.config.model_path(),
+                per_item: self.config.classifier_examples_per_item,
+                train: train_config(),
+                every: std::time::Duration::from_secs(self.config.catalog_poll_secs.max(1)),
+            };
+            workers.push(tokio::spawn(watch.run(stop_rx.clone())));
         }
         let router = router.add_optional_service(router_grpc);
 
@@ -563,11 +572,7 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
     let filled = handle.clone();
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let config = minyi_classifier::TrainConfig {
-            // Two folds suffice to calibrate on thousands of items and halve training time.
-            threshold_folds: 2,
-            ..minyi_classifier::TrainConfig::default()
-        };
+        let config = train_config();
         match minyi_classification::model::load_or_train(&model_path, &catalog, per_item, &config) {
             Ok((model, trained)) => {
                 tracing::info!(
@@ -590,6 +595,15 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
         }
     });
     Ok(handle)
+}
+
+/// How the classifier is trained for a catalog (at start and after a catalog change).
+fn train_config() -> minyi_classifier::TrainConfig {
+    minyi_classifier::TrainConfig {
+        // Two folds suffice to calibrate on thousands of items and halve training time.
+        threshold_folds: 2,
+        ..minyi_classifier::TrainConfig::default()
+    }
 }
 
 /// `minyi serve <service> --migrate-only`: applies the PostgreSQL migrations (under the

@@ -55,6 +55,9 @@ pub struct Config {
     pub model_path: Option<PathBuf>,
     /// Synthetic training petitions per catalog item when training from the catalog.
     pub classifier_examples_per_item: usize,
+    /// How often classification checks the catalog directory for a newly activated version
+    /// or new arbitration rulings, and retrains without a restart, in seconds.
+    pub catalog_poll_secs: u64,
     /// Days within which a similar petition at the same community is a duplicate.
     pub duplicate_window_days: i64,
     /// Text similarity (0-1) from which a petition is linked as a duplicate.
@@ -96,6 +99,7 @@ impl Default for Config {
             catalog_dir: None,
             model_path: None,
             classifier_examples_per_item: 4,
+            catalog_poll_secs: 10,
             duplicate_window_days: 3,
             duplicate_threshold: 0.6,
             sla_warning_fractions: vec![0.75, 0.9],

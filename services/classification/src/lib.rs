@@ -6,11 +6,13 @@
 //! - [`worker`]: consumes `ticket.received`, commits the decision and its event exactly once.
 //! - [`api`]: `ClassificationService.Suggest` for agents typing a petition.
 //! - [`model`]: building the router's model (load a file, or train from the catalog).
+//! - [`watch`]: a new router, without a restart, when the catalog or the rulings change.
 
 pub mod api;
 pub mod duplicates;
 pub mod model;
 pub mod router;
+pub mod watch;
 pub mod worker;
 
 pub use router::{Router, RouterHandle};

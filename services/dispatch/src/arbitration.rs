@@ -21,10 +21,6 @@ use crate::engine::Engine;
 use crate::machine::{Actor, Command};
 use crate::view::ticket_view;
 
-/// Rulings that named a catalog item, one JSON line each: the classifier's extra training
-/// data (`{catalog_dir}/rulings.jsonl`).
-pub const RULINGS_FILE: &str = "rulings.jsonl";
-
 #[derive(Clone)]
 pub struct ArbitrationApi {
     engine: Engine,
@@ -114,7 +110,7 @@ impl ArbitrationApi {
             "{}\n",
             serde_json::json!({"text": text, "label": item, "ruling": ruling_ref, "catalog_version": version})
         );
-        let path = dir.join(RULINGS_FILE);
+        let path = dir.join(minyi_catalog::RULINGS_FILE);
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
