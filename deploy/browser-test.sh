@@ -10,7 +10,7 @@
 # taken on a second instance filled with 30 days of history (the ignored Rust test
 # `seed_history_for_the_screenshot` writes its journal).
 #
-# Installs chromium (and CJK fonts, so screenshots show Chinese) with apt when missing, as root
+# Installs chromium (and, for a screenshot, CJK fonts) with apt when missing, as root
 # or with sudo, like deploy/ensure-services.sh. Exits non-zero when the test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,8 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 need=()
 [ -x "$CHROMIUM" ] || need+=(chromium)
-fc-list 2>/dev/null | grep -qi "cjk" || need+=(fonts-noto-cjk)
+# CJK fonts matter only for the screenshot (the test reads the DOM, not pixels).
+if [ -n "${SCREENSHOT:-}" ]; then fc-list 2>/dev/null | grep -qi "cjk" || need+=(fonts-noto-cjk); fi
 command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "browser-test: installing ${need[*]}"

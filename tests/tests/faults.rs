@@ -555,6 +555,84 @@ async fn rabbitmq_restart_while_submitting_loses_no_acknowledged_petition() {
     p.child.start_kill().unwrap();
 }
 
+/// RabbitMQ restarted while petitions flow through intake, classification and dispatch (each
+/// its own process): every acknowledged petition is decided, none twice.
+#[tokio::test]
+#[ignore = "restarts RabbitMQ; run alone: cargo test -p minyi-tests --test faults -- --ignored"]
+async fn rabbitmq_restart_mid_pipeline_decides_every_petition_once() {
+    use minyi_catalog::model::Responsibility;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = support::small_catalog(&dir.path().join("catalog"));
+    let config = Config {
+        catalog_dir: Some(dir.path().join("catalog")),
+        ..support::production_config().await
+    };
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .unwrap();
+    let text = item.phrasings.join("，");
+    let intake = start_intake(&config, true).await;
+    let mut others = [
+        start_service(&config, "classification", false).await,
+        start_service(&config, "dispatch", false).await,
+    ];
+    let mut c = client(&intake.grpc, &config).await;
+    let acked = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let req = SubmitPetitionRequest {
+                    channel: 1,
+                    text: format!("{text}（第{n}件，{}号楼）", n * 13 + 1),
+                    idempotency_key: format!("mid-pipeline-{n}"),
+                    ..SubmitPetitionRequest::default()
+                };
+                if let Ok(r) = c.submit_petition(req).await {
+                    acked
+                        .lock()
+                        .unwrap()
+                        .insert(r.into_inner().ticket.unwrap().id);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ctl = |arg: &'static str| async move {
+        let s = Command::new("rabbitmqctl")
+            .arg(arg)
+            .status()
+            .await
+            .expect("rabbitmqctl");
+        assert!(s.success(), "rabbitmqctl {arg}");
+    };
+    ctl("stop_app").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ctl("start_app").await;
+    let _ = Command::new("rabbitmqctl")
+        .args(["await_startup"])
+        .status()
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let n = acked.lock().unwrap().len();
+    assert!(n > 50, "only {n} petitions acknowledged");
+    let dispatched = decided_once(&config, n).await;
+    eprintln!(
+        "broker restart mid-pipeline: {n} acknowledged, {dispatched} auto-dispatched, none twice"
+    );
+    for p in others.iter_mut().chain([intake].iter_mut()) {
+        let _ = p.child.start_kill();
+    }
+}
+
 /// Issue 7's scale-out proof: two replicas of every service as separate processes on one
 /// PostgreSQL, RabbitMQ and Redis. While petitions arrive through both intake replicas, one
 /// replica of each service is restarted in turn (SIGTERM, then started again). Every
@@ -669,6 +747,25 @@ async fn two_replicas_of_every_service_survive_a_rolling_restart() {
     assert!(n >= N, "every petition acknowledged");
     assert!(during_restart > 0, "no load during the rolling restart");
 
+    let dispatched = decided_once(&config, n).await;
+    assert!(
+        dispatched >= n / 2,
+        "most should auto-dispatch: {dispatched}"
+    );
+    eprintln!(
+        "replicas: {n} acknowledged ({during_restart} during the rolling restart), {dispatched} auto-dispatched, none twice"
+    );
+    for pair in &mut replicas {
+        for p in pair {
+            let _ = p.child.start_kill();
+        }
+    }
+}
+
+/// Waits until all `n` stored tickets are decided (dispatched, queued for a dispatcher or
+/// linked as a duplicate), then checks that none was stored twice, dispatched twice or put in
+/// a unit's inbox twice. Returns how many were dispatched.
+async fn decided_once(config: &Config, n: usize) -> usize {
     let store = PostgresStore::connect(config.database_url.as_deref().unwrap(), 2)
         .await
         .unwrap();
@@ -715,18 +812,7 @@ async fn two_replicas_of_every_service_survive_a_rolling_restart() {
             .fetch_one(store.pool())
             .await
             .unwrap();
-    assert!(
-        dispatched as usize >= n / 2,
-        "most should auto-dispatch: {dispatched}"
-    );
-    eprintln!(
-        "replicas: {n} acknowledged ({during_restart} during the rolling restart), {dispatched} auto-dispatched, none twice"
-    );
-    for pair in &mut replicas {
-        for p in pair {
-            let _ = p.child.start_kill();
-        }
-    }
+    dispatched as usize
 }
 
 async fn client_or_err(grpc: &str, config: &Config) -> Result<Client, tonic::transport::Error> {

@@ -85,6 +85,8 @@ pub fn routing_key(body: &Body) -> &'static str {
 pub fn new_event(ticket_id: Uuid, at: DateTime<Utc>, body: Body) -> Message {
     let event_id = Uuid::now_v7();
     let key = routing_key(&body);
+    let mut headers = std::collections::BTreeMap::new();
+    crate::trace_context::inject_current(&mut headers);
     let event = Event {
         event_id: event_id.to_string(),
         ticket_id: ticket_id.to_string(),
@@ -95,7 +97,7 @@ pub fn new_event(ticket_id: Uuid, at: DateTime<Utc>, body: Body) -> Message {
         event_id,
         routing_key: key.to_owned(),
         payload: event.encode_to_vec(),
-        headers: Default::default(),
+        headers,
     }
 }
 

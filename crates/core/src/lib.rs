@@ -9,6 +9,8 @@
 //! - [`bus`]: the message bus port, with RabbitMQ and in-process adapters.
 //! - [`timers`]: the timer port (due-time ordered), with Redis and in-memory adapters.
 //! - [`event`]: building and reading bus events.
+//! - [`trace_context`]: one trace per ticket across services (W3C `traceparent` in headers).
+//! - [`metrics`]: Prometheus metrics (`/metrics`).
 
 pub mod auth;
 pub mod bus;
@@ -21,3 +23,4 @@ pub mod pii;
 pub mod store;
 pub mod testing;
 pub mod timers;
+pub mod trace_context;

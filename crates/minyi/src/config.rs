@@ -47,6 +47,10 @@ pub struct Config {
     pub relay_enabled: bool,
     /// `text` (default) or `json` logs.
     pub log_format: String,
+    /// OTLP/gRPC collector for traces, e.g. `http://otel-collector:4317`
+    /// (`MINYI_OTLP_ENDPOINT`, else the standard `OTEL_EXPORTER_OTLP_ENDPOINT`). Unset: no
+    /// trace export (the default, and in embedded mode).
+    pub otlp_endpoint: Option<String>,
     /// Versioned catalog directory (`minyi catalog import --dir`); defaults to
     /// `{data_dir}/catalog`. The 3,469-item demo catalog is imported when it is empty.
     pub catalog_dir: Option<PathBuf>,
@@ -96,6 +100,7 @@ impl Default for Config {
             max_text_chars: 20_000,
             relay_enabled: true,
             log_format: "text".into(),
+            otlp_endpoint: None,
             catalog_dir: None,
             model_path: None,
             classifier_examples_per_item: 4,
@@ -117,9 +122,16 @@ impl Config {
         } else if let Ok(path) = std::env::var("MINYI_CONFIG") {
             f = f.merge(Toml::file_exact(path));
         }
-        f.merge(Env::prefixed("MINYI_").ignore(&["CONFIG", "TOKEN", "ENDPOINT"]))
+        let mut config: Config = f
+            .merge(Env::prefixed("MINYI_").ignore(&["CONFIG", "TOKEN", "ENDPOINT"]))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        if config.otlp_endpoint.is_none() {
+            config.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .ok()
+                .filter(|e| !e.trim().is_empty());
+        }
+        Ok(config)
     }
 
     /// The TOML of the effective configuration, secrets redacted.

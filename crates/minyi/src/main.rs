@@ -158,10 +158,12 @@ fn offline<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
 fn start_process(
     config_file: Option<&std::path::Path>,
     dump_config: bool,
+    name: &str,
 ) -> anyhow::Result<
     Option<(
         Config,
         impl std::future::Future<Output = ()> + Send + 'static,
+        minyi::telemetry::Telemetry,
     )>,
 > {
     let config = Config::load(config_file)?;
@@ -169,15 +171,18 @@ fn start_process(
         print!("{}", config.dump());
         return Ok(None);
     }
-    minyi::telemetry::init(&config.log_format);
+    let telemetry =
+        minyi::telemetry::init(&config.log_format, config.otlp_endpoint.as_deref(), name);
     let signal = minyi::signal::install()?;
-    Ok(Some((config, signal)))
+    Ok(Some((config, signal, telemetry)))
 }
 
 async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Dev { demo, dump_config } => {
-            let Some((config, signal)) = start_process(config_file.as_deref(), dump_config)? else {
+            let Some((config, signal, _telemetry)) =
+                start_process(config_file.as_deref(), dump_config, "dev")?
+            else {
                 return Ok(());
             };
             let data_dir = config.data_dir.clone();
@@ -216,7 +221,10 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
             dump_config,
             migrate_only,
         } => {
-            let Some((config, signal)) = start_process(config_file.as_deref(), dump_config)? else {
+            let name = format!("{service:?}").to_lowercase();
+            let Some((config, signal, _telemetry)) =
+                start_process(config_file.as_deref(), dump_config, &name)?
+            else {
                 return Ok(());
             };
             if migrate_only {

@@ -12,6 +12,7 @@ use minyi_core::store::{StoreError, TicketStore, TicketUpdate};
 use minyi_proto::events::event::Body;
 use minyi_proto::events::{DuplicateLinked, NeedsDispatcher, TicketReceived, TicketRouted};
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::duplicates::similarity;
@@ -87,7 +88,9 @@ impl Worker {
                     continue;
                 }
             };
-            let settled = match self.handle(&delivery).await {
+            let span = tracing::info_span!("classification.consume", routing_key = %delivery.message.routing_key);
+            minyi_core::trace_context::follow(&span, &delivery.message.headers);
+            let settled = match self.handle(&delivery).instrument(span).await {
                 Outcome::Done => {
                     backoff = Duration::from_millis(100);
                     delivery.ack().await

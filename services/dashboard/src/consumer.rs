@@ -15,6 +15,7 @@ use minyi_core::bus::{Bus, Delivery, Subscription};
 use minyi_core::event::decode;
 use minyi_core::store::StoreError;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::dashboard::Dashboard;
@@ -122,7 +123,9 @@ impl Consumer {
                     continue;
                 }
             };
-            let settled = match self.handle(&delivery).await {
+            let span = tracing::info_span!("dashboard.consume", routing_key = %delivery.message.routing_key);
+            minyi_core::trace_context::follow(&span, &delivery.message.headers);
+            let settled = match self.handle(&delivery).instrument(span).await {
                 Outcome::Done => {
                     backoff = Duration::from_millis(100);
                     delivery.ack().await

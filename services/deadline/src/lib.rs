@@ -34,6 +34,7 @@ use minyi_proto::events::event::Body;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// The consumer name: its queue and its dedupe key.
@@ -514,7 +515,9 @@ impl Deadlines {
                     continue;
                 }
             };
-            let settled = match self.on_event(&delivery).await {
+            let span = tracing::info_span!("deadline.consume", routing_key = %delivery.message.routing_key);
+            minyi_core::trace_context::follow(&span, &delivery.message.headers);
+            let settled = match self.on_event(&delivery).instrument(span).await {
                 Ok(()) => delivery.ack().await,
                 Err(e) => {
                     tracing::warn!(error = %e, "re-planning failed; will retry");

@@ -9,6 +9,7 @@ use minyi_core::event::decode;
 use minyi_proto::events::event::Body;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::engine::{Engine, EngineError};
@@ -60,7 +61,9 @@ impl Worker {
                     continue;
                 }
             };
-            let settled = match self.handle(&delivery).await {
+            let span = tracing::info_span!("dispatch.consume", routing_key = %delivery.message.routing_key);
+            minyi_core::trace_context::follow(&span, &delivery.message.headers);
+            let settled = match self.handle(&delivery).instrument(span).await {
                 Outcome::Done => {
                     backoff = Duration::from_millis(100);
                     delivery.ack().await

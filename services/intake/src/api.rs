@@ -189,6 +189,8 @@ impl IntakeService for IntakeApi {
         &self,
         request: Request<SubmitPetitionRequest>,
     ) -> Result<Response<SubmitPetitionResponse>, Status> {
+        // A front end that traces its calls continues its trace here.
+        minyi_core::trace_context::follow_grpc(&tracing::Span::current(), request.metadata());
         let who = claims(&request)?;
         require_role(&who, WRITERS, "submit petitions")?;
         let r = request.into_inner();
