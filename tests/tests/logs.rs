@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use minyi::app::{Mode, Service};
@@ -13,20 +11,6 @@ use minyi_core::auth::Role;
 use minyi_proto::common::{Caller, Location};
 use minyi_proto::dispatch::{AcceptRequest, CompleteRequest, GetTicketRequest};
 use minyi_proto::intake::{AddFollowUpRequest, SubmitPetitionRequest};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const PEOPLE: [(&str, &str, &str); 3] = [
     ("欧阳明辉", "13912345678", "11010519491231002X"),
@@ -36,7 +20,7 @@ const PEOPLE: [(&str, &str, &str); 3] = [
 
 #[tokio::test]
 async fn no_name_phone_or_id_number_appears_in_any_log_line() {
-    let buffer = Buffer::default();
+    let buffer = support::LogBuffer::default();
     let writer = buffer.clone();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
@@ -154,7 +138,7 @@ async fn no_name_phone_or_id_number_appears_in_any_log_line() {
     rest.stop().await;
     c.stop().await;
 
-    let logs = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    let logs = buffer.text();
     let lines = logs.lines().count();
     assert!(lines > 50, "the services logged ({lines} lines)");
     assert!(

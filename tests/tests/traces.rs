@@ -20,8 +20,17 @@ async fn one_trace_covers_intake_classification_and_dispatch() {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
+    // JSON log lines, as in containers, to check that they name the trace.
+    let logs = support::LogBuffer::default();
+    let writer = logs.clone();
     tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_writer(move || writer.clone()),
+        )
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
         .init();
 
@@ -97,4 +106,13 @@ async fn one_trace_covers_intake_classification_and_dispatch() {
         .chain(named("dispatch.consume"))
         .collect();
     assert_eq!(consumer_traces.len(), 1, "{consumer_traces:?}");
+
+    // The dispatch step's log line names the trace.
+    let logs = logs.text();
+    let named = format!("\"trace_id\":\"{trace}\"");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(&named) && l.contains("dispatch.consume")),
+        "no dispatch log line with {named}"
+    );
 }

@@ -50,18 +50,34 @@ pub fn inject_current(headers: &mut BTreeMap<String, String>) {
     TraceContextPropagator::new().inject_context(&cx, &mut Writer(headers));
 }
 
-/// Makes `span` a child of the trace `headers` carry (if any).
+/// Makes `span` a child of the trace `headers` carry (if any), and records the trace id in its
+/// `trace_id` field.
 pub fn follow(span: &tracing::Span, headers: &BTreeMap<String, String>) {
     if headers.contains_key("traceparent") {
         let parent = TraceContextPropagator::new().extract(&Reader(headers));
         let _ = span.set_parent(parent);
     }
+    record_trace_id(span);
 }
 
-/// Makes `span` a child of the trace a caller sent in its gRPC metadata (if any).
+/// Makes `span` a child of the trace a caller sent in its gRPC metadata (if any), and records
+/// the trace id in its `trace_id` field.
 pub fn follow_grpc(span: &tracing::Span, metadata: &tonic::metadata::MetadataMap) {
     if metadata.contains_key("traceparent") {
         let parent = TraceContextPropagator::new().extract(&Metadata(metadata));
         let _ = span.set_parent(parent);
+    }
+    record_trace_id(span);
+}
+
+/// Writes the span's trace id into its `trace_id` field, so every log line inside it names the
+/// trace (JSON logs list the fields of the spans they are in). Nothing without an
+/// OpenTelemetry layer.
+pub fn record_trace_id(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = span.context();
+    let id = cx.span().span_context().trace_id();
+    if id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(id));
     }
 }

@@ -1,8 +1,9 @@
 //! Logs and traces. Logs: human-readable text by default, JSON lines with `log_format =
-//! "json"`; filter with `RUST_LOG` (default `info`). Request bodies are never logged: they hold
-//! personal data. Traces: with `otlp_endpoint` set, spans go to an OpenTelemetry collector over
-//! OTLP/gRPC, and the trace context travels with every event (see
-//! `minyi_core::trace_context`), so one ticket is one trace across the services.
+//! "json"` (lines inside a submit or a consumer's handling carry its `trace_id`); filter with
+//! `RUST_LOG` (default `info`). Request bodies are never logged: they hold personal data.
+//! Traces: the trace context travels with every event (see `minyi_core::trace_context`), so one
+//! ticket is one trace across the services; with `otlp_endpoint` set, spans go to an
+//! OpenTelemetry collector over OTLP/gRPC.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -35,14 +36,14 @@ pub fn init(format: &str, otlp_endpoint: Option<&str>, service: &str) -> Telemet
     } else {
         fmt.boxed()
     };
-    let (provider, otel, problem) = match otlp_endpoint.map(|e| exporter(e, service)) {
-        Some(Ok(provider)) => {
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("minyi"));
-            (Some(provider), Some(layer), None)
-        }
-        Some(Err(e)) => (None, None, Some(e)),
-        None => (None, None, None),
+    // Spans always get trace ids (they travel with the events and name the trace in JSON log
+    // lines); they leave the process only with an OTLP endpoint.
+    let (provider, problem) = match otlp_endpoint.map(|e| exporter(e, service)) {
+        Some(Ok(provider)) => (provider, None),
+        Some(Err(e)) => (SdkTracerProvider::builder().build(), Some(e)),
+        None => (SdkTracerProvider::builder().build(), None),
     };
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("minyi"));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
@@ -51,7 +52,9 @@ pub fn init(format: &str, otlp_endpoint: Option<&str>, service: &str) -> Telemet
     if let Some(e) = problem {
         tracing::warn!(error = %e, "trace export is off: the OTLP exporter could not be built");
     }
-    Telemetry { provider }
+    Telemetry {
+        provider: Some(provider),
+    }
 }
 
 fn exporter(endpoint: &str, service: &str) -> Result<SdkTracerProvider, String> {

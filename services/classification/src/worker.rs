@@ -88,7 +88,7 @@ impl Worker {
                     continue;
                 }
             };
-            let span = tracing::info_span!("classification.consume", routing_key = %delivery.message.routing_key);
+            let span = tracing::info_span!("classification.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
             minyi_core::trace_context::follow(&span, &delivery.message.headers);
             let settled = match self.handle(&delivery).instrument(span).await {
                 Outcome::Done => {

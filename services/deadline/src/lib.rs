@@ -515,7 +515,7 @@ impl Deadlines {
                     continue;
                 }
             };
-            let span = tracing::info_span!("deadline.consume", routing_key = %delivery.message.routing_key);
+            let span = tracing::info_span!("deadline.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
             minyi_core::trace_context::follow(&span, &delivery.message.headers);
             let settled = match self.on_event(&delivery).instrument(span).await {
                 Ok(()) => delivery.ack().await,

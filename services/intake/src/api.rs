@@ -184,7 +184,7 @@ fn decode_cursor(token: &str) -> Option<(DateTime<Utc>, Uuid)> {
 
 #[tonic::async_trait]
 impl IntakeService for IntakeApi {
-    #[instrument(skip_all, fields(ticket_id, created), err(level = "info"))]
+    #[instrument(skip_all, fields(ticket_id, created, trace_id), err(level = "info"))]
     async fn submit_petition(
         &self,
         request: Request<SubmitPetitionRequest>,
