@@ -1,11 +1,14 @@
 //! `minyi dev --demo`: replays realistic petitions into the running cluster through its own
-//! gRPC API, as a call centre would, so there is something to see. Texts come from the
+//! gRPC API, as a call centre would, and works them as dispatchers, handlers and the callback
+//! desk would ([`work`]), so there is something to see. Texts come from the
 //! catalog's synthetic history (the project's own data, never the shared reference data).
 
 use std::time::Duration;
 
 use minyi_catalog::Catalog;
+use minyi_core::auth::{Role, TokenAuthority};
 use minyi_proto::common::{Caller, Location};
+use minyi_proto::dispatch::dispatch_service_client::DispatchServiceClient;
 use minyi_proto::intake::SubmitPetitionRequest;
 use minyi_proto::intake::intake_service_client::IntakeServiceClient;
 use rand::seq::SliceRandom;
@@ -102,6 +105,190 @@ pub async fn replay(
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Bearer-token interceptor for the demo's own clients.
+#[derive(Clone)]
+struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        r.metadata_mut().insert("authorization", self.0.clone());
+        Ok(r)
+    }
+}
+
+type Dispatch = DispatchServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+fn dispatch_client(
+    channel: &tonic::transport::Channel,
+    authority: &TokenAuthority,
+    sub: &str,
+    role: Role,
+    unit: Option<&str>,
+) -> Option<Dispatch> {
+    let token = authority
+        .issue(sub, role, unit, chrono::Duration::days(1))
+        .ok()?;
+    let header = format!("Bearer {token}").parse().ok()?;
+    Some(DispatchServiceClient::with_interceptor(
+        channel.clone(),
+        Bearer(header),
+    ))
+}
+
+/// The other side of the demo: a dispatcher works the queue (the best suggestion), handlers
+/// accept, note progress and complete what their unit leads, and the callback desk rates and
+/// archives, every few seconds until `stop`, so the dashboard shows a district at work.
+pub async fn work(endpoint: String, authority: TokenAuthority, mut stop: watch::Receiver<bool>) {
+    use minyi_proto::dispatch::{
+        AcceptRequest, AddProgressRequest, ArchiveRequest, CompleteRequest, DispatchRequest,
+        DispatchState, ListInboxRequest, ListQueueRequest, RecordCallbackRequest,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2027);
+    let channel = loop {
+        match tonic::transport::Channel::from_shared(endpoint.clone()) {
+            Ok(c) => match c.connect().await {
+                Ok(ch) => break ch,
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "demo: bad endpoint");
+                return;
+            }
+        }
+    };
+    let Some(mut desk) = dispatch_client(
+        &channel,
+        &authority,
+        "demo-dispatcher",
+        Role::Dispatcher,
+        None,
+    ) else {
+        return;
+    };
+    let mut units: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        // The dispatchers' queue: a few tickets a round go to their best suggestion.
+        if let Ok(q) = desk
+            .list_queue(ListQueueRequest {
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+        {
+            let q = q.into_inner();
+            for t in q.tickets.iter().take(rng.gen_range(1..=4)) {
+                let _ = desk
+                    .dispatch(DispatchRequest {
+                        ticket: t.ticket_id.clone(),
+                        use_next_suggestion: true,
+                        ..DispatchRequest::default()
+                    })
+                    .await;
+            }
+            for u in q.unit_load.keys() {
+                if !units.contains(u) {
+                    units.push(u.clone());
+                }
+            }
+        }
+        // Handlers of a few units work their inbox; the desk calls back finished tickets.
+        units.shuffle(&mut rng);
+        for unit in units.iter().take(6) {
+            let Some(mut handler) = dispatch_client(
+                &channel,
+                &authority,
+                &format!("demo-{unit}"),
+                Role::Handler,
+                Some(unit),
+            ) else {
+                continue;
+            };
+            let Ok(inbox) = handler
+                .list_inbox(ListInboxRequest {
+                    states: vec![],
+                    page_size: 50,
+                    page_token: String::new(),
+                })
+                .await
+            else {
+                continue;
+            };
+            for t in inbox.into_inner().tickets {
+                if &t.lead_unit != unit {
+                    continue;
+                }
+                let ticket = t.ticket_id.clone();
+                match DispatchState::try_from(t.state) {
+                    Ok(DispatchState::Dispatched) if rng.gen_bool(0.6) => {
+                        let _ = handler
+                            .accept(AcceptRequest {
+                                ticket,
+                                expected_version: 0,
+                            })
+                            .await;
+                    }
+                    Ok(DispatchState::Accepted) if rng.gen_bool(0.15) => {
+                        let _ = handler
+                            .add_progress(AddProgressRequest {
+                                ticket,
+                                note: "已到现场核实，正在协调处理".into(),
+                                expected_version: 0,
+                            })
+                            .await;
+                    }
+                    Ok(DispatchState::Accepted) if rng.gen_bool(0.3) => {
+                        let _ = handler
+                            .complete(CompleteRequest {
+                                ticket,
+                                reply: "已处理完毕，感谢您的反映。".into(),
+                                expected_version: 0,
+                            })
+                            .await;
+                    }
+                    Ok(DispatchState::Completed) if rng.gen_bool(0.5) => {
+                        let rating = match rng.gen_range(0..20) {
+                            0 => "dissatisfied",
+                            1..=3 => "basically_satisfied",
+                            _ => "satisfied",
+                        };
+                        let _ = desk
+                            .record_callback(RecordCallbackRequest {
+                                ticket,
+                                rating: rating.into(),
+                                cause: if rating == "dissatisfied" {
+                                    "citizen".into()
+                                } else {
+                                    String::new()
+                                },
+                                note: String::new(),
+                                expected_version: 0,
+                            })
+                            .await;
+                    }
+                    Ok(DispatchState::CalledBack) if rng.gen_bool(0.5) => {
+                        let _ = desk
+                            .archive(ArchiveRequest {
+                                ticket,
+                                expected_version: 0,
+                            })
+                            .await;
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 }

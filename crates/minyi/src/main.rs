@@ -207,6 +207,11 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                     format!("http://{}", app.grpc_addr()),
                     token,
                     app.catalog(),
+                    demo_rx.clone(),
+                ));
+                tokio::spawn(minyi::demo::work(
+                    format!("http://{}", app.grpc_addr()),
+                    app.token_authority().clone(),
                     demo_rx,
                 ));
             }
