@@ -96,6 +96,8 @@ struct Scrape {
     backends: Backends,
     /// This process runs the deadline service: report pending timers.
     timers: bool,
+    /// This process runs the dashboard: report overdue tickets from its read model.
+    dashboard: Option<minyi_dashboard::Dashboard>,
     started: std::time::SystemTime,
 }
 
@@ -152,6 +154,13 @@ impl Scrape {
                 "minyi_timers_pending",
                 "SLA timers scheduled and not yet fired.",
                 n as f64,
+            );
+        }
+        if let Some(d) = self.dashboard.as_ref().filter(|d| d.ready()) {
+            out.gauge(
+                "minyi_tickets_overdue",
+                "Open tickets past their acceptance or completion deadline now (dashboard processes).",
+                d.overdue_now() as f64,
             );
         }
         (
@@ -468,21 +477,15 @@ impl App {
             workers.push(tokio::spawn(relay.run(stop_rx.clone())));
         }
 
-        let scrape = Scrape {
+        let mut scrape = Scrape {
             metrics,
             backends: self.backends.clone(),
             timers: self.services.contains(&Service::Deadline),
+            dashboard: None,
             started: std::time::SystemTime::now(),
         };
-        let mut http_app = axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok" }))
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let scrape = scrape.clone();
-                    async move { scrape.render().await }
-                }),
-            );
+        let mut http_app =
+            axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
         if let Some(open311) = open311 {
             http_app = http_app.merge(open311);
         }
@@ -494,6 +497,7 @@ impl App {
                 self.clock.clone(),
                 self.authority.clone(),
             );
+            scrape.dashboard = Some(dashboard.clone());
             let consumer =
                 minyi_dashboard::Consumer::new(dashboard.clone(), self.backends.bus.clone());
             workers.push(tokio::spawn(consumer.run(stop_rx.clone())));
@@ -511,6 +515,13 @@ impl App {
         } else {
             router
         };
+        let http_app = http_app.route(
+            "/metrics",
+            axum::routing::get(move || {
+                let scrape = scrape.clone();
+                async move { scrape.render().await }
+            }),
+        );
         let mut http_stop = stop_rx.clone();
         let http = tokio::spawn(
             axum::serve(self.http, http_app)

@@ -171,6 +171,17 @@ impl Dashboard {
         ))
     }
 
+    /// Open tickets past their acceptance or completion deadline now, over the whole model
+    /// (the `minyi_tickets_overdue` metric).
+    pub fn overdue_now(&self) -> usize {
+        let now = self.now();
+        self.read()
+            .facts()
+            .filter_map(|f| f.handling.as_ref())
+            .filter(|h| h.is_open() && (h.completion_overdue(now) || h.acceptance_overdue(now)))
+            .count()
+    }
+
     /// Re-reads one ticket from the store into the model. Returns whether it changed.
     pub async fn refresh(&self, id: Uuid) -> Result<bool, StoreError> {
         let t = self.inner.store.get_ticket(&id.to_string()).await?;
