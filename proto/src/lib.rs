@@ -3,6 +3,7 @@
 //! - [`common`]: shared enums and messages (channels, locations, callers).
 //! - [`intake`]: `IntakeService`, used by call-centre front ends.
 //! - [`dispatch`]: `DispatchService`, used by handlers and dispatchers.
+//! - [`catalog`]: `CatalogService`, the versioned responsibility catalog for operators.
 //! - [`events`]: the messages published on the bus.
 //! - [`supervisor`]: `SupervisorService`, the supervisor dashboard's figures.
 //!
@@ -25,6 +26,11 @@ pub mod minyi {
     pub mod arbitration {
         pub mod v1 {
             tonic::include_proto!("minyi.arbitration.v1");
+        }
+    }
+    pub mod catalog {
+        pub mod v1 {
+            tonic::include_proto!("minyi.catalog.v1");
         }
     }
     pub mod classification {
@@ -50,6 +56,7 @@ pub mod minyi {
 }
 
 pub use minyi::arbitration::v1 as arbitration;
+pub use minyi::catalog::v1 as catalog;
 pub use minyi::classification::v1 as classification;
 pub use minyi::common::v1 as common;
 pub use minyi::dispatch::v1 as dispatch;

@@ -290,3 +290,130 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
     }
     app.stop().await;
 }
+
+/// `CatalogService`: list, export, validate (every problem named), import, diff, activate
+/// (admin only), on the classification process's catalog directory.
+#[tokio::test]
+async fn catalog_service_validates_imports_diffs_and_activates() {
+    use minyi_proto::catalog::catalog_service_client::CatalogServiceClient;
+    use minyi_proto::catalog::*;
+    let app = spawn_services(Backend::Production, INTAKE_AND_CLASSIFICATION).await;
+    let client = |role: Role| {
+        let header: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", app.token(role)).parse().unwrap();
+        let endpoint = format!("http://{}", app.grpc);
+        async move {
+            let channel = tonic::transport::Channel::from_shared(endpoint)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            CatalogServiceClient::with_interceptor(channel, support::Bearer(Some(header)))
+        }
+    };
+    let mut admin = client(Role::Admin).await;
+    let versions = admin
+        .list_versions(ListVersionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    assert_eq!(versions.len(), 1);
+    assert!(versions[0].active && versions[0].version == "v1");
+    let csv = admin
+        .export(ExportRequest {
+            version: String::new(),
+            format: "csv".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(csv.content.starts_with("code,path,name,"));
+
+    // One item's completion limit changed: valid, imported as v2, one change in the diff.
+    let first_row = csv.content.lines().nth(1).unwrap();
+    let edited_row = first_row.replacen(",normal,", ",urgent,", 1);
+    assert_ne!(
+        first_row, edited_row,
+        "the fixture row has a grade to change"
+    );
+    let edited = CatalogFile {
+        format: "csv".into(),
+        content: csv.content.replacen(first_row, &edited_row, 1),
+    };
+    let ok = admin.validate(edited.clone()).await.unwrap().into_inner();
+    assert!(ok.ok && ok.items > 0, "{ok:?}");
+    // A broken file: every problem named with its line and field; import refuses it.
+    let broken = CatalogFile {
+        format: "csv".into(),
+        content: csv.content.replacen(",normal,", ",sometimes,", 1),
+    };
+    let bad = admin.validate(broken.clone()).await.unwrap().into_inner();
+    assert!(!bad.ok);
+    assert!(
+        bad.problems
+            .iter()
+            .any(|p| p.location == "line 2" && p.field == "grade"),
+        "{bad:?}"
+    );
+    let e = admin
+        .import(ImportRequest {
+            file: Some(broken),
+            activate: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let v2 = admin
+        .import(ImportRequest {
+            file: Some(edited),
+            activate: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((v2.version.as_str(), v2.active), ("v2", false));
+    let d = admin
+        .diff(DiffRequest {
+            from: "v1".into(),
+            to: "v2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(d.added.is_empty() && d.removed.is_empty());
+    assert_eq!(d.changed.len(), 1);
+    assert_eq!(d.changed[0].fields, ["grade"]);
+
+    // Only an admin activates; an unknown version is NOT_FOUND.
+    let mut dispatcher = client(Role::Dispatcher).await;
+    let e = dispatcher
+        .activate(ActivateRequest {
+            version: "v2".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let e = admin
+        .activate(ActivateRequest {
+            version: "v9".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let active = admin
+        .activate(ActivateRequest {
+            version: "2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(active.active && active.version == "v2");
+    let mut agent = client(Role::Agent).await;
+    let e = agent
+        .list_versions(ListVersionsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    app.stop().await;
+}

@@ -78,8 +78,12 @@ pub enum Format {
 impl Format {
     /// The format named by a file extension (`csv`, `json`, `yaml`/`yml`).
     pub fn from_path(path: &Path) -> Option<Self> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
+        Self::from_name(path.extension()?.to_str()?)
+    }
+
+    /// The format named `csv`, `json` or `yaml`/`yml` (any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
             "csv" => Some(Format::Csv),
             "json" => Some(Format::Json),
             "yaml" | "yml" => Some(Format::Yaml),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use minyi_catalog::{Catalog, CatalogDir, Gazetteer};
 use minyi_classification::api::ClassificationApi;
+use minyi_classification::catalog_api::CatalogApi;
 use minyi_classification::worker::{Worker, WorkerConfig};
 use minyi_classification::{Router, RouterHandle};
 use minyi_core::auth::{Role, TokenAuthority};
@@ -27,6 +28,7 @@ use minyi_dispatch::state::{MemoryRoutingState, RedisRoutingState, RoutingState}
 use minyi_intake::relay::RelayConfig;
 use minyi_intake::{IntakeApi, Relay};
 use minyi_proto::arbitration::arbitration_service_server::ArbitrationServiceServer;
+use minyi_proto::catalog::catalog_service_server::CatalogServiceServer;
 use minyi_proto::classification::classification_service_server::ClassificationServiceServer;
 use minyi_proto::dispatch::dispatch_service_server::DispatchServiceServer;
 use minyi_proto::intake::intake_service_server::IntakeServiceServer;
@@ -330,6 +332,7 @@ impl App {
         let mut intake_grpc = None;
         let mut open311 = None;
         let mut router_grpc = None;
+        let mut catalog_grpc = None;
 
         if self.services.contains(&Service::Intake) {
             let limits = IntakeLimits {
@@ -369,6 +372,13 @@ impl App {
                 ClassificationApi::new(router.clone()),
                 interceptor.clone(),
             ));
+            health_reporter
+                .set_serving::<CatalogServiceServer<CatalogApi>>()
+                .await;
+            catalog_grpc = Some(CatalogServiceServer::with_interceptor(
+                CatalogApi::new(self.config.catalog_dir()),
+                interceptor.clone(),
+            ));
             let worker = Worker {
                 store: self.backends.store.clone(),
                 bus: self.backends.bus.clone(),
@@ -391,7 +401,9 @@ impl App {
             };
             workers.push(tokio::spawn(watch.run(stop_rx.clone())));
         }
-        let router = router.add_optional_service(router_grpc);
+        let router = router
+            .add_optional_service(router_grpc)
+            .add_optional_service(catalog_grpc);
 
         let mut dispatch_grpc = None;
         let mut arbitration_grpc = None;
