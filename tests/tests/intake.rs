@@ -324,9 +324,12 @@ async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
     };
     let mut raw = scrape().await;
     if backend == Backend::Embedded {
-        // The dashboard runs here too: its overdue count appears once its model is loaded.
+        // The dashboard runs here too: its overdue count appears once its model is loaded, and
+        // the classification consumer reports its lag once it handled the petition.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !raw.contains("\nminyi_tickets_overdue 0\n") {
+        while !(raw.contains("\nminyi_tickets_overdue 0\n")
+            && raw.contains("minyi_consumer_lag_seconds{consumer=\"classification\"}"))
+        {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no overdue gauge:\n{raw}"

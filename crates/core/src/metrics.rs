@@ -27,6 +27,24 @@ const BUCKETS: [f64; 12] = [
 /// Petitions this process accepted as new tickets (not idempotent repeats).
 pub static TICKETS_RECEIVED: AtomicU64 = AtomicU64::new(0);
 
+/// Per consumer: seconds from the last handled event's occurrence to its delivery here.
+static CONSUMER_LAG: Mutex<BTreeMap<&'static str, f64>> = Mutex::new(BTreeMap::new());
+
+/// Records how far behind `consumer` is: now minus the delivered event's `occurred_at`.
+pub fn observe_delivery(consumer: &'static str, message: &crate::bus::Message) {
+    let Some(at) = crate::event::decode(&message.payload)
+        .and_then(|e| e.occurred_at)
+        .and_then(|t| crate::event::from_timestamp(&t))
+    else {
+        return;
+    };
+    let lag = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
+    CONSUMER_LAG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(consumer, lag);
+}
+
 #[derive(Debug, Default, Clone)]
 struct Histogram {
     count: u64,
@@ -240,6 +258,22 @@ pub fn render_counters(out: &mut Exposition) {
         &[],
         TICKETS_RECEIVED.load(Ordering::Relaxed) as f64,
     );
+    out.header(
+        "minyi_consumer_lag_seconds",
+        "gauge",
+        "How old the last event a consumer of this process handled was when it arrived.",
+    );
+    for (consumer, lag) in CONSUMER_LAG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        out.sample(
+            "minyi_consumer_lag_seconds",
+            &[("consumer", consumer)],
+            *lag,
+        );
+    }
 }
 
 #[cfg(test)]

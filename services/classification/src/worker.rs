@@ -90,6 +90,7 @@ impl Worker {
             };
             let span = tracing::info_span!("classification.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
             minyi_core::trace_context::follow(&span, &delivery.message.headers);
+            minyi_core::metrics::observe_delivery("classification", &delivery.message);
             let settled = match self.handle(&delivery).instrument(span).await {
                 Outcome::Done => {
                     backoff = Duration::from_millis(100);

@@ -125,6 +125,7 @@ impl Consumer {
             };
             let span = tracing::info_span!("dashboard.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
             minyi_core::trace_context::follow(&span, &delivery.message.headers);
+            minyi_core::metrics::observe_delivery("dashboard", &delivery.message);
             let settled = match self.handle(&delivery).instrument(span).await {
                 Outcome::Done => {
                     backoff = Duration::from_millis(100);

@@ -517,6 +517,7 @@ impl Deadlines {
             };
             let span = tracing::info_span!("deadline.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
             minyi_core::trace_context::follow(&span, &delivery.message.headers);
+            minyi_core::metrics::observe_delivery("deadline", &delivery.message);
             let settled = match self.on_event(&delivery).instrument(span).await {
                 Ok(()) => delivery.ack().await,
                 Err(e) => {
