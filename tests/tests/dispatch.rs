@@ -725,6 +725,40 @@ async fn a_citizens_follow_up_resumes_a_paused_clock() {
     c.stop().await;
 }
 
+/// A dispatcher who names the catalog item corrects the classifier: the choice is recorded as
+/// a training example (numbers masked) for the next retraining.
+#[tokio::test]
+async fn a_dispatchers_reclassification_becomes_a_training_example() {
+    let c = spawn_cluster().await;
+    let (text, code) = territorial_text();
+    // No place: a dispatcher decides.
+    let id = submit(&c, &format!("{text}，电话13800138000"), "").await;
+    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let t = dispatcher
+        .dispatch(DispatchRequest {
+            ticket: id.clone(),
+            lead_unit: "ST-GM".into(),
+            item_code: code.clone(),
+            ..DispatchRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.state, DISPATCHED);
+    let dir = c.dispatch.config.catalog_dir.clone().unwrap();
+    let lines = std::fs::read_to_string(dir.join(minyi_catalog::RULINGS_FILE)).unwrap();
+    let example: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(example["label"], code.as_str());
+    assert_eq!(example["source"], "dispatcher");
+    assert_eq!(example["ticket"], t.tracking_number.as_str());
+    assert!(
+        !lines.contains("13800138000"),
+        "numbers are masked: {lines}"
+    );
+    c.stop().await;
+}
+
 #[tokio::test]
 async fn inbox_stream_resumes_from_its_cursor() {
     let c = spawn_cluster().await;

@@ -426,7 +426,8 @@ impl App {
                     engine.clone(),
                     self.keyring.clone(),
                     stop_rx.clone(),
-                ),
+                )
+                .with_catalog_dir(self.config.catalog_dir()),
                 interceptor.clone(),
             ));
             health_reporter

@@ -25,6 +25,8 @@ pub struct DispatchApi {
     engine: Engine,
     keyring: Keyring,
     shutdown: watch::Receiver<bool>,
+    /// Where dispatchers' reclassifications are recorded as training examples.
+    catalog_dir: Option<std::path::PathBuf>,
 }
 
 impl DispatchApi {
@@ -34,7 +36,15 @@ impl DispatchApi {
             engine,
             keyring,
             shutdown,
+            catalog_dir: None,
         }
+    }
+
+    /// Records each dispatcher's reclassification (a dispatch naming `item_code`) as a training
+    /// example in `dir` (see [`crate::training`]).
+    pub fn with_catalog_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.catalog_dir = Some(dir);
+        self
     }
 
     fn view(&self, t: &TicketRecord, role: Role) -> DispatchTicket {
@@ -426,14 +436,28 @@ impl DispatchService for DispatchApi {
     ) -> Result<Response<DispatchTicket>, Status> {
         let who = claims(&request)?;
         let r = request.into_inner();
+        let item_code = r.item_code.trim().to_owned();
         let cmd = Command::Dispatch {
             lead_unit: r.lead_unit.trim().to_owned(),
             co_units: r.co_units,
             use_next_suggestion: r.use_next_suggestion,
-            item_code: r.item_code.trim().to_owned(),
+            item_code: item_code.clone(),
             note: r.note,
         };
-        self.act(&who, &r.ticket, cmd, r.expected_version).await
+        let done = self.act(&who, &r.ticket, cmd, r.expected_version).await?;
+        // A dispatcher who names the item corrects the classifier: learn from it.
+        if let Some(dir) = self
+            .catalog_dir
+            .as_deref()
+            .filter(|_| !item_code.is_empty())
+        {
+            let t = done.get_ref();
+            let extra = serde_json::json!({"source": "dispatcher", "ticket": t.tracking_number});
+            if let Err(e) = crate::training::record(dir, &t.text, &item_code, extra) {
+                tracing::warn!(error = %e, "could not record the reclassification for training");
+            }
+        }
+        Ok(done)
     }
 
     async fn decide_extension(

@@ -1,7 +1,6 @@
 //! `ArbitrationService` (快裁): the queue of hard tickets and the ruling, which may clarify the
 //! catalog (a new catalog version) and records the ticket as training data.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use minyi_catalog::store::{Clarification, ClarificationChange};
@@ -106,17 +105,13 @@ impl ArbitrationApi {
                 Status::failed_precondition(format!("the clarification is invalid: {e}"))
             })?;
         // The ruled ticket becomes a labelled example for the next training.
-        let line = format!(
-            "{}\n",
-            serde_json::json!({"text": text, "label": item, "ruling": ruling_ref, "catalog_version": version})
-        );
-        let path = dir.join(minyi_catalog::RULINGS_FILE);
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|_| f.sync_data()))
-            .map_err(|e| Status::internal(format!("recording the ruling: {e}")))?;
+        crate::training::record(
+            dir,
+            text,
+            item,
+            serde_json::json!({"source": "arbitration", "ruling": ruling_ref, "catalog_version": version}),
+        )
+        .map_err(|e| Status::internal(format!("recording the ruling: {e}")))?;
         Ok(version)
     }
 }

@@ -6,6 +6,7 @@
 //! - [`worker`]: consumes `ticket.routed` and auto-dispatches; reconciles routing state.
 //! - [`api`]: `DispatchService` over gRPC.
 //! - [`state`]: routing state (Redis / memory), rebuilt from PostgreSQL when lost.
+//! - [`training`]: rulings and dispatchers' reclassifications as the classifier's examples.
 
 pub mod api;
 pub mod arbitration;
@@ -13,6 +14,7 @@ pub mod deadlines;
 pub mod engine;
 pub mod machine;
 pub mod state;
+pub mod training;
 pub mod view;
 pub mod worker;
 
