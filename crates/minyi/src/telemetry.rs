@@ -32,20 +32,24 @@ pub fn init(format: &str, otlp_endpoint: Option<&str>, service: &str) -> Telemet
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,lapin=warn,h2=warn,tower=warn"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if format == "json" {
-        fmt.json().flatten_event(true).boxed()
+        fmt.json().flatten_event(true).with_filter(filter).boxed()
     } else {
-        fmt.boxed()
+        fmt.with_filter(filter).boxed()
     };
     // Spans always get trace ids (they travel with the events and name the trace in JSON log
-    // lines); they leave the process only with an OTLP endpoint.
+    // lines); they leave the process only with an OTLP endpoint. Minyi's own info spans are
+    // traced whatever `RUST_LOG` lets through to the logs.
     let (provider, problem) = match otlp_endpoint.map(|e| exporter(e, service)) {
         Some(Ok(provider)) => (provider, None),
         Some(Err(e)) => (SdkTracerProvider::builder().build(), Some(e)),
         None => (SdkTracerProvider::builder().build(), None),
     };
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("minyi"));
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("minyi"))
+        .with_filter(
+            tracing_subscriber::filter::Targets::new().with_target("minyi", tracing::Level::INFO),
+        );
     let _ = tracing_subscriber::registry()
-        .with(filter)
         .with(fmt)
         .with(otel)
         .try_init();
