@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# make bench: intake throughput and latency on the embedded and on the production backends.
-# Starts each cluster shape from the release binary, drives it with `minyi bench intake`, and
-# writes the results between the markers in BENCHMARKS.md (and to target/bench/*.json).
+# make bench: intake throughput and latency (embedded and production backends), the pipeline
+# submit → dispatched (embedded, and one and two replicas of every service), and a million SLA
+# timers in Redis. Starts each cluster shape from the release binary, drives it with
+# `minyi bench intake|pipeline|timers`, and writes the results to target/bench/*.jsonl and,
+# through deploy/bench-report.py, between the markers in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MINYI_BIN:-target/release/minyi}
@@ -119,67 +121,6 @@ timers+=("$("$BIN" bench timers --count "${TIMER_BURST:-200000}" --delay 20 --sp
 printf '%s\n' "${timers[@]}" > "$OUT/timers.jsonl"
 
 printf '%s\n' "${results[@]}" > "$OUT/intake.jsonl"
-python3 - "$OUT/intake.jsonl" <<'PY'
-import json, sys, datetime, platform, os, subprocess
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip()
-lines = [
-  f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
-  f"release build, client and server on the same machine; `make bench` (deploy/bench.sh), "
-  f"{rows[0]['duration_s']:.0f} s per run after 2 s warm-up.", "",
-  "| run | clients | offered/s | submits/s | p50 ms | p99 ms | max ms | errors |",
-  "|---|---|---|---|---|---|---|---|"]
-for r in rows:
-  lines.append(f"| {r['label']} | {r['clients']} | {r['offered_per_s'] or 'closed loop'} | {r['submits_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} |")
-block = "\n".join(lines)
-path = "BENCHMARKS.md"
-text = open(path).read()
-start, end = "<!-- bench:intake:start -->", "<!-- bench:intake:end -->"
-a, b = text.index(start) + len(start), text.index(end)
-open(path, "w").write(text[:a] + "\n" + block + "\n" + text[b:])
-print(block)
-PY
-
-python3 - "$OUT/pipeline.jsonl" <<'PY'
-import json, sys, datetime, os, subprocess
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip()
-lines = [
-  f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
-  f"release build, load generator and every process on the same machine; `make bench` (deploy/bench.sh), "
-  f"{rows[0]['duration_s']:.0f} s of submits at {rows[0]['offered_per_s']}/s per run.", "",
-  "| run | submitted | auto-dispatched | to dispatcher | duplicates | undecided | decided/s | decide p50 / p99 / max ms | dispatch p50 / p99 / max ms |",
-  "|---|---|---|---|---|---|---|---|---|"]
-for r in rows:
-  lines.append(f"| {r['label']} | {r['submitted']} | {r['dispatched']} | {r['to_dispatcher']} | {r['duplicates']} | {r['undecided']} | {r['decided_per_s']:.0f} | "
-               f"{r['decide_p50_ms']:.1f} / {r['decide_p99_ms']:.1f} / {r['decide_max_ms']:.0f} | {r['dispatch_p50_ms']:.1f} / {r['dispatch_p99_ms']:.1f} / {r['dispatch_max_ms']:.0f} |")
-block = "\n".join(lines)
-path = "BENCHMARKS.md"
-text = open(path).read()
-start, end = "<!-- bench:pipeline:start -->", "<!-- bench:pipeline:end -->"
-a, b = text.index(start) + len(start), text.index(end)
-open(path, "w").write(text[:a] + "\n" + block + "\n" + text[b:])
-print(block)
-PY
-
-python3 - "$OUT/timers.jsonl" <<'PY'
-import json, sys, datetime, os, subprocess
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-cpu = subprocess.run("lscpu | sed -n 's/^Model name: *//p'", shell=True, capture_output=True, text=True).stdout.strip()
-lines = [
-  f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu}), "
-  f"release build, Redis {subprocess.run(['redis-server', '--version'], capture_output=True, text=True).stdout.split()[2][2:]} on the same machine; "
-  "`make bench` (deploy/bench.sh).", "",
-  "| run | timers | workers | scheduled/s | peak pending | fired | fired twice | lost | fired/s | lateness p50 / p99 / max ms |",
-  "|---|---|---|---|---|---|---|---|---|---|"]
-for r in rows:
-  lines.append(f"| {r['label']} | {r['count']} | {r['workers']} | {r['scheduled_per_s']:.0f} | {r['peak_pending']} | {r['fired']} | {r['fired_twice']} | {r['lost']} | "
-               f"{r['fired_per_s']:.0f} | {r['late_p50_ms']:.0f} / {r['late_p99_ms']:.0f} / {r['late_max_ms']:.0f} |")
-block = "\n".join(lines)
-path = "BENCHMARKS.md"
-text = open(path).read()
-start, end = "<!-- bench:timers:start -->", "<!-- bench:timers:end -->"
-a, b = text.index(start) + len(start), text.index(end)
-open(path, "w").write(text[:a] + "\n" + block + "\n" + text[b:])
-print(block)
-PY
+for section in intake pipeline timers; do
+  python3 deploy/bench-report.py "$section" "$OUT/$section.jsonl"
+done

@@ -684,6 +684,7 @@ async fn a_citizens_follow_up_resumes_a_paused_clock() {
     assert!(t.paused);
     assert_eq!(t.pauses.len(), 1);
     assert!(t.pauses[0].to.is_none());
+    let due_when_paused = t.complete_by.unwrap();
 
     let mut agent = c.intake.intake(Some(Role::Agent)).await;
     agent
@@ -707,7 +708,14 @@ async fn a_citizens_follow_up_resumes_a_paused_clock() {
     };
     assert_eq!(t.state, ACCEPTED);
     assert!(t.pauses[0].to.is_some());
-    assert!(t.pauses[0].working_seconds >= 0);
+    // The deadline moved by the paused working time (zero outside working hours): at least as
+    // many wall-clock seconds.
+    let due = t.complete_by.unwrap();
+    assert!(
+        due.seconds - due_when_paused.seconds >= t.pauses[0].working_seconds,
+        "deadline {due:?} not moved by {} working seconds from {due_when_paused:?}",
+        t.pauses[0].working_seconds
+    );
     let actions: Vec<_> = t.audit.iter().map(|a| a.action.as_str()).collect();
     assert!(
         actions.contains(&"paused") && actions.contains(&"resumed"),

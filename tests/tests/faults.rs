@@ -511,22 +511,7 @@ async fn rabbitmq_restart_while_submitting_loses_no_acknowledged_petition() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ctl = |arg: &'static str| async move {
-        let s = Command::new("rabbitmqctl")
-            .arg(arg)
-            .status()
-            .await
-            .expect("rabbitmqctl");
-        assert!(s.success(), "rabbitmqctl {arg}");
-    };
-    ctl("stop_app").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    ctl("start_app").await;
-    let _ = Command::new("rabbitmqctl")
-        .args(["await_startup"])
-        .status()
-        .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    restart_rabbitmq().await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
@@ -604,22 +589,7 @@ async fn rabbitmq_restart_mid_pipeline_decides_every_petition_once() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ctl = |arg: &'static str| async move {
-        let s = Command::new("rabbitmqctl")
-            .arg(arg)
-            .status()
-            .await
-            .expect("rabbitmqctl");
-        assert!(s.success(), "rabbitmqctl {arg}");
-    };
-    ctl("stop_app").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    ctl("start_app").await;
-    let _ = Command::new("rabbitmqctl")
-        .args(["await_startup"])
-        .status()
-        .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    restart_rabbitmq().await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.unwrap();
     let n = acked.lock().unwrap().len();
@@ -760,6 +730,26 @@ async fn two_replicas_of_every_service_survive_a_rolling_restart() {
             let _ = p.child.start_kill();
         }
     }
+}
+
+/// Stops RabbitMQ's application for 3 s, starts it again and waits until it serves.
+async fn restart_rabbitmq() {
+    let ctl = |arg: &'static str| async move {
+        let s = Command::new("rabbitmqctl")
+            .arg(arg)
+            .status()
+            .await
+            .expect("rabbitmqctl");
+        assert!(s.success(), "rabbitmqctl {arg}");
+    };
+    ctl("stop_app").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ctl("start_app").await;
+    let _ = Command::new("rabbitmqctl")
+        .args(["await_startup"])
+        .status()
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
 }
 
 /// Waits until all `n` stored tickets are decided (dispatched, queued for a dispatcher or

@@ -41,17 +41,8 @@ pub async fn replay(
     let Ok(header) = format!("Bearer {token}").parse::<tonic::metadata::MetadataValue<_>>() else {
         return;
     };
-    let channel = loop {
-        match tonic::transport::Channel::from_shared(endpoint.clone()) {
-            Ok(c) => match c.connect().await {
-                Ok(ch) => break ch,
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "demo: bad endpoint");
-                return;
-            }
-        }
+    let Some(channel) = connect(&endpoint).await else {
+        return;
     };
     let mut client =
         IntakeServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
@@ -109,6 +100,23 @@ pub async fn replay(
     }
 }
 
+/// Connects to the cluster, retrying until it listens; `None` for a malformed endpoint.
+async fn connect(endpoint: &str) -> Option<tonic::transport::Channel> {
+    let target = match tonic::transport::Channel::from_shared(endpoint.to_owned()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "demo: bad endpoint");
+            return None;
+        }
+    };
+    loop {
+        match target.connect().await {
+            Ok(ch) => return Some(ch),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// Bearer-token interceptor for the demo's own clients.
 #[derive(Clone)]
 struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
@@ -150,17 +158,8 @@ pub async fn work(endpoint: String, authority: TokenAuthority, mut stop: watch::
         DispatchState, ListInboxRequest, ListQueueRequest, RecordCallbackRequest,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(2027);
-    let channel = loop {
-        match tonic::transport::Channel::from_shared(endpoint.clone()) {
-            Ok(c) => match c.connect().await {
-                Ok(ch) => break ch,
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "demo: bad endpoint");
-                return;
-            }
-        }
+    let Some(channel) = connect(&endpoint).await else {
+        return;
     };
     let Some(mut desk) = dispatch_client(
         &channel,
