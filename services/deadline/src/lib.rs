@@ -88,7 +88,7 @@ pub struct Payload {
     pub unit: String,
 }
 
-const CLOCKS: [&str; 3] = ["accept", "complete", "arbitration"];
+const CLOCKS: [&str; 4] = ["accept", "respond", "complete", "arbitration"];
 
 /// The deadline service.
 #[derive(Clone)]
@@ -142,6 +142,21 @@ impl Deadlines {
             return Vec::new();
         };
         let mut clocks: Vec<(&str, String, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+        // First response (响应): from dispatch until the lead unit's first progress note, within
+        // the item's `respond_hours` working hours.
+        if matches!(d.state, DispatchState::Dispatched | DispatchState::Accepted)
+            && d.progress.is_empty()
+            && let Some(hours) = t
+                .routing
+                .as_ref()
+                .map(|r| r.respond_hours)
+                .filter(|h| *h > 0)
+            && let Ok(due) = self
+                .calendar
+                .add_working_hours(d.dispatched_at, TimeDelta::hours(i64::from(hours)))
+        {
+            clocks.push(("respond", d.lead_unit.clone(), d.dispatched_at, due));
+        }
         // A redo restarts the completion clock at the callback.
         let complete_start = match (&d.callback, d.redo_count) {
             (Some(c), n) if n > 0 => c.at,

@@ -96,6 +96,11 @@ impl World {
     /// A routed ticket (accept within 2 working hours, complete within 3 working days),
     /// auto-dispatched to DEP-ZJ now.
     async fn dispatched(&self, n: usize) -> TicketRecord {
+        self.dispatched_with(n, 0).await
+    }
+
+    /// As [`World::dispatched`], with a first-response limit of `respond_hours`.
+    async fn dispatched_with(&self, n: usize, respond_hours: u32) -> TicketRecord {
         let suggestion = |unit: &str| SuggestionRecord {
             item_code: "X".into(),
             item_name: "x".into(),
@@ -128,6 +133,7 @@ impl World {
                 item_code: self.engine.catalog.items()[0].code.clone(),
                 lead_unit: "DEP-ZJ".into(),
                 accept_hours: 2,
+                respond_hours,
                 complete_days: 3,
                 suggestions: vec![suggestion("DEP-ZJ"), suggestion("DEP-CG")],
                 ..RoutingRecord::default()
@@ -606,5 +612,52 @@ async fn a_wait_for_the_citizen_pauses_the_sla_clock_and_resuming_moves_the_brea
     d.tick().await.unwrap();
     assert!(overdue(&w.get(&t).await));
     assert_eq!(w.audit_count(&t, "overdue").await, 1);
+    w.forget_timers().await;
+}
+
+#[tokio::test]
+async fn the_first_response_clock_runs_until_the_first_progress_note() {
+    let w = world().await;
+    let d = w.deadlines(w.timers.clone());
+    // Dispatched Monday 09:00 with 4 working hours to respond: due 15:00 (9-12, then 14-15).
+    let silent = w.dispatched_with(0, 4).await;
+    let answered = w.dispatched_with(1, 4).await;
+    for t in [&silent, &answered] {
+        let t = w.act(t, Command::Accept, handler("DEP-ZJ")).await;
+        d.ensure(&t).await.unwrap();
+    }
+    // The unit answers one of them: its response clock stops.
+    w.clock.set(bj(23, 11, 0));
+    let answered = w
+        .act(
+            &answered,
+            Command::Progress {
+                note: "已电话联系市民".into(),
+            },
+            handler("DEP-ZJ"),
+        )
+        .await;
+    d.ensure(&answered).await.unwrap();
+    w.clock.set(bj(23, 14, 59));
+    d.tick().await.unwrap();
+    let respond_overdue = |t: &TicketRecord| {
+        t.dispatch
+            .as_ref()
+            .unwrap()
+            .alerts
+            .iter()
+            .any(|a| a.clock == "respond" && a.level == "overdue")
+    };
+    assert!(!respond_overdue(&w.get(&silent).await));
+    w.clock.set(bj(23, 15, 1));
+    d.tick().await.unwrap();
+    assert!(
+        respond_overdue(&w.get(&silent).await),
+        "no response by 15:00"
+    );
+    assert!(
+        !respond_overdue(&w.get(&answered).await),
+        "answered at 11:00"
+    );
     w.forget_timers().await;
 }
