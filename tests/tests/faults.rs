@@ -749,7 +749,34 @@ async fn restart_rabbitmq() {
         .args(["await_startup"])
         .status()
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A broker recovering many quorum queues accepts TCP long before it answers AMQP: wait
+    // for the handshake itself (as deploy/ensure-services.sh does).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !amqp_answers().await {
+        assert!(
+            Instant::now() < deadline,
+            "RabbitMQ did not come back within 180 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether RabbitMQ on 127.0.0.1:5672 answers the AMQP protocol header within 5 s.
+async fn amqp_answers() -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", 5672))
+            .await
+            .ok()?;
+        s.write_all(b"AMQP\x00\x00\x09\x01").await.ok()?;
+        let mut frame_type = [0u8; 1];
+        s.read_exact(&mut frame_type).await.ok()?;
+        (frame_type[0] == 1).then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), probe).await,
+        Ok(Some(()))
+    )
 }
 
 /// Waits until all `n` stored tickets are decided (dispatched, queued for a dispatcher or

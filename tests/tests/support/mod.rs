@@ -57,8 +57,8 @@ pub async fn production_config() -> Config {
         amqp_url: Some(minyi_core::testing::amqp_url()),
         amqp_prefix: minyi_core::testing::random_name(),
         // Left-over test queues would pile up on the shared broker (hundreds of quorum queues
-        // slow RabbitMQ to a halt); idle ones go away on their own.
-        amqp_queue_expires_secs: Some(600),
+        // slow RabbitMQ to a halt, and its restart tests with it); idle ones go away on their own.
+        amqp_queue_expires_secs: Some(120),
         redis_url: Some(minyi_core::testing::redis_url()),
         redis_prefix: format!("test-{}", minyi_core::testing::random_name()),
         encryption_key: Some(Keyring::generate_key().into()),
