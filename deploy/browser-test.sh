@@ -8,7 +8,7 @@
 # The test seeds petitions over Open311, acts as a handler with `minyi-handler`, and checks the
 # page against figures it computes itself (tests/browser/dashboard.test.mjs). The screenshot is
 # taken on a second instance filled with 30 days of history (the ignored Rust test
-# `seed_history_for_the_screenshot` writes its journal).
+# `seed_history_for_the_screenshot` writes its minyi.db).
 #
 # Installs chromium (and, for a screenshot, CJK fonts) with apt when missing, as root
 # or with sudo, like deploy/ensure-services.sh. Exits non-zero when the test fails.

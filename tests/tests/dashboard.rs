@@ -1594,7 +1594,8 @@ async fn seed_history_for_the_screenshot() {
         return;
     };
     let store: Arc<dyn TicketStore> = Arc::new(
-        minyi_core::store::MemoryStore::open(&std::path::Path::new(&dir).join("journal.jsonl"))
+        minyi_core::store::SqliteStore::open(&std::path::Path::new(&dir).join("minyi.db"))
+            .await
             .unwrap(),
     );
     let seeder = Seeder {

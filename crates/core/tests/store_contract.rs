@@ -1,4 +1,5 @@
-//! One contract, two adapters: the embedded store and PostgreSQL must behave the same.
+//! One contract, every adapter: PostgreSQL, SQLite (the embedded mode's store) and the memory
+//! store (with and without its journal) must behave the same.
 
 use std::time::Duration;
 
@@ -7,8 +8,8 @@ use minyi_core::bus::Message;
 use minyi_core::petition::{Channel, TicketStatus};
 use minyi_core::store::{
     AuditRecord, CoHandler, DispatchRecord, DispatchState, FollowUpRecord, MemoryStore,
-    PostgresStore, RoutingRecord, StoreError, SuggestionRecord, TicketQuery, TicketRecord,
-    TicketStore, TicketUpdate, Transition, TransitionOutcome,
+    PostgresStore, RoutingRecord, SqliteStore, StoreError, SuggestionRecord, TicketQuery,
+    TicketRecord, TicketStore, TicketUpdate, Transition, TransitionOutcome,
 };
 use uuid::Uuid;
 
@@ -536,6 +537,152 @@ async fn journaled_store_keeps_the_contract_and_survives_reopen() {
     assert_eq!(tickets[0].version, 2);
     assert_eq!(reopened.audit_trail(tickets[0].id).await.unwrap().len(), 3);
     assert_eq!(reopened.inbox("ST-GM", 0, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("minyi.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        contract(&store).await;
+        store.close().await;
+    }
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(reopened.count_tickets().await.unwrap(), 6);
+    // Two outbox entries were never completed: they are still there after the restart.
+    assert_eq!(reopened.outbox_len().await.unwrap(), 2);
+    let e = reopened
+        .claim_outbox(10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(e[0].message.routing_key, "ticket.follow_up_added");
+    assert_eq!(e[0].message.headers["traceparent"], "00-abc-def-01");
+    // Tracking numbers continue after the restart instead of starting again.
+    let (next, _) = reopened
+        .create_ticket(ticket(None, 30), vec![])
+        .await
+        .unwrap();
+    assert!(
+        next.tracking_number.ends_with("-000007"),
+        "{}",
+        next.tracking_number
+    );
+
+    let path = dir.path().join("dispatch.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        dispatch_contract(&store).await;
+        store.close().await;
+    }
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    let tickets = reopened
+        .list_tickets(&TicketQuery {
+            unit: Some("DEP-ZJ".into()),
+            limit: 10,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].version, 2);
+    assert_eq!(reopened.audit_trail(tickets[0].id).await.unwrap().len(), 3);
+    assert_eq!(reopened.inbox("ST-GM", 0, 10).await.unwrap().len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    expired_leases_are_reclaimed(&SqliteStore::open(&dir.path().join("l.db")).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_submits_with_one_key_make_one_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_ticket(ticket(Some("same"), 1), vec![event("ticket.received")])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (t, c) = t.await.unwrap();
+        ids.insert(t.id);
+        created += usize::from(c);
+    }
+    assert_eq!(ids.len(), 1);
+    assert_eq!(created, 1);
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+}
+
+/// An earlier version's journal moves into SQLite whole: tickets with their numbers, unpublished
+/// events, consumer dedupe, audit and inbox.
+#[tokio::test]
+async fn a_journal_imports_into_sqlite_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = MemoryStore::open(&dir.path().join("journal.jsonl")).unwrap();
+    contract(&journal).await;
+    dispatch_contract(&journal).await;
+    let before = journal
+        .list_tickets(&TicketQuery {
+            limit: 100,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    let store = SqliteStore::open(&dir.path().join("minyi.db"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.import(journal.snapshot()).await.unwrap(),
+        before.len() as u64
+    );
+    let after = store
+        .list_tickets(&TicketQuery {
+            limit: 100,
+            ..TicketQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+    assert_eq!(
+        store.outbox_len().await.unwrap(),
+        journal.outbox_len().await.unwrap()
+    );
+    for t in &before {
+        assert_eq!(
+            store.audit_trail(t.id).await.unwrap(),
+            journal.audit_trail(t.id).await.unwrap()
+        );
+    }
+    assert_eq!(
+        store.inbox("ST-GM", 0, 10).await.unwrap(),
+        journal.inbox("ST-GM", 0, 10).await.unwrap()
+    );
+    let zj = |s: &'static str| TicketQuery {
+        unit: Some(s.into()),
+        limit: 10,
+        ..TicketQuery::default()
+    };
+    assert_eq!(
+        store.list_tickets(&zj("DEP-ZJ")).await.unwrap(),
+        journal.list_tickets(&zj("DEP-ZJ")).await.unwrap()
+    );
+    // Consumers' dedupe came along: a redelivered event is still recognised.
+    let snapshot = journal.snapshot();
+    let (consumer, event_id) = &snapshot.processed[0];
+    assert!(!store.mark_processed(consumer, *event_id).await.unwrap());
+    // Numbering continues after the imported tickets; a second import is refused.
+    let (next, _) = store.create_ticket(ticket(None, 40), vec![]).await.unwrap();
+    assert!(
+        !before
+            .iter()
+            .any(|t| t.tracking_number == next.tracking_number)
+    );
+    assert!(store.import(journal.snapshot()).await.is_err());
 }
 
 #[tokio::test]

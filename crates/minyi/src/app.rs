@@ -21,7 +21,7 @@ use minyi_core::clock::{Clock, SystemClock};
 use minyi_core::grpc::auth_interceptor;
 use minyi_core::petition::IntakeLimits;
 use minyi_core::pii::Keyring;
-use minyi_core::store::{MemoryStore, PostgresStore, TicketStore};
+use minyi_core::store::{MemoryStore, PostgresStore, SqliteStore, TicketStore};
 use minyi_core::timers::{MemoryTimers, RedisTimers, TimerStore};
 use minyi_dispatch::arbitration::ArbitrationApi;
 use minyi_dispatch::state::{MemoryRoutingState, RedisRoutingState, RoutingState};
@@ -200,6 +200,41 @@ pub struct DevCredentials {
 
 pub const CREDENTIALS_FILE: &str = "credentials.json";
 
+/// The embedded mode's ticket store, in the data directory.
+pub const EMBEDDED_DB: &str = "minyi.db";
+
+/// Opens the embedded store (`minyi.db` in `data_dir`). Versions before it kept a journal
+/// (`journal.jsonl`): into a new, empty database it is imported once and then renamed
+/// `journal.jsonl.imported`, so no ticket, unpublished event or audit line is left behind.
+pub async fn embedded_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    let path = data_dir.join(EMBEDDED_DB);
+    let store = SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("opening the embedded database {}", path.display()))?;
+    let journal = data_dir.join("journal.jsonl");
+    if journal.exists() {
+        if store.count_tickets().await? > 0 {
+            tracing::warn!(
+                journal = %journal.display(),
+                "both an old journal and a non-empty database exist; the journal is left alone"
+            );
+            return Ok(store);
+        }
+        let old = MemoryStore::open(&journal).context("reading the old journal")?;
+        let imported = store
+            .import(old.snapshot())
+            .await
+            .context("importing the old journal")?;
+        std::fs::rename(&journal, data_dir.join("journal.jsonl.imported"))
+            .context("renaming the imported journal")?;
+        tracing::info!(
+            tickets = imported,
+            "imported the journal of an earlier version"
+        );
+    }
+    Ok(store)
+}
+
 impl App {
     pub async fn build(mut config: Config, mode: Mode) -> anyhow::Result<App> {
         let services = match &mode {
@@ -226,10 +261,7 @@ impl App {
         let authority = TokenAuthority::new(jwt.expose_secret().as_bytes());
         let backends = match mode {
             Mode::Embedded => Backends {
-                store: Arc::new(
-                    MemoryStore::open(&config.data_dir.join("journal.jsonl"))
-                        .context("opening the embedded journal")?,
-                ),
+                store: Arc::new(embedded_store(&config.data_dir).await?),
                 bus: Arc::new(MemoryBus::default()),
                 timers: Arc::new(MemoryTimers::default()),
                 routing_state: Arc::new(MemoryRoutingState::default()),

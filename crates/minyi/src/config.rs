@@ -16,7 +16,7 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// HTTP listen address: health, metrics, dashboard (`MINYI_HTTP_ADDR`).
     pub http_addr: SocketAddr,
-    /// Embedded mode: where the journal, generated secrets and dev credentials live.
+    /// Embedded mode: where the SQLite database, generated secrets and dev credentials live.
     pub data_dir: PathBuf,
     /// PostgreSQL URL (`MINYI_DATABASE_URL`); production mode.
     pub database_url: Option<String>,

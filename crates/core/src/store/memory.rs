@@ -541,3 +541,37 @@ impl TicketStore for MemoryStore {
             .collect())
     }
 }
+
+/// Everything a [`MemoryStore`] holds, for moving it into another store.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Oldest first.
+    pub tickets: Vec<TicketRecord>,
+    /// Not yet published, in outbox order.
+    pub outbox: Vec<Message>,
+    pub processed: Vec<(String, Uuid)>,
+    /// Per ticket, oldest first.
+    pub audit: Vec<AuditRecord>,
+    /// In `seq` order.
+    pub inbox: Vec<InboxRecord>,
+}
+
+impl MemoryStore {
+    /// A copy of the whole state.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        let mut inbox: Vec<InboxRecord> = state.inbox.values().flatten().cloned().collect();
+        inbox.sort_by_key(|e| e.seq);
+        Snapshot {
+            tickets: state
+                .by_received
+                .keys()
+                .filter_map(|(_, id)| state.tickets.get(id).cloned())
+                .collect(),
+            outbox: state.outbox.values().map(|(m, _)| m.clone()).collect(),
+            processed: state.processed.iter().cloned().collect(),
+            audit: state.audit.values().flatten().cloned().collect(),
+            inbox,
+        }
+    }
+}

@@ -1,5 +1,7 @@
-//! The ticket store port: PostgreSQL is the source of truth in production; the embedded
-//! adapter keeps everything in memory and in an fsync'd journal file.
+//! The ticket store port: PostgreSQL is the source of truth in production; SQLite is the
+//! embedded mode's (one file in the data directory). The memory adapter serves tests and
+//! throwaway clusters; it can also journal to a file, the embedded store of earlier versions,
+//! which the SQLite store imports once (see `minyi dev`).
 //!
 //! Every state change that other services must hear of writes its events into the outbox in
 //! the same transaction; the relay publishes them later ([`TicketStore::claim_outbox`]).
@@ -17,14 +19,16 @@ use crate::petition::{Channel, TicketStatus};
 mod dispatch;
 mod memory;
 mod postgres;
+mod sqlite;
 
 pub use dispatch::{
     AlertRecord, ArbitrationRecord, AuditRecord, CallbackRecord, CoHandler, DispatchRecord,
     DispatchState, ExtensionRecord, InboxRecord, NoteRecord, PauseRecord, ReturnRecord, Transition,
     TransitionOutcome,
 };
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, Snapshot};
 pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
