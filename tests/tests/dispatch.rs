@@ -953,6 +953,17 @@ async fn an_open311_request_reaches_the_handler() {
     assert_eq!(req[0]["agency_responsible"], ticket.lead_unit_name.as_str());
     let expected = req[0]["expected_datetime"].as_str().unwrap();
     assert!(expected.ends_with("+08:00"), "{expected}");
+    // The same working-day deadline the handler sees.
+    let due = ticket
+        .complete_by
+        .clone()
+        .expect("dispatched with a deadline");
+    let expected = chrono::DateTime::parse_from_rfc3339(expected).unwrap();
+    assert_eq!(expected.timestamp(), due.seconds, "{expected}");
+    // Classification filled in the service the client left out.
+    let item = &ticket.routing.as_ref().expect("routed").item_code;
+    assert!(!item.is_empty());
+    assert_eq!(req[0]["service_code"], item.as_str());
     handler
         .complete(CompleteRequest {
             ticket: ticket.ticket_id.clone(),

@@ -367,3 +367,49 @@ async fn embedded_metrics() {
 async fn production_metrics() {
     metrics_count_calls_and_read_the_backends(Backend::Production).await;
 }
+
+/// A data directory from a version before SQLite: its journal is imported into `minyi.db`
+/// once, then renamed; the next start opens the database alone.
+#[tokio::test]
+async fn an_old_journal_is_imported_into_the_embedded_database() {
+    use minyi_core::store::{MemoryStore, TicketStore};
+    let dir = tempfile::tempdir().unwrap();
+    let old = MemoryStore::open(&dir.path().join("journal.jsonl")).unwrap();
+    let record = minyi_core::store::TicketRecord {
+        id: uuid::Uuid::now_v7(),
+        tracking_number: String::new(),
+        status: minyi_core::petition::TicketStatus::Received,
+        channel: minyi_core::petition::Channel::Hotline,
+        title: String::new(),
+        text: "路灯不亮".into(),
+        anonymous: true,
+        caller_name: None,
+        caller_phone: None,
+        caller_id_number: None,
+        address: "光明街道".into(),
+        latitude: None,
+        longitude: None,
+        event_time: None,
+        attachment_urls: vec![],
+        idempotency_key: Some("call-1".into()),
+        received_at: chrono::Utc::now(),
+        received_by: "agent".into(),
+        follow_ups: vec![],
+        routing: None,
+        dispatch: None,
+        version: 0,
+    };
+    let (before, _) = old.create_ticket(record, vec![]).await.unwrap();
+    drop(old);
+
+    let store = minyi::app::embedded_store(dir.path()).await.unwrap();
+    assert_eq!(
+        store.get_ticket(&before.tracking_number).await.unwrap(),
+        before
+    );
+    assert!(!dir.path().join("journal.jsonl").exists());
+    assert!(dir.path().join("journal.jsonl.imported").exists());
+    store.close().await;
+    let again = minyi::app::embedded_store(dir.path()).await.unwrap();
+    assert_eq!(again.count_tickets().await.unwrap(), 1);
+}

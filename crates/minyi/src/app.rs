@@ -387,6 +387,7 @@ impl App {
                     self.catalog.clone(),
                     self.authority.clone(),
                 )
+                .with_jurisdiction(self.config.open311_jurisdiction.clone())
                 .with_clock(self.clock.clone()),
             ));
             intake_grpc = Some(IntakeServiceServer::with_interceptor(

@@ -43,6 +43,8 @@ pub struct Config {
     pub jwt_secret: Option<SecretString>,
     /// Longest petition text, in characters.
     pub max_text_chars: usize,
+    /// The Open311 `jurisdiction_id` this deployment answers for (`MINYI_OPEN311_JURISDICTION`).
+    pub open311_jurisdiction: String,
     /// Run the outbox relay in intake processes.
     pub relay_enabled: bool,
     /// `text` (default) or `json` logs.
@@ -98,6 +100,7 @@ impl Default for Config {
             retired_keys: None,
             jwt_secret: None,
             max_text_chars: 20_000,
+            open311_jurisdiction: minyi_intake::open311::DEFAULT_JURISDICTION.to_owned(),
             relay_enabled: true,
             log_format: "text".into(),
             otlp_endpoint: None,

@@ -137,6 +137,11 @@ impl IntakeApi {
         Ok((ticket, created))
     }
 
+    /// The configured limits submissions are checked against (Open311 checks the same).
+    pub fn limits(&self) -> &IntakeLimits {
+        &self.limits
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

@@ -749,6 +749,37 @@ async fn errors_follow_the_standard() {
     let exact = "字".repeat(20_000);
     assert_eq!(post(base(&[("description", &exact)])).await.status, 200);
 
+    // Every other free-text field has its limit, named as the client sent it.
+    post(base(&[("address_string", &"路".repeat(501))]))
+        .await
+        .assert_error(400, "address_string: longer than 500 characters");
+    post(base(&[("first_name", &"名".repeat(51))]))
+        .await
+        .assert_error(400, "first_name: longer than 50 characters");
+    let long_url = format!("https://example.org/{}", "a".repeat(2048));
+    post(base(&[("media_url", &long_url)]))
+        .await
+        .assert_error(400, "media_url: must be an http(s) URL");
+    post(base(&[
+        ("service_code", &urgent.code),
+        ("attribute[immediate_danger]", "yes"),
+        ("attribute[hazard_detail]", &"水".repeat(1001)),
+    ]))
+    .await
+    .assert_error(400, "attribute[hazard_detail]: longer than 1000 characters");
+    // A body over the server's limit (2 MiB) is refused whole, as an error list.
+    let huge = serde_urlencoded::to_string(base(&[("description", &"a".repeat(3 << 20))])).unwrap();
+    app.send("POST", "/open311/v2/requests.json", Some(&huge))
+        .await
+        .assert_error(413, "could not be read");
+    // A trailing comma in a status list is tolerated.
+    assert_eq!(
+        app.get("/open311/v2/requests.json?status=open,")
+            .await
+            .status,
+        200
+    );
+
     // Other fields the core checks, named as the client sent them; all at once.
     let r = post(base(&[
         ("phone", "12345"),
@@ -879,4 +910,82 @@ async fn other_channels_stay_private() {
 
 fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_owned()
+}
+
+/// `GET requests` without dates covers the last 90 days and lists at most 1000, newest first.
+#[tokio::test]
+async fn listings_cover_ninety_days_and_at_most_a_thousand() {
+    let app = spawn_app().await;
+    let store = app.intake.store().clone();
+    let now = chrono::Utc::now();
+    let stored = |age: chrono::Duration, n: usize| TicketRecord {
+        id: uuid::Uuid::now_v7(),
+        tracking_number: String::new(),
+        status: minyi_core::petition::TicketStatus::Received,
+        channel: Channel::Open311,
+        title: String::new(),
+        text: format!("路灯不亮 {n}"),
+        anonymous: true,
+        caller_name: None,
+        caller_phone: None,
+        caller_id_number: None,
+        address: "光明街道".into(),
+        latitude: None,
+        longitude: None,
+        event_time: None,
+        attachment_urls: vec![],
+        idempotency_key: None,
+        received_at: now - age,
+        received_by: "open311-app".into(),
+        follow_ups: vec![],
+        routing: None,
+        dispatch: None,
+        version: 0,
+    };
+    let (old, _) = store
+        .create_ticket(stored(chrono::Duration::days(91), 0), vec![])
+        .await
+        .unwrap();
+    for n in 1..=1001 {
+        store
+            .create_ticket(stored(chrono::Duration::minutes(n as i64), n), vec![])
+            .await
+            .unwrap();
+    }
+    let listed = app.get("/open311/v2/requests.json").await;
+    assert_eq!(listed.status, 200);
+    let listed = listed.json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1000);
+    // Newest first: the ticket received a minute ago leads, the 1001st-newest is cut.
+    assert!(listed[0]["description"].as_str().unwrap().ends_with(" 1"));
+    assert!(
+        listed[999]["description"]
+            .as_str()
+            .unwrap()
+            .ends_with(" 1000")
+    );
+    assert!(
+        !listed
+            .iter()
+            .any(|r| r["service_request_id"] == old.tracking_number.as_str())
+    );
+    // Asked for by date, the old one is there.
+    let day = (now - chrono::Duration::days(91))
+        .with_timezone(&minyi_core::clock::shanghai())
+        .format("%Y-%m-%d");
+    let dated = app
+        .get(&format!(
+            "/open311/v2/requests.json?start_date={day}&end_date={day}T23:59:59%2B08:00"
+        ))
+        .await
+        .json();
+    assert!(
+        dated
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["service_request_id"] == old.tracking_number.as_str()),
+        "{dated}"
+    );
 }

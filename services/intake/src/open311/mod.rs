@@ -28,9 +28,10 @@
 //!   90 days; at most 1000 requests, newest first.
 //! - `service_code` is the client's choice, else the item classification dispatched under
 //!   (empty while a dispatcher decides). `agency_responsible` is the lead unit's name once
-//!   the ticket is dispatched, empty before. `expected_datetime` stays empty until the
-//!   deadline service records due dates. `requested_datetime` is the receipt time in Beijing
-//!   time (+08:00).
+//!   the ticket is dispatched, empty before and while nobody holds it (returned to a dispatcher,
+//!   in arbitration). `expected_datetime` is the completion deadline in working days (moved by
+//!   approved extensions), empty under the same conditions. `requested_datetime` is the
+//!   receipt time in Beijing time (+08:00).
 
 mod doc;
 mod error;
@@ -50,7 +51,7 @@ use chrono::{DateTime, Duration, Utc};
 use minyi_catalog::Catalog;
 use minyi_core::auth::{Role, TokenAuthority};
 use minyi_core::clock::{Clock, SystemClock};
-use minyi_core::petition::{Channel, IntakeLimits, NewPetition};
+use minyi_core::petition::{Channel, NewPetition};
 use minyi_core::store::{StoreError, TicketQuery, TicketRecord};
 use tracing::instrument;
 
@@ -378,15 +379,14 @@ async fn create_request(
     check_jurisdiction(state, &p)?;
 
     let catalog = state.catalog();
-    let defaults = IntakeLimits::default();
-    let report =
-        requests::parse_report(&p, &catalog, &who.sub, defaults.max_title_chars, |draft| {
-            match NewPetition::parse(draft.clone(), &defaults, state.clock.now()) {
-                Ok(_) => Default::default(),
-                Err(v) => v,
-            }
-        })
-        .map_err(|v| Failure::invalid(&v))?;
+    let limits = state.intake.limits();
+    let report = requests::parse_report(&p, &catalog, &who.sub, limits.max_title_chars, |draft| {
+        match NewPetition::parse(draft.clone(), limits, state.clock.now()) {
+            Ok(_) => Default::default(),
+            Err(v) => v,
+        }
+    })
+    .map_err(|v| Failure::invalid(&v))?;
 
     let (ticket, created) =
         state
@@ -550,7 +550,11 @@ async fn list_requests(state: &Open311State, p: &Params) -> Result<Doc, Failure>
     let statuses: Option<Vec<&str>> = match p.get("status") {
         None => None,
         Some(s) => {
-            let list: Vec<&str> = s.split(',').map(str::trim).collect();
+            let list: Vec<&str> = s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
             if let Some(bad) = list.iter().find(|s| !matches!(**s, "open" | "closed")) {
                 return Err(Failure::bad_request(format!(
                     "status: {bad:?} is not open or closed"

@@ -11,7 +11,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use minyi_catalog::{Catalog, CatalogItem};
 use minyi_core::clock::shanghai;
 use minyi_core::petition::{CallerInput, Channel, SubmissionInput, TicketStatus, Violations};
-use minyi_core::store::{RoutingRecord, TicketRecord};
+use minyi_core::store::{DispatchRecord, DispatchState, RoutingRecord, TicketRecord};
 use sha2::{Digest, Sha256};
 
 use super::doc::Node;
@@ -331,10 +331,24 @@ pub fn service_code_of(t: &TicketRecord) -> &str {
     service_of(t).0
 }
 
-/// The name of the unit leading a dispatched ticket; empty before dispatch.
+/// The handling record while a unit holds the ticket: not after the unit returned it (退回,
+/// a dispatcher decides again) nor while arbitration decides who owns it (快裁).
+fn held_by_unit(t: &TicketRecord) -> Option<&DispatchRecord> {
+    t.dispatch.as_ref().filter(|d| {
+        !matches!(
+            d.state,
+            DispatchState::Returned | DispatchState::Arbitration
+        )
+    })
+}
+
+/// The name of the unit leading a dispatched ticket; empty before dispatch, and while the
+/// ticket has no owner (returned, or in arbitration).
 fn agency_responsible(t: &TicketRecord, catalog: &Catalog) -> String {
-    if let Some(d) = &t.dispatch {
-        return unit_name(catalog, &d.lead_unit).to_owned();
+    if t.dispatch.is_some() {
+        return held_by_unit(t)
+            .map(|d| unit_name(catalog, &d.lead_unit).to_owned())
+            .unwrap_or_default();
     }
     let dispatched = matches!(
         t.status,
@@ -376,12 +390,11 @@ pub fn request_node(t: &TicketRecord, catalog: &Catalog) -> Node {
         ("requested_datetime", Node::text(w3c(t.received_at))),
         ("updated_datetime", Node::text(w3c(updated))),
         // The completion deadline: working days from dispatch on the official calendar,
-        // moved by approved extensions; empty before dispatch.
+        // moved by approved extensions; empty before dispatch and while no unit holds it.
         (
             "expected_datetime",
             Node::text(
-                t.dispatch
-                    .as_ref()
+                held_by_unit(t)
                     .and_then(|d| d.complete_by)
                     .map(w3c)
                     .unwrap_or_default(),
@@ -423,10 +436,9 @@ impl Update {
 }
 
 /// The updates a ticket can vouch for, oldest first: its receipt, classification's decision
-/// (dispatched, waiting for a dispatcher, or linked to an earlier duplicate, which closes it)
-/// and each follow-up. The store does not record when a ticket was completed or archived, so
-/// such a closing update cannot be dated and is not invented; the request itself shows
-/// `closed`.
+/// (dispatched, waiting for a dispatcher, or linked to an earlier duplicate, which closes it),
+/// each follow-up, and the handling milestones (manual dispatch, acceptance, each return,
+/// each decided extension, arbitration and its ruling, completion), each with a stable id.
 pub fn updates_of(t: &TicketRecord, catalog: &Catalog) -> Vec<Update> {
     let update = |n: usize, status, at, description: String| Update {
         update_id: format!("{}-{n}", t.tracking_number),
@@ -492,6 +504,50 @@ pub fn updates_of(t: &TicketRecord, catalog: &Catalog) -> Vec<Update> {
                 at,
                 format!("已办结 Completed: {}", mask_numbers(&d.reply)),
             ));
+        }
+        let numbered = |kind: char, n: usize, at, description: String| Update {
+            update_id: format!("{}-{kind}{n}", t.tracking_number),
+            ..update(0, "open", at, description)
+        };
+        for (n, r) in d.returns.iter().enumerate() {
+            let by = unit_name(catalog, &r.unit);
+            out.push(numbered(
+                'r',
+                n,
+                r.at,
+                format!("{by}退回，等待重新分拨 Returned by {by}; waiting for a dispatcher"),
+            ));
+        }
+        for (n, x) in d.extensions.iter().enumerate() {
+            let (Some(approved), Some(at)) = (x.approved, x.decided_at) else {
+                continue;
+            };
+            let description = if approved {
+                format!(
+                    "延期{0}个工作日已批准 Extension of {0} working days approved",
+                    x.working_days
+                )
+            } else {
+                "延期申请未获批准 Extension refused".to_owned()
+            };
+            out.push(numbered('x', n, at, description));
+        }
+        if let Some(a) = &d.arbitration {
+            out.push(numbered(
+                'a',
+                0,
+                a.escalated_at,
+                status_notes(TicketStatus::InArbitration).to_owned(),
+            ));
+            if let Some(at) = a.decided_at {
+                let owner = unit_name(catalog, &d.lead_unit);
+                out.push(numbered(
+                    'a',
+                    1,
+                    at,
+                    format!("裁定由{owner}承办 Ruled: {owner} handles it"),
+                ));
+            }
         }
     }
     out.sort_by_key(|u| u.updated_datetime);
@@ -723,6 +779,116 @@ mod tests {
         assert_eq!(field(&n, "status"), &Node::text("closed"));
         let u = updates_of(&t, &catalog);
         assert_eq!(u[1].status, "closed");
+    }
+
+    #[test]
+    fn returns_extensions_and_arbitration_show_as_updates() {
+        use minyi_core::store::{ArbitrationRecord, ExtensionRecord, ReturnRecord};
+        let catalog = Catalog::demo();
+        let unit = catalog.units().units()[0].clone();
+        let at =
+            |m: i64| parse_w3c("2026-01-05T10:00:00+08:00").unwrap() + chrono::Duration::minutes(m);
+        let mut t = ticket(TicketStatus::Accepted, None);
+        let mut d = DispatchRecord {
+            state: DispatchState::Accepted,
+            lead_unit: unit.code.clone(),
+            co_handlers: vec![],
+            manual: false,
+            dispatched_by: String::new(),
+            dispatched_at: at(5),
+            accept_by: None,
+            complete_by: Some(at(60 * 24 * 10)),
+            deadline_estimated: false,
+            accepted_at: Some(at(10)),
+            completed_at: None,
+            reply: String::new(),
+            returns: vec![],
+            progress: vec![],
+            extensions: vec![ExtensionRecord {
+                working_days: 3,
+                reason: "材料".into(),
+                requested_by: "h".into(),
+                requested_at: at(20),
+                approved: Some(true),
+                decided_by: "d".into(),
+                decided_at: Some(at(30)),
+                note: String::new(),
+            }],
+            callback: None,
+            redo_count: 0,
+            no_return: false,
+            arbitration: None,
+            alerts: vec![],
+            pauses: vec![],
+        };
+        t.dispatch = Some(d.clone());
+        let n = request_node(&t, &catalog);
+        assert_eq!(field(&n, "agency_responsible"), &Node::text(&unit.name));
+        assert_eq!(
+            field(&n, "expected_datetime"),
+            &Node::text(w3c(at(60 * 24 * 10)))
+        );
+        let u = updates_of(&t, &catalog);
+        let x = u.iter().find(|u| u.update_id.ends_with("-x0")).unwrap();
+        assert!(x.description.contains('3'), "{}", x.description);
+
+        // Returned: nobody holds it, so no agency and no deadline; the return is an update.
+        d.state = DispatchState::Returned;
+        d.returns.push(ReturnRecord {
+            unit: unit.code.clone(),
+            reason: "不属于本单位职责".into(),
+            catalog_rule: String::new(),
+            at: at(40),
+        });
+        t.status = TicketStatus::NeedsDispatcher;
+        t.dispatch = Some(d.clone());
+        let n = request_node(&t, &catalog);
+        assert_eq!(field(&n, "agency_responsible"), &Node::text(""));
+        assert_eq!(field(&n, "expected_datetime"), &Node::text(""));
+        assert_eq!(field(&n, "updated_datetime"), &Node::text(w3c(at(40))));
+        let r = updates_of(&t, &catalog);
+        let r = r.iter().find(|u| u.update_id.ends_with("-r0")).unwrap();
+        assert_eq!(r.status, "open");
+        assert!(r.description.contains(&unit.name));
+
+        // In arbitration, then ruled: the owner shows again.
+        d.state = DispatchState::Arbitration;
+        d.arbitration = Some(ArbitrationRecord {
+            reason: "多次退回".into(),
+            escalated_at: at(50),
+            due: None,
+            candidates: vec![],
+            ruling: String::new(),
+            decided_by: String::new(),
+            decided_at: None,
+            catalog_version: String::new(),
+        });
+        t.status = TicketStatus::InArbitration;
+        t.dispatch = Some(d.clone());
+        assert_eq!(
+            field(&request_node(&t, &catalog), "agency_responsible"),
+            &Node::text("")
+        );
+        d.state = DispatchState::Dispatched;
+        if let Some(a) = d.arbitration.as_mut() {
+            a.decided_at = Some(at(70));
+        }
+        t.status = TicketStatus::Dispatched;
+        t.dispatch = Some(d);
+        assert_eq!(
+            field(&request_node(&t, &catalog), "agency_responsible"),
+            &Node::text(&unit.name)
+        );
+        let ids: Vec<String> = updates_of(&t, &catalog)
+            .into_iter()
+            .map(|u| u.update_id)
+            .collect();
+        assert!(
+            ["-a0", "-a1", "-r0", "-x0", "-d1"]
+                .iter()
+                .all(|s| ids.iter().any(|id| id.ends_with(s))),
+            "{ids:?}"
+        );
     }
 
     #[test]
