@@ -954,10 +954,7 @@ async fn an_open311_request_reaches_the_handler() {
     let expected = req[0]["expected_datetime"].as_str().unwrap();
     assert!(expected.ends_with("+08:00"), "{expected}");
     // The same working-day deadline the handler sees.
-    let due = ticket
-        .complete_by
-        .clone()
-        .expect("dispatched with a deadline");
+    let due = ticket.complete_by.expect("dispatched with a deadline");
     let expected = chrono::DateTime::parse_from_rfc3339(expected).unwrap();
     assert_eq!(expected.timestamp(), due.seconds, "{expected}");
     // Classification filled in the service the client left out.
