@@ -355,7 +355,63 @@ async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
         assert!(raw.contains(&want), "missing {want} in:\n{raw}");
     }
     assert!(!raw.contains("13912345678") && !raw.contains("王小明"));
+    if backend == Backend::Embedded {
+        // Embedded mode runs every service, so every series the operators' Grafana dashboard
+        // queries must be exported here under that very name.
+        assert!(raw.contains("\nminyi_tickets_at_risk 0\n"), "{raw}");
+        for series in grafana_series() {
+            assert!(
+                raw.contains(&format!("# TYPE {series} ")),
+                "deploy/grafana/dashboards/minyi.json queries {series}, which /metrics does not export:\n{raw}"
+            );
+        }
+    }
     app.stop().await;
+}
+
+/// The metric families the Grafana dashboard's queries name (histogram suffixes removed).
+fn grafana_series() -> std::collections::BTreeSet<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/dashboards/minyi.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    walk(&dashboard, &mut exprs);
+    let mut series = std::collections::BTreeSet::new();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("minyi_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_owned();
+            series.insert(family);
+        }
+    }
+    assert!(series.len() >= 8, "too few series found: {series:?}");
+    series
 }
 
 #[tokio::test]

@@ -159,10 +159,16 @@ impl Scrape {
             );
         }
         if let Some(d) = self.dashboard.as_ref().filter(|d| d.ready()) {
+            let (overdue, at_risk) = d.overdue_and_at_risk_now();
             out.gauge(
                 "minyi_tickets_overdue",
-                "Open tickets past their acceptance or completion deadline now (dashboard processes).",
-                d.overdue_now() as f64,
+                "Open tickets past their acceptance, first-response or completion deadline now (dashboard processes).",
+                overdue as f64,
+            );
+            out.gauge(
+                "minyi_tickets_at_risk",
+                "Open tickets that used at least 75% of a deadline's working time, not yet overdue (dashboard processes).",
+                at_risk as f64,
             );
         }
         (

@@ -171,15 +171,23 @@ impl Dashboard {
         ))
     }
 
-    /// Open tickets past their acceptance or completion deadline now, over the whole model
-    /// (the `minyi_tickets_overdue` metric).
-    pub fn overdue_now(&self) -> usize {
+    /// Open tickets past a deadline now (acceptance, first response or completion), and open
+    /// tickets at risk of it, over the whole district whatever the date (the
+    /// `minyi_tickets_overdue` and `minyi_tickets_at_risk` metrics; the same lists the page
+    /// shows unfiltered).
+    pub fn overdue_and_at_risk_now(&self) -> (usize, usize) {
         let now = self.now();
-        self.read()
-            .facts()
-            .filter_map(|f| f.handling.as_ref())
-            .filter(|h| h.is_open() && (h.completion_overdue(now) || h.acceptance_overdue(now)))
-            .count()
+        let model = self.read();
+        let filter = Filter::default_at(now);
+        let cx = Context {
+            model: &model,
+            filter: &filter,
+            now,
+            catalog: &self.inner.catalog,
+            work: &self.inner.work,
+        };
+        let (overdue, at_risk) = cx.overdue_and_at_risk();
+        (overdue.len(), at_risk.len())
     }
 
     /// Re-reads one ticket from the store into the model. Returns whether it changed.

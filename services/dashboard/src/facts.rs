@@ -57,6 +57,9 @@ pub struct Handling {
     /// How many times the ticket was dispatched (1 unless re-dispatched).
     pub dispatches: u32,
     pub accept_by: Option<DateTime<Utc>>,
+    /// The first-response deadline (响应), while the lead unit has not written a progress note
+    /// since this dispatch; `None` once it has, or when the item sets no response time.
+    pub respond_by: Option<DateTime<Utc>>,
     pub complete_by: Option<DateTime<Utc>>,
     pub accepted_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -124,6 +127,11 @@ impl Handling {
     /// Open with its completion deadline passed at `now`.
     pub fn completion_overdue(&self, now: DateTime<Utc>) -> bool {
         self.is_open() && self.complete_by.is_some_and(|due| due < now)
+    }
+
+    /// Open with no first response and the response deadline passed at `now`.
+    pub fn response_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.is_open() && self.respond_by.is_some_and(|due| due < now)
     }
 
     /// Waiting for the lead's acceptance with the acceptance deadline passed at `now`.
@@ -217,6 +225,10 @@ impl Fact {
                 dispatched_at: d.dispatched_at,
                 dispatches: (dispatches.len() as u32).max(1),
                 accept_by: d.accept_by,
+                respond_by: routing
+                    .map(|r| r.respond_hours)
+                    .filter(|h| *h > 0 && d.progress.is_empty())
+                    .and_then(|h| work.add_hours(d.dispatched_at, h)),
                 complete_by: d.complete_by,
                 accepted_at: d.accepted_at,
                 completed_at: d.completed_at,

@@ -401,13 +401,17 @@ impl Context<'_> {
             used("accept", h.dispatched_at, h.accept_by);
         }
         if h.is_open() {
+            used("respond", h.dispatched_at, h.respond_by);
+        }
+        if h.is_open() {
             used("complete", h.completion_clock_from, h.complete_by);
         }
         out
     }
 
-    /// Open tickets past a deadline (the date range does not apply: they are late now), most
-    /// overdue first; and open tickets that used at least [`AT_RISK_FRACTION`] of a clock,
+    /// Open tickets past a deadline (the date range does not apply: they are late now; the
+    /// completion clock outranks acceptance, which outranks first response), most overdue
+    /// first; and open tickets that used at least [`AT_RISK_FRACTION`] of a clock,
     /// fullest first.
     pub fn overdue_and_at_risk(&self) -> (Vec<TicketRow>, Vec<TicketRow>) {
         let mut overdue = Vec::new();
@@ -431,6 +435,13 @@ impl Context<'_> {
                     .find(|c| c.0 == "accept")
                     .map_or(1.0, |c| c.2);
                 overdue.push(self.row(f, h, "accept", h.accept_by, used));
+            } else if h.response_overdue(self.now) {
+                let used = self
+                    .clocks(h)
+                    .iter()
+                    .find(|c| c.0 == "respond")
+                    .map_or(1.0, |c| c.2);
+                overdue.push(self.row(f, h, "respond", h.respond_by, used));
             } else if let Some((clock, due, used)) = self
                 .clocks(h)
                 .into_iter()
@@ -738,7 +749,9 @@ impl Acc {
         let completed = h.is_completed();
         self.completed += u64::from(completed);
         self.open += u64::from(h.is_open());
-        self.overdue += u64::from(h.completion_overdue(now) || h.acceptance_overdue(now));
+        self.overdue += u64::from(
+            h.completion_overdue(now) || h.acceptance_overdue(now) || h.response_overdue(now),
+        );
         self.accuracy.count(true, h.first_dispatch_accurate());
         self.dispatch_hours
             .add(hours(f.received_at, h.first_dispatched_at));
@@ -788,6 +801,7 @@ mod tests {
             dispatched_at: dispatched,
             dispatches: 1,
             accept_by: None,
+            respond_by: None,
             complete_by: None,
             accepted_at: None,
             completed_at: None,
@@ -855,6 +869,20 @@ mod tests {
         e.complete_by = Some(bj(24, 9));
         e.completed_at = Some(bj(25, 9));
         m.upsert(fact(5, e));
+        // Accepted, completion far off, but no first response by Wednesday 09:00: overdue
+        // (respond), listed by deadline after the other two.
+        let mut g = handling(DispatchState::Accepted, bj(25, 9));
+        g.accepted_at = Some(bj(25, 9));
+        g.respond_by = Some(bj(26, 9));
+        g.complete_by = Some(bj(30, 18));
+        m.upsert(fact(6, g));
+        // First response due Thursday 15:00 (11 working hours from Wednesday 09:00): 10 of 11
+        // used by Thursday 12:00, at risk on that clock.
+        let mut h = handling(DispatchState::Dispatched, bj(25, 9));
+        h.accept_by = Some(bj(27, 18));
+        h.respond_by = Some(bj(26, 15));
+        h.complete_by = Some(bj(30, 18));
+        m.upsert(fact(7, h));
         let catalog = minyi_catalog::demo_slice();
         let work = WorkTime::default();
         let filter = Filter::default_at(now);
@@ -875,14 +903,22 @@ mod tests {
             ids(&overdue),
             [
                 ("MY-1".into(), "accept".into()),
+                ("MY-6".into(), "respond".into()),
                 ("MY-2".into(), "complete".into())
             ]
         );
         // Monday 13:00 → Thursday 12:00: 4 hours Monday afternoon, 7 Tuesday, 7 Wednesday and
         // 3 Thursday morning.
         assert_eq!(overdue[0].overdue_working_hours, 21.0);
-        assert_eq!(ids(&at_risk), [("MY-3".into(), "complete".into())]);
-        assert!((at_risk[0].used - 24.0 / 28.0).abs() < 1e-9);
+        assert_eq!(
+            ids(&at_risk),
+            [
+                ("MY-7".into(), "respond".into()),
+                ("MY-3".into(), "complete".into())
+            ]
+        );
+        assert!((at_risk[0].used - 10.0 / 11.0).abs() < 1e-9);
+        assert!((at_risk[1].used - 24.0 / 28.0).abs() < 1e-9);
         // The late completion counts against on-time completion, with the open overdue one.
         let f = cx.figures();
         assert_eq!(
@@ -892,7 +928,7 @@ mod tests {
             ),
             (0, 2)
         );
-        assert_eq!(f.overdue, 2);
-        assert_eq!(f.open, 4);
+        assert_eq!(f.overdue, 3);
+        assert_eq!(f.open, 6);
     }
 }

@@ -39,6 +39,14 @@ impl WorkTime {
         }
     }
 
+    /// The moment `hours` working hours after `from` (as the deadline service computes the
+    /// first-response deadline); `None` outside the loaded calendar years.
+    pub fn add_hours(&self, from: DateTime<Utc>, hours: u32) -> Option<DateTime<Utc>> {
+        self.calendar
+            .add_working_hours(from, chrono::TimeDelta::hours(i64::from(hours)))
+            .ok()
+    }
+
     /// Working time from `from` to `to` in working days of [`WorkTime::hours_per_day`].
     pub fn days_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
         self.hours_between(from, to) / self.hours_per_day()
