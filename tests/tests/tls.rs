@@ -291,6 +291,31 @@ async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_ca() {
 }
 
 #[tokio::test]
+async fn a_self_signed_certificate_is_its_own_ca_file() {
+    // As with cert-manager's self-signed issuer (k8s/overlays/dev): ca.crt is the certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let app = spawn_tls(TlsConfig {
+        cert_file: Some(cert_file.clone()),
+        key_file: Some(key_file),
+        ..TlsConfig::default()
+    })
+    .await;
+    let https = format!("https://127.0.0.1:{}", app.grpc.port());
+    assert_eq!(
+        health(&https, &trusting(&cert_file)).await,
+        Ok(ServingStatus::Serving)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn mutual_tls_refuses_grpc_clients_without_a_certificate_from_the_client_ca() {
     let pki = Pki::new("Minyi test CA");
     let clients = Pki::new("Minyi clients CA");
