@@ -302,6 +302,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's error
     fn tls_settings_come_from_the_tls_table_and_minyi_tls_variables() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
