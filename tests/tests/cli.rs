@@ -152,3 +152,63 @@ async fn serve_migrate_only_migrates_and_exits() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("database_url is not set"));
 }
+
+/// `minyi serve` with only the given `MINYI_*` variables (and no configuration file).
+fn serve_intake(env: &[(&str, &str)], extra: &[&str]) -> std::process::Output {
+    let mut cmd = minyi();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MINYI_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(["serve", "intake"])
+        .args(extra)
+        .envs(env.iter().copied());
+    cmd.output().unwrap()
+}
+
+#[test]
+fn serve_refuses_plaintext_beyond_loopback_naming_the_settings() {
+    let out = serve_intake(
+        &[
+            ("MINYI_GRPC_ADDR", "0.0.0.0:0"),
+            ("MINYI_HTTP_ADDR", "127.0.0.1:0"),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("grpc_addr = 0.0.0.0:0"), "{stderr}");
+    assert!(
+        stderr.contains("MINYI_TLS_CERT_FILE") && stderr.contains("MINYI_TLS_ALLOW_PLAINTEXT"),
+        "{stderr}"
+    );
+
+    // The TLS variables reach the `[tls]` settings: a missing certificate is named.
+    let out = serve_intake(
+        &[
+            ("MINYI_GRPC_ADDR", "0.0.0.0:0"),
+            ("MINYI_TLS_CERT_FILE", "/nonexistent/tls.crt"),
+            ("MINYI_TLS_KEY_FILE", "/nonexistent/tls.key"),
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tls.cert_file /nonexistent/tls.crt"),
+        "{stderr}"
+    );
+
+    // --dump-config shows them as the `[tls]` table.
+    let dump = stdout(
+        minyi()
+            .args(["serve", "intake", "--dump-config"])
+            .env("MINYI_TLS_ALLOW_PLAINTEXT", "true")
+            .env("MINYI_HEALTH_ADDR", "0.0.0.0:8081"),
+    );
+    let (top, table) = dump.split_once("\n[tls]\n").expect(&dump);
+    assert!(top.contains("health_addr = \"0.0.0.0:8081\""), "{dump}");
+    assert!(table.contains("allow_plaintext = true"), "{dump}");
+    assert!(table.contains("# cert_file = (unset)"), "{dump}");
+}

@@ -191,7 +191,11 @@ fn redis_err(e: redis::RedisError) -> TimerError {
 
 impl RedisTimers {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, TimerError> {
-        let client = redis::Client::open(url).map_err(redis_err)?;
+        Self::connect_client(redis::Client::open(url).map_err(redis_err)?, prefix).await
+    }
+
+    /// Connects with a client built elsewhere (`rediss://` with a CA of its own).
+    pub async fn connect_client(client: redis::Client, prefix: &str) -> Result<Self, TimerError> {
         // redis-rs gives up on a response after 500 ms by default; under load that is an
         // error storm, so the timeout is set deliberately.
         let config = redis::aio::ConnectionManagerConfig::new()

@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
+use crate::tls::ServerTls;
 
 /// A service that `minyi serve` can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +85,10 @@ pub struct App {
     clock: Arc<dyn Clock>,
     grpc: TcpListener,
     http: TcpListener,
+    /// Plaintext, health service only (`health_addr`), for probes that cannot speak TLS.
+    health: Option<TcpListener>,
+    /// The listeners' certificate; `None` serves plaintext (loopback, or explicitly allowed).
+    tls: Option<ServerTls>,
     /// The catalog, gazetteer and classifier in force (classification).
     router: Option<RouterHandle>,
     /// The active catalog version at start (Open311 services, classification).
@@ -253,6 +258,11 @@ impl App {
             ],
             Mode::Production(s) => s.clone(),
         };
+        // Before anything is opened: never plaintext beyond loopback unless told so, and a bad
+        // certificate file fails the start, naming its setting.
+        config.check_plaintext().map_err(anyhow::Error::msg)?;
+        crate::tls::install_crypto_provider();
+        let tls = ServerTls::load(&config.tls)?;
         if matches!(mode, Mode::Embedded) {
             ensure_dev_secrets(&mut config)?;
         }
@@ -283,6 +293,14 @@ impl App {
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
+        let health = match config.health_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the health listener on {addr}"))?,
+            ),
+            None => None,
+        };
         let catalog = Arc::new(load_catalog(&config)?);
         let router = if services.contains(&Service::Classification) {
             Some(start_router(&config, catalog.clone())?)
@@ -300,6 +318,8 @@ impl App {
             clock: Arc::new(SystemClock),
             grpc,
             http,
+            health,
+            tls,
         };
         Ok(app)
     }
@@ -310,6 +330,16 @@ impl App {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http.local_addr().unwrap_or(self.config.http_addr)
+    }
+
+    /// The plaintext health-only listener, when `health_addr` is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().and_then(|h| h.local_addr().ok())
+    }
+
+    /// Whether gRPC and HTTP are served over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -337,8 +367,9 @@ impl App {
             )?;
             tokens.insert(role.as_str().to_owned(), token);
         }
+        let scheme = if self.tls() { "https" } else { "http" };
         let creds = DevCredentials {
-            endpoint: format!("http://{}", self.grpc_addr()),
+            endpoint: format!("{scheme}://{}", self.grpc_addr()),
             tokens,
         };
         let path = self.config.data_dir.join(CREDENTIALS_FILE);
@@ -362,9 +393,13 @@ impl App {
             .build_v1()
             .context("building reflection")?;
         let metrics = minyi_core::metrics::Metrics::default();
-        let router = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            server = server.tls_config(tls.grpc()).context("gRPC TLS")?;
+        }
+        let router = server
             .layer(minyi_core::metrics::MetricsLayer::new(metrics.clone()))
-            .add_service(health_service)
+            .add_service(health_service.clone())
             .add_service(reflection);
         let interceptor = auth_interceptor(self.authority.clone());
         let mut intake_grpc = None;
@@ -575,13 +610,33 @@ impl App {
             }),
         );
         let mut http_stop = stop_rx.clone();
-        let http = tokio::spawn(
-            axum::serve(self.http, http_app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                })
-                .into_future(),
-        );
+        let http_stopped = async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        };
+        let http = match &self.tls {
+            Some(tls) => tokio::spawn(
+                axum::serve(tls.http_listener(self.http)?, http_app)
+                    .with_graceful_shutdown(http_stopped)
+                    .into_future(),
+            ),
+            None => tokio::spawn(
+                axum::serve(self.http, http_app)
+                    .with_graceful_shutdown(http_stopped)
+                    .into_future(),
+            ),
+        };
+        // Kubelet gRPC probes speak no TLS: the health service alone, in plaintext.
+        let health = self.health.map(|listener| {
+            let incoming = tokio_stream_net::wrappers::TcpListenerStream::new(listener);
+            let mut health_stop = stop_rx.clone();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = health_stop.wait_for(|s| *s).await;
+                    }),
+            )
+        });
 
         let incoming = tokio_stream_net::wrappers::TcpListenerStream::new(self.grpc);
         let mut grpc_stop = stop_rx.clone();
@@ -592,6 +647,9 @@ impl App {
         tracing::info!(
             grpc = %self.config.grpc_addr,
             http = %self.config.http_addr,
+            health = ?self.config.health_addr,
+            tls = self.tls.is_some(),
+            mutual_tls = self.config.tls.client_ca_file.is_some(),
             services = ?self.services,
             "minyi is serving"
         );
@@ -600,6 +658,12 @@ impl App {
         let _ = stop_tx.send(true);
         grpc.await.context("gRPC task")?.context("gRPC server")?;
         http.await.context("HTTP task")?.context("HTTP server")?;
+        if let Some(health) = health {
+            health
+                .await
+                .context("health task")?
+                .context("health server")?;
+        }
         for w in workers {
             let _ = w.await;
         }
@@ -702,13 +766,19 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
     amqp_config.queue_expires = config
         .amqp_queue_expires_secs
         .map(std::time::Duration::from_secs);
+    if let Some(path) = &config.amqp_ca_file {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading amqp_ca_file {}", path.display()))?;
+        amqp_config.ca_pem = Some(pem);
+    }
     let bus = AmqpBus::connect(amqp_config)
         .await
         .context("connecting to RabbitMQ")?;
-    let timers = RedisTimers::connect(redis, &config.redis_prefix)
+    let redis = redis_client(redis, config.redis_ca_file.as_deref())?;
+    let timers = RedisTimers::connect_client(redis.clone(), &config.redis_prefix)
         .await
         .context("connecting to Redis")?;
-    let routing_state = RedisRoutingState::connect(redis, &config.redis_prefix)
+    let routing_state = RedisRoutingState::connect_client(redis, &config.redis_prefix)
         .await
         .context("connecting to Redis")?;
     Ok(Backends {
@@ -717,6 +787,24 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
         timers: Arc::new(timers),
         routing_state: Arc::new(routing_state),
     })
+}
+
+/// A Redis client: `rediss://` is TLS, verified against `ca_file` when given, else the system
+/// store.
+fn redis_client(url: &str, ca_file: Option<&Path>) -> anyhow::Result<redis::Client> {
+    match ca_file {
+        None => redis::Client::open(url).context("redis_url"),
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading redis_ca_file {}", path.display()))?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(url, certificates)
+                .context("redis_url with redis_ca_file (a rediss:// URL)")
+        }
+    }
 }
 
 fn keyring(config: &Config) -> anyhow::Result<Keyring> {

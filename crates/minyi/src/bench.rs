@@ -262,13 +262,7 @@ pub async fn pipeline(
     let mut tasks = Vec::new();
     let mut intakes = vec![conn.channel().await?];
     for e in &args.also_endpoint {
-        intakes.push(
-            tonic::transport::Channel::from_shared(e.clone())
-                .context("invalid --also-endpoint")?
-                .connect()
-                .await
-                .with_context(|| format!("cannot reach Minyi at {e}"))?,
-        );
+        intakes.push(conn.channel_to(e).await.context("--also-endpoint")?);
     }
     for c in 0..args.clients {
         let channel = intakes[c % intakes.len()].clone();
@@ -330,11 +324,7 @@ pub async fn pipeline(
     let submitted = pending.len() as u64;
 
     let channel = match &args.dispatch_endpoint {
-        Some(e) => tonic::transport::Channel::from_shared(e.clone())
-            .context("invalid --dispatch-endpoint")?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the dispatch service at {e}"))?,
+        Some(e) => conn.channel_to(e).await.context("--dispatch-endpoint")?,
         None => conn.channel().await?,
     };
     let mut reader =

@@ -14,11 +14,12 @@ use tonic::transport::Channel as GrpcChannel;
 use tonic_types::StatusExt;
 
 use crate::app::{CREDENTIALS_FILE, DevCredentials};
+use crate::tls::ClientTls;
 
 /// How to reach the cluster, shared by every client command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
-    /// gRPC endpoint.
+    /// gRPC endpoint: `http://` in plaintext, `https://` over TLS.
     #[arg(
         long,
         env = "MINYI_ENDPOINT",
@@ -32,6 +33,16 @@ pub struct Connection {
     /// Where `minyi dev` keeps its data (for the development token).
     #[arg(long, default_value = "data/dev", global = true)]
     pub data_dir: PathBuf,
+    /// PEM CA bundle that signed the cluster's certificate, for an `https://` endpoint
+    /// [default: the system's trusted CAs].
+    #[arg(long, env = "MINYI_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a cluster that requires mutual TLS (with --client-key).
+    #[arg(long, env = "MINYI_CLIENT_CERT", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "MINYI_CLIENT_KEY", global = true)]
+    pub client_key: Option<PathBuf>,
     /// Print JSON instead of a human-readable summary.
     #[arg(long, global = true)]
     pub json: bool,
@@ -58,12 +69,22 @@ impl Connection {
             .with_context(|| format!("no {role} token in {}", path.display()))
     }
 
+    pub fn tls(&self) -> ClientTls {
+        ClientTls {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.client_cert.clone(),
+            key_file: self.client_key.clone(),
+        }
+    }
+
+    /// A channel to `--endpoint` (or another endpoint of the same cluster), with the TLS
+    /// settings of this connection.
+    pub async fn channel_to(&self, endpoint: &str) -> anyhow::Result<GrpcChannel> {
+        crate::tls::connect(endpoint, &self.tls()).await
+    }
+
     pub async fn channel(&self) -> anyhow::Result<GrpcChannel> {
-        GrpcChannel::from_shared(self.endpoint.clone())
-            .context("invalid --endpoint")?
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach Minyi at {}", self.endpoint))
+        self.channel_to(&self.endpoint).await
     }
 }
 

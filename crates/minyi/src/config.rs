@@ -16,20 +16,31 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// HTTP listen address: health, metrics, dashboard (`MINYI_HTTP_ADDR`).
     pub http_addr: SocketAddr,
+    /// A plaintext listener that serves only `grpc.health.v1.Health` (`MINYI_HEALTH_ADDR`), for
+    /// probes that cannot speak TLS (the kubelet's gRPC probes). Unset: none.
+    pub health_addr: Option<SocketAddr>,
+    /// TLS of the gRPC and HTTP listeners (`MINYI_TLS_*`; the `[tls]` table in the file).
+    pub tls: TlsConfig,
     /// Embedded mode: where the SQLite database, generated secrets and dev credentials live.
     pub data_dir: PathBuf,
     /// PostgreSQL URL (`MINYI_DATABASE_URL`); production mode.
     pub database_url: Option<String>,
     pub database_max_connections: u32,
-    /// RabbitMQ URL (`MINYI_AMQP_URL`); production mode.
+    /// RabbitMQ URL (`MINYI_AMQP_URL`); production mode. `amqps://…:5671` for TLS.
     pub amqp_url: Option<String>,
+    /// PEM CA bundle trusted for `amqps://` in addition to the system store
+    /// (`MINYI_AMQP_CA_FILE`).
+    pub amqp_ca_file: Option<PathBuf>,
     /// Prefix of every exchange and queue name.
     pub amqp_prefix: String,
     /// Delete queues idle this long, in seconds (`MINYI_AMQP_QUEUE_EXPIRES_SECS`). For tests and
     /// throwaway prefixes only: unset in production, where queues must outlive any outage.
     pub amqp_queue_expires_secs: Option<u64>,
-    /// Redis URL (`MINYI_REDIS_URL`); production mode.
+    /// Redis URL (`MINYI_REDIS_URL`); production mode. `rediss://` for TLS.
     pub redis_url: Option<String>,
+    /// PEM CA bundle trusted for `rediss://` instead of the system store
+    /// (`MINYI_REDIS_CA_FILE`).
+    pub redis_ca_file: Option<PathBuf>,
     pub redis_prefix: String,
     /// Active personal-data key id and key (base64, 32 bytes).
     pub encryption_key_id: String,
@@ -75,6 +86,32 @@ pub struct Config {
     pub reconcile_secs: u64,
 }
 
+/// TLS of the listeners. With `cert_file` and `key_file` set, gRPC and HTTP are served over
+/// TLS only; without them, a listener beyond loopback needs `allow_plaintext`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (`MINYI_TLS_CERT_FILE`; `tls.crt` of a
+    /// `kubernetes.io/tls` Secret).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file` (`MINYI_TLS_KEY_FILE`).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA bundle: gRPC callers must present a certificate it signed (mutual TLS;
+    /// `MINYI_TLS_CLIENT_CA_FILE`). The HTTP listener keeps server-only TLS (browsers,
+    /// Open311 apps, Prometheus).
+    pub client_ca_file: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address anyway (`MINYI_TLS_ALLOW_PLAINTEXT`): only on
+    /// a private network, or behind a proxy that terminates TLS.
+    pub allow_plaintext: bool,
+}
+
+impl TlsConfig {
+    /// Whether the listeners serve TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
 fn redact<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(_) => s.serialize_str("<redacted>"),
@@ -87,13 +124,17 @@ impl Default for Config {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            health_addr: None,
+            tls: TlsConfig::default(),
             data_dir: PathBuf::from("data/dev"),
             database_url: None,
             database_max_connections: 16,
             amqp_url: None,
+            amqp_ca_file: None,
             amqp_prefix: "minyi".into(),
             amqp_queue_expires_secs: None,
             redis_url: None,
+            redis_ca_file: None,
             redis_prefix: "minyi".into(),
             encryption_key_id: "k1".into(),
             encryption_key: None,
@@ -125,16 +166,35 @@ impl Config {
         } else if let Ok(path) = std::env::var("MINYI_CONFIG") {
             f = f.merge(Toml::file_exact(path));
         }
-        let mut config: Config = f
-            .merge(Env::prefixed("MINYI_").ignore(&["CONFIG", "TOKEN", "ENDPOINT"]))
-            .extract()
-            .map_err(Box::new)?;
+        let mut config: Config = f.merge(env()).extract().map_err(Box::new)?;
         if config.otlp_endpoint.is_none() {
             config.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .ok()
                 .filter(|e| !e.trim().is_empty());
         }
         Ok(config)
+    }
+
+    /// Where a service would serve plaintext beyond loopback without being told it may: the
+    /// error names the settings. Loopback (`minyi dev`, tests) never needs TLS.
+    pub fn check_plaintext(&self) -> Result<(), String> {
+        if self.tls.enabled() || self.tls.allow_plaintext {
+            return Ok(());
+        }
+        let exposed: Vec<String> = [("grpc_addr", self.grpc_addr), ("http_addr", self.http_addr)]
+            .into_iter()
+            .filter(|(_, a)| !a.ip().is_loopback())
+            .map(|(k, a)| format!("{k} = {a}"))
+            .collect();
+        if exposed.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to serve plaintext beyond loopback ({}): set tls.cert_file and tls.key_file \
+             (MINYI_TLS_CERT_FILE, MINYI_TLS_KEY_FILE), or tls.allow_plaintext = true \
+             (MINYI_TLS_ALLOW_PLAINTEXT=true) on a private network or behind a TLS-terminating proxy",
+            exposed.join(", ")
+        ))
     }
 
     /// The TOML of the effective configuration, secrets redacted.
@@ -168,15 +228,109 @@ impl Config {
     }
 }
 
+/// `MINYI_*` variables. Keys are the variable names without `MINYI_`, in lower case;
+/// `MINYI_TLS_X` is `x` of the `[tls]` table. The client commands' variables are not settings.
+fn env() -> Env {
+    Env::prefixed("MINYI_")
+        .ignore(&[
+            "CONFIG",
+            "TOKEN",
+            "ENDPOINT",
+            "CA_FILE",
+            "CLIENT_CERT",
+            "CLIENT_KEY",
+        ])
+        // Keys keep the variables' case here; they are lowered after the mapping.
+        .map(
+            |key| match key.as_str().to_ascii_lowercase().strip_prefix("tls_") {
+                Some(rest) => format!("tls.{rest}").into(),
+                None => key.into(),
+            },
+        )
+}
+
 fn toml_like(v: &serde_json::Value) -> String {
     let mut out = String::new();
+    let mut tables = String::new();
     if let serde_json::Value::Object(map) = v {
         for (k, v) in map {
             match v {
                 serde_json::Value::Null => out.push_str(&format!("# {k} = (unset)\n")),
+                serde_json::Value::Object(_) => {
+                    tables.push_str(&format!("\n[{k}]\n{}", toml_like(v)));
+                }
                 other => out.push_str(&format!("{k} = {other}\n")),
             }
         }
     }
-    out
+    out + &tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_beyond_loopback_is_refused_unless_allowed_or_tls() {
+        let loopback = Config::default();
+        assert_eq!(loopback.check_plaintext(), Ok(()));
+        let exposed = Config {
+            grpc_addr: "0.0.0.0:50051".parse().unwrap(),
+            ..Config::default()
+        };
+        let e = exposed.check_plaintext().unwrap_err();
+        assert!(e.contains("grpc_addr = 0.0.0.0:50051"), "{e}");
+        assert!(!e.contains("http_addr"), "{e}");
+        assert!(
+            e.contains("MINYI_TLS_CERT_FILE") && e.contains("MINYI_TLS_ALLOW_PLAINTEXT"),
+            "{e}"
+        );
+        let allowed = Config {
+            tls: TlsConfig {
+                allow_plaintext: true,
+                ..TlsConfig::default()
+            },
+            ..exposed.clone()
+        };
+        assert_eq!(allowed.check_plaintext(), Ok(()));
+        let tls = Config {
+            tls: TlsConfig {
+                cert_file: Some("c.pem".into()),
+                key_file: Some("k.pem".into()),
+                ..TlsConfig::default()
+            },
+            ..exposed
+        };
+        assert_eq!(tls.check_plaintext(), Ok(()));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's error
+    fn tls_settings_come_from_the_tls_table_and_minyi_tls_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "minyi.toml",
+                "grpc_addr = \"0.0.0.0:1\"\n[tls]\ncert_file = \"/file/tls.crt\"\nkey_file = \"/file/tls.key\"\n",
+            )?;
+            jail.set_env("MINYI_TLS_KEY_FILE", "/env/tls.key");
+            jail.set_env("MINYI_TLS_ALLOW_PLAINTEXT", "true");
+            jail.set_env("MINYI_HEALTH_ADDR", "0.0.0.0:8081");
+            jail.set_env("MINYI_CA_FILE", "/client/only.pem");
+            let c = Config::load(Some(Path::new("minyi.toml"))).map_err(|e| *e)?;
+            assert_eq!(c.tls.cert_file, Some(PathBuf::from("/file/tls.crt")));
+            assert_eq!(c.tls.key_file, Some(PathBuf::from("/env/tls.key")));
+            assert!(c.tls.allow_plaintext);
+            assert_eq!(c.tls.client_ca_file, None);
+            assert_eq!(c.health_addr, Some("0.0.0.0:8081".parse().unwrap()));
+            let dump = c.dump();
+            let table = dump
+                .split_once("\n[tls]\n")
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+            assert!(table.contains("cert_file = \"/file/tls.crt\""), "{dump}");
+            assert!(dump.contains("allow_plaintext = true"), "{dump}");
+            assert!(dump.contains("health_addr = \"0.0.0.0:8081\""), "{dump}");
+            Ok(())
+        });
+    }
 }

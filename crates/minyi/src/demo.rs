@@ -102,7 +102,7 @@ pub async fn replay(
 
 /// Connects to the cluster, retrying until it listens; `None` for a malformed endpoint.
 async fn connect(endpoint: &str) -> Option<tonic::transport::Channel> {
-    let target = match tonic::transport::Channel::from_shared(endpoint.to_owned()) {
+    let target = match crate::tls::endpoint(endpoint, &crate::tls::ClientTls::default()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "demo: bad endpoint");

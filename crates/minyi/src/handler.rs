@@ -4,7 +4,7 @@
 //! complete).
 //!
 //! Credentials come from flags, then `MINYI_HANDLER_*` variables, then a TOML file
-//! (`endpoint`, `token`). Output is a table or a sentence for people, one JSON document per
+//! (`endpoint`, `token`, and for `https://` endpoints `ca_file`, `client_cert`, `client_key`). Output is a table or a sentence for people, one JSON document per
 //! line with `--json`. Every gRPC error becomes one plain sentence; nothing panics.
 
 use std::fmt::Write as _;
@@ -32,6 +32,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::tls::ClientTls;
+
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 
 /// The largest page the server hands out; longer `--limit`s read several pages.
@@ -55,9 +57,19 @@ pub struct Cli {
 /// Where the dispatch service is and who is asking. Flags beat environment beat file.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Credentials {
-    /// gRPC endpoint of the dispatch service [default: http://127.0.0.1:50051].
+    /// gRPC endpoint of the dispatch service, `https://` for TLS [default: http://127.0.0.1:50051].
     #[arg(long, env = "MINYI_HANDLER_ENDPOINT", global = true)]
     pub endpoint: Option<String>,
+    /// PEM CA bundle that signed the server's certificate, for an `https://` endpoint
+    /// [default: the system's trusted CAs].
+    #[arg(long, env = "MINYI_HANDLER_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires mutual TLS (with --client-key).
+    #[arg(long, env = "MINYI_HANDLER_CLIENT_CERT", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "MINYI_HANDLER_CLIENT_KEY", global = true)]
+    pub client_key: Option<PathBuf>,
     /// Handler bearer token (names your unit).
     #[arg(
         long,
@@ -66,7 +78,8 @@ pub struct Credentials {
         global = true
     )]
     pub token: Option<String>,
-    /// TOML file with `endpoint` and `token` [default: ~/.config/minyi/handler.toml, if it exists].
+    /// TOML file with `endpoint` and `token` (and `ca_file`, `client_cert`, `client_key`)
+    /// [default: ~/.config/minyi/handler.toml, if it exists].
     #[arg(long, env = "MINYI_HANDLER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Print JSON (one document per line) instead of tables and sentences.
@@ -186,12 +199,15 @@ impl StateFilter {
     }
 }
 
-/// The settings file: the same two keys as the flags.
+/// The settings file: the same keys as the flags.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     endpoint: Option<String>,
     token: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 /// Effective credentials after flags, environment and file were weighed.
@@ -199,6 +215,7 @@ struct FileSettings {
 pub struct Settings {
     pub endpoint: String,
     pub token: String,
+    pub tls: ClientTls,
 }
 
 /// Never prints the token.
@@ -207,6 +224,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("endpoint", &self.endpoint)
             .field("token", &"<redacted>")
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -252,7 +270,16 @@ impl Settings {
                      a development cluster (`minyi dev`) writes one to data/dev/credentials.json under the key `handler`"
                 )
             })?;
-        Ok(Settings { endpoint, token })
+        let tls = ClientTls {
+            ca_file: c.ca_file.clone().or(file.ca_file),
+            cert_file: c.client_cert.clone().or(file.client_cert),
+            key_file: c.client_key.clone().or(file.client_key),
+        };
+        Ok(Settings {
+            endpoint,
+            token,
+            tls,
+        })
     }
 
     /// The unit the token names, read without verifying it (the server verifies): only to
@@ -284,14 +311,8 @@ async fn connect(s: &Settings) -> anyhow::Result<Client> {
     let header: MetadataValue<Ascii> = format!("Bearer {}", s.token)
         .parse()
         .context("the token is not valid header text")?;
-    // The agent CLI's connection: same endpoint checks, same "cannot reach" wording.
-    let conn = crate::client::Connection {
-        endpoint: s.endpoint.clone(),
-        token: Some(s.token.clone()),
-        data_dir: PathBuf::new(),
-        json: false,
-    };
-    let channel = conn.channel().await?;
+    // The agent CLI's way to dial: same endpoint checks, TLS, same "cannot reach" wording.
+    let channel = crate::tls::connect(&s.endpoint, &s.tls).await?;
     Ok(DispatchServiceClient::with_interceptor(
         channel,
         Bearer(header),
@@ -1354,11 +1375,13 @@ mod tests {
         let s = Settings {
             endpoint: DEFAULT_ENDPOINT.into(),
             token: format!("e30.{claims}.sig"),
+            tls: ClientTls::default(),
         };
         assert_eq!(s.unit().as_deref(), Some("ST-GM"));
         let s = Settings {
             endpoint: DEFAULT_ENDPOINT.into(),
             token: "garbage".into(),
+            tls: ClientTls::default(),
         };
         assert_eq!(s.unit(), None);
     }
@@ -1369,12 +1392,15 @@ mod tests {
         let path = dir.join("handler.toml");
         std::fs::write(
             &path,
-            "endpoint = \"http://file:1\"\ntoken = \"from-file\"\n",
+            "endpoint = \"http://file:1\"\ntoken = \"from-file\"\nca_file = \"/file/ca.pem\"\n",
         )
         .unwrap();
         let creds =
             |endpoint: Option<&str>, token: Option<&str>, config: Option<&Path>| Credentials {
                 endpoint: endpoint.map(Into::into),
+                ca_file: None,
+                client_cert: None,
+                client_key: None,
                 token: token.map(Into::into),
                 config: config.map(Path::to_path_buf),
                 json: false,
@@ -1384,6 +1410,7 @@ mod tests {
             (s.endpoint.as_str(), s.token.as_str()),
             ("http://file:1", "from-file")
         );
+        assert_eq!(s.tls.ca_file, Some(PathBuf::from("/file/ca.pem")));
         let s = Settings::resolve(&creds(Some("http://flag:2"), Some("t"), Some(&path))).unwrap();
         assert_eq!(
             (s.endpoint.as_str(), s.token.as_str()),

@@ -7,6 +7,7 @@
 //! - [`demo`]: `minyi dev --demo`, a replay of realistic petitions.
 //! - [`bench`]: `minyi bench intake|pipeline`, gRPC load generators with HDR histograms.
 //! - [`bench_timers`]: `minyi bench timers`, the SLA timer store under a million timers.
+//! - [`tls`]: the listeners' certificates, and the one way clients dial (`https://`).
 //! - [`telemetry`]: logging setup.
 //! - [`signal`]: SIGTERM/SIGINT handling.
 //!
@@ -21,3 +22,4 @@ pub mod demo;
 pub mod handler;
 pub mod signal;
 pub mod telemetry;
+pub mod tls;

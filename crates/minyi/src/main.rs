@@ -185,11 +185,17 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
             else {
                 return Ok(());
             };
+            if demo && config.tls.enabled() {
+                anyhow::bail!(
+                    "the demo dials the cluster in plaintext: run `minyi dev --demo` without tls.cert_file"
+                );
+            }
             let data_dir = config.data_dir.clone();
             let app = App::build(config, Mode::Embedded).await?;
             let creds = app.write_dev_credentials()?;
+            let scheme = if app.tls() { "https" } else { "http" };
             eprintln!(
-                "\nMinyi (embedded) is up.\n  gRPC  {}\n  HTTP  http://{}\n  data  {}\n  development tokens for every role: {}\n  try:  minyi petition submit --text '小区门口垃圾堆积三天无人清理' --phone 13800138000\n",
+                "\nMinyi (embedded) is up.\n  gRPC  {scheme}://{}\n  HTTP  {scheme}://{}\n  data  {}\n  development tokens for every role: {}\n  try:  minyi petition submit --text '小区门口垃圾堆积三天无人清理' --phone 13800138000\n",
                 app.grpc_addr(),
                 app.http_addr(),
                 data_dir.display(),

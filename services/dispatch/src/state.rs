@@ -198,7 +198,11 @@ return 1
 
 impl RedisRoutingState {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StateError> {
-        let client = redis::Client::open(url).map_err(err)?;
+        Self::connect_client(redis::Client::open(url).map_err(err)?, prefix).await
+    }
+
+    /// Connects with a client built elsewhere (`rediss://` with a CA of its own).
+    pub async fn connect_client(client: redis::Client, prefix: &str) -> Result<Self, StateError> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(std::time::Duration::from_secs(5)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(5)));

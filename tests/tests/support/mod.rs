@@ -33,6 +33,8 @@ impl tonic::service::Interceptor for Bearer {
 pub struct TestApp {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// The plaintext health-only listener, when `health_addr` was set.
+    pub health: Option<SocketAddr>,
     pub authority: TokenAuthority,
     pub backends: Backends,
     pub config: Config,
@@ -119,6 +121,7 @@ pub async fn spawn_with(config: Config, mode: Mode, dir: Option<tempfile::TempDi
     let app = App::build(config.clone(), mode).await.unwrap();
     let grpc = app.grpc_addr();
     let http = app.http_addr();
+    let health = app.health_addr();
     let authority = app.token_authority().clone();
     let backends = app.backends().clone();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -128,6 +131,7 @@ pub async fn spawn_with(config: Config, mode: Mode, dir: Option<tempfile::TempDi
     TestApp {
         grpc,
         http,
+        health,
         authority,
         backends,
         config,

@@ -18,8 +18,12 @@ use lapin::options::{
     BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, DefaultConnectionBuilder,
+    ExchangeKind,
+};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -38,6 +42,8 @@ pub struct AmqpConfig {
     /// Longest wait for the broker to open a connection and declare the topology. A wedged
     /// broker then surfaces as `BusError::Unavailable` instead of a hang.
     pub connect_timeout: Duration,
+    /// PEM CA certificates trusted for `amqps://` besides the system store (an internal CA).
+    pub ca_pem: Option<String>,
 }
 
 impl AmqpConfig {
@@ -49,6 +55,7 @@ impl AmqpConfig {
             prefetch: 64,
             queue_expires: None,
             connect_timeout: Duration::from_secs(20),
+            ca_pem: None,
         }
     }
 
@@ -113,7 +120,18 @@ impl AmqpBus {
         &self,
         confirms: bool,
     ) -> Result<(Connection, Channel), BusError> {
-        let conn = Connection::connect(&self.config.url, ConnectionProperties::default())
+        // `amqps://` URLs get TLS (rustls, ring) verified against the system store plus
+        // `ca_pem`; `amqp://` ignores the TLS settings.
+        let tls = OwnedTLSConfig {
+            identity: None,
+            cert_chain: self.config.ca_pem.clone(),
+        };
+        let conn = DefaultConnectionBuilder::new()
+            .map_err(unavailable)?
+            .with_uri_str(self.config.url.clone())
+            .with_properties(ConnectionProperties::default())
+            .with_tls_config(tls)
+            .connect()
             .await
             .map_err(unavailable)?;
         let channel = conn.create_channel().await.map_err(unavailable)?;

@@ -1,0 +1,265 @@
+//! TLS with rustls and ring: the listeners' certificate (gRPC through tonic, HTTP through
+//! tokio-rustls), and the one way every Minyi client dials a gRPC endpoint.
+//!
+//! Certificates are read once, at start: rotating them means restarting the process (on
+//! Kubernetes, rolling the Deployments after the Secret changed; see docs/OPERATIONS.md).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
+};
+
+use crate::config::TlsConfig;
+
+/// Longest a TLS handshake may take, on either side.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes ring the process's rustls provider (once; later calls do nothing), so that every
+/// rustls user in the process (tonic, the HTTP listener, redis, lapin) agrees on it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a PEM file named by a setting, the setting named in the error.
+fn read(path: &Path, setting: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {setting} {}", path.display()))
+}
+
+fn certificates(pem: &[u8], path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not PEM", path.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate in {}", path.display());
+    }
+    Ok(certs)
+}
+
+/// The listeners' certificate chain, key and (mutual TLS) client CA, checked at start.
+#[derive(Clone)]
+pub struct ServerTls {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    client_ca_pem: Option<Vec<u8>>,
+    /// The HTTP listener's configuration, built from the same files.
+    http: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// `None` when the configuration asks for no TLS. A missing, unreadable or mismatched file
+    /// is an error that names its setting, at start rather than at the first handshake.
+    pub fn load(config: &TlsConfig) -> anyhow::Result<Option<ServerTls>> {
+        if !config.enabled() {
+            if config.client_ca_file.is_some() {
+                bail!("tls.client_ca_file needs tls.cert_file and tls.key_file as well");
+            }
+            return Ok(None);
+        }
+        let (Some(cert_file), Some(key_file)) = (&config.cert_file, &config.key_file) else {
+            bail!(
+                "TLS needs both tls.cert_file and tls.key_file (MINYI_TLS_CERT_FILE, MINYI_TLS_KEY_FILE)"
+            );
+        };
+        install_crypto_provider();
+        let cert_pem = read(cert_file, "tls.cert_file")?;
+        let key_pem = read(key_file, "tls.key_file")?;
+        let chain = certificates(&cert_pem, cert_file).context("tls.cert_file")?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .with_context(|| format!("tls.key_file {}: no PEM private key", key_file.display()))?;
+        let client_ca_pem = match &config.client_ca_file {
+            Some(path) => {
+                let pem = read(path, "tls.client_ca_file")?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in certificates(&pem, path).context("tls.client_ca_file")? {
+                    roots
+                        .add(cert)
+                        .with_context(|| format!("tls.client_ca_file {}", path.display()))?;
+                }
+                Some(pem)
+            }
+            None => None,
+        };
+        let mut http = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .with_context(|| {
+                format!(
+                    "tls.key_file {} does not go with tls.cert_file {}",
+                    key_file.display(),
+                    cert_file.display()
+                )
+            })?;
+        http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(ServerTls {
+            cert_pem,
+            key_pem,
+            client_ca_pem,
+            http: Arc::new(http),
+        }))
+    }
+
+    /// The gRPC listener's TLS: the certificate, and client certificates required when
+    /// `tls.client_ca_file` is set.
+    pub fn grpc(&self) -> ServerTlsConfig {
+        let config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .timeout(HANDSHAKE_TIMEOUT);
+        match &self.client_ca_pem {
+            Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+            None => config,
+        }
+    }
+
+    /// The HTTP listener over TLS (server authentication only: browsers, Open311 apps and
+    /// Prometheus carry tokens or nothing, not client certificates).
+    pub fn http_listener(&self, listener: TcpListener) -> io::Result<TlsListener> {
+        TlsListener::new(listener, TlsAcceptor::from(self.http.clone()))
+    }
+}
+
+/// A TCP listener whose connections come out TLS-wrapped. Handshakes run in tasks of their own,
+/// so a slow or silent client holds up no one; each is bounded by [`HANDSHAKE_TIMEOUT`], and
+/// failed ones are dropped. Dropping the listener stops accepting.
+pub struct TlsListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        tokio::spawn(accept_loop(listener, acceptor, tx));
+        Ok(TlsListener { local, ready })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = tx.closed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send((tls, peer)).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "HTTP TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accept loop only ends once this receiver is gone: unreachable, but never
+            // hand out a connection that does not exist.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// What a client needs for an `https://` endpoint besides the URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM CA bundle trusted instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for a server that requires mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl ClientTls {
+    fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.cert_file.is_none() && self.key_file.is_none()
+    }
+}
+
+/// A gRPC endpoint: `http://` in plaintext, `https://` over TLS verified against `ca_file` or
+/// else the system store. TLS settings with an `http://` URL are an error rather than silently
+/// unused.
+pub fn endpoint(uri: &str, tls: &ClientTls) -> anyhow::Result<Endpoint> {
+    let endpoint =
+        Endpoint::from_shared(uri.to_owned()).with_context(|| format!("invalid endpoint {uri}"))?;
+    if endpoint.uri().scheme_str() != Some("https") {
+        if !tls.is_empty() {
+            bail!("{uri} is plaintext: a CA file or client certificate needs an https:// endpoint");
+        }
+        return Ok(endpoint);
+    }
+    install_crypto_provider();
+    let config = ClientTlsConfig::new().timeout(HANDSHAKE_TIMEOUT);
+    let config = match &tls.ca_file {
+        Some(path) => config.ca_certificate(Certificate::from_pem(read(path, "the CA file")?)),
+        None => config.with_native_roots(),
+    };
+    let config = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => config.identity(Identity::from_pem(
+            read(cert, "the client certificate")?,
+            read(key, "the client key")?,
+        )),
+        (None, None) => config,
+        _ => bail!("a client certificate needs both the certificate and the key file"),
+    };
+    endpoint
+        .tls_config(config)
+        .with_context(|| format!("TLS settings for {uri}"))
+}
+
+/// Connects to a gRPC endpoint (see [`endpoint`]).
+pub async fn connect(uri: &str, tls: &ClientTls) -> anyhow::Result<Channel> {
+    endpoint(uri, tls)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach Minyi at {uri}"))
+}
