@@ -461,8 +461,10 @@ impl App {
                 config: WorkerConfig {
                     duplicate_window: chrono::Duration::days(self.config.duplicate_window_days),
                     duplicate_threshold: self.config.duplicate_threshold,
+                    lanes: self.config.consumer_lanes,
                 },
                 outbox_written: outbox_written.clone(),
+                community_locks: Default::default(),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
             let watch = minyi_classification::watch::CatalogWatch {
@@ -523,6 +525,7 @@ impl App {
             let worker = minyi_dispatch::worker::Worker {
                 engine: engine.clone(),
                 bus: self.backends.bus.clone(),
+                lanes: self.config.consumer_lanes,
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }

@@ -84,6 +84,9 @@ pub struct Config {
     /// How often the routing state and the SLA timers are checked for loss (Redis flushed)
     /// and rebuilt from PostgreSQL, in seconds.
     pub reconcile_secs: u64,
+    /// Events the classification and dispatch consumers of one process handle at once, each
+    /// for a different ticket (`MINYI_CONSUMER_LANES`); 1 handles them strictly one by one.
+    pub consumer_lanes: usize,
 }
 
 /// TLS of the listeners. With `cert_file` and `key_file` set, gRPC and HTTP are served over
@@ -153,6 +156,7 @@ impl Default for Config {
             duplicate_threshold: 0.6,
             sla_warning_fractions: vec![0.75, 0.9],
             reconcile_secs: 30,
+            consumer_lanes: 8,
         }
     }
 }

@@ -2,9 +2,8 @@
 //! `ticket.needs_dispatcher` or `ticket.duplicate_linked`) committed exactly once; then ack.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use minyi_core::bus::{Bus, Delivery};
+use minyi_core::bus::{Bus, ConsumeOptions, Message, Outcome, consume};
 use minyi_core::clock::Clock;
 use minyi_core::event::{decode, from_timestamp, new_event, routing_proto};
 use minyi_core::petition::TicketStatus;
@@ -12,7 +11,6 @@ use minyi_core::store::{StoreError, TicketStore, TicketUpdate};
 use minyi_proto::events::event::Body;
 use minyi_proto::events::{DuplicateLinked, NeedsDispatcher, TicketReceived, TicketRouted};
 use tokio::sync::{Notify, watch};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::duplicates::similarity;
@@ -27,6 +25,10 @@ pub struct WorkerConfig {
     pub duplicate_window: chrono::Duration,
     /// Text similarity (bigram Jaccard) from which a petition is a duplicate.
     pub duplicate_threshold: f64,
+    /// Petitions classified at once. Those resolved to the same community take turns for the
+    /// duplicate check and its commit, so two near-identical reports arriving together are
+    /// still linked (within one process).
+    pub lanes: usize,
 }
 
 impl Default for WorkerConfig {
@@ -34,6 +36,7 @@ impl Default for WorkerConfig {
         Self {
             duplicate_window: chrono::Duration::days(3),
             duplicate_threshold: 0.6,
+            lanes: 8,
         }
     }
 }
@@ -46,78 +49,62 @@ pub struct Worker {
     pub config: WorkerConfig,
     /// Wakes this process's outbox relay after a commit.
     pub outbox_written: Arc<Notify>,
+    /// Serializes the duplicate check and commit per community ([`WorkerConfig::lanes`]).
+    pub community_locks: CommunityLocks,
 }
 
-enum Outcome {
-    Done,
-    Retry,
-    Poison(&'static str),
+/// Striped locks by community name.
+#[derive(Debug)]
+pub struct CommunityLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for CommunityLocks {
+    fn default() -> Self {
+        Self((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl CommunityLocks {
+    async fn lock(&self, community: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in community.as_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0[(h % self.0.len() as u64) as usize].lock().await
+    }
 }
 
 impl Worker {
-    /// Consumes until `shutdown`; the delivery in hand is finished first.
+    /// Consumes until `shutdown`; deliveries in hand are finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         // No decisions without a model: tickets wait in the queue until the first one is ready.
         tokio::select! {
             _ = self.router.wait_ready() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let mut sub = loop {
-            match self.bus.subscribe(CONSUMER, &["ticket.received"]).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot subscribe; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            }
-        };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let delivery = tokio::select! {
-                d = sub.next() => d,
-                _ = shutdown.wait_for(|s| *s) => break,
-            };
-            let delivery = match delivery {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "bus error");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-            };
-            let span = tracing::info_span!("classification.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
-            minyi_core::trace_context::follow(&span, &delivery.message.headers);
-            minyi_core::metrics::observe_delivery("classification", &delivery.message);
-            let settled = match self.handle(&delivery).instrument(span).await {
-                Outcome::Done => {
-                    backoff = Duration::from_millis(100);
-                    delivery.ack().await
-                }
-                Outcome::Retry => {
-                    // Infrastructure trouble: wait before the broker redelivers, so a short
-                    // outage does not burn through the delivery limit.
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    delivery.retry().await
-                }
-                Outcome::Poison(why) => {
-                    tracing::error!(event_id = %delivery.message.event_id, why, "dead-lettering a message");
-                    delivery.dead_letter().await
-                }
-            };
-            if let Err(e) = settled {
-                tracing::warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
-            }
-        }
-        tracing::info!("classification worker stopped");
+        let bus = self.bus.clone();
+        let lanes = self.config.lanes;
+        let me = Arc::new(self);
+        consume(
+            bus,
+            ConsumeOptions {
+                consumer: CONSUMER,
+                routing_keys: &["ticket.received"],
+                lanes,
+                transient: false,
+                span: |m| tracing::info_span!("classification.consume", routing_key = %m.routing_key, trace_id = tracing::field::Empty),
+            },
+            shutdown,
+            move |m| {
+                let me = me.clone();
+                async move { me.handle(&m).await }
+            },
+        )
+        .await;
     }
 
     #[tracing::instrument(skip_all, fields(ticket_id))]
-    async fn handle(&self, delivery: &Delivery) -> Outcome {
-        let Some(event) = decode(&delivery.message.payload) else {
+    async fn handle(&self, message: &Message) -> Outcome {
+        let Some(event) = decode(&message.payload) else {
             return Outcome::Poison("not a minyi.events.v1.Event");
         };
         let (Ok(event_id), Ok(ticket_id)) = (
@@ -130,7 +117,14 @@ impl Worker {
         let Some(Body::Received(received)) = event.body else {
             return Outcome::Done;
         };
-        let (update, body) = self.decide(ticket_id, &received).await;
+        let routing = self.route(&received).await;
+        // Same community: one at a time from the duplicate check to the commit.
+        let _turn = if routing.community.is_empty() {
+            None
+        } else {
+            Some(self.community_locks.lock(&routing.community).await)
+        };
+        let (update, body) = self.decide(ticket_id, &received, routing).await;
         let status = update.status;
         let out = new_event(ticket_id, self.clock.now(), body);
         match self
@@ -153,7 +147,8 @@ impl Worker {
         }
     }
 
-    async fn decide(&self, ticket_id: Uuid, t: &TicketReceived) -> (TicketUpdate, Body) {
+    /// The classifier's and the gazetteer's decision.
+    async fn route(&self, t: &TicketReceived) -> minyi_core::store::RoutingRecord {
         let text = if t.title.is_empty() {
             t.text.clone()
         } else {
@@ -162,8 +157,18 @@ impl Worker {
         let point = t.point.as_ref().map(|p| (p.latitude, p.longitude));
         let router = self.router.wait_ready().await;
         let mut routing = router.decide(&text, &t.address, point);
+        routing.routed_at = Some(self.clock.now());
+        routing
+    }
+
+    /// The update and event for `routing`, after checking for an open duplicate.
+    async fn decide(
+        &self,
+        ticket_id: Uuid,
+        t: &TicketReceived,
+        mut routing: minyi_core::store::RoutingRecord,
+    ) -> (TicketUpdate, Body) {
         let now = self.clock.now();
-        routing.routed_at = Some(now);
         // Duplicate of an open ticket at the same place?
         if !routing.community.is_empty() {
             let since = t

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use minyi_calendar::Calendar;
-use minyi_core::bus::{Bus, Delivery};
+use minyi_core::bus::{Bus, ConsumeOptions, Message, Outcome, consume};
 use minyi_core::clock::Clock;
 use minyi_core::event::{decode, new_event, timestamp};
 use minyi_core::store::{
@@ -34,7 +34,6 @@ use minyi_proto::events::event::Body;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::sync::watch;
-use tracing::Instrument;
 use uuid::Uuid;
 
 /// The consumer name: its queue and its dedupe key.
@@ -502,54 +501,43 @@ impl Deadlines {
         }
     }
 
-    /// Follows dispatch events and re-plans the ticket's timers, until `shutdown`.
-    pub async fn run_consumer(self, bus: Arc<dyn Bus>, mut shutdown: watch::Receiver<bool>) {
-        let keys = watched_keys();
-        let mut sub = loop {
-            match bus.subscribe(CONSUMER, &keys).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot subscribe; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => return,
+    /// Follows dispatch events and re-plans the ticket's timers, until `shutdown`: a few
+    /// tickets at a time, each ticket's events in order.
+    pub async fn run_consumer(self, bus: Arc<dyn Bus>, shutdown: watch::Receiver<bool>) {
+        let routing_keys = minyi_core::bus::TOPOLOGY
+            .iter()
+            .find(|(q, _)| *q == CONSUMER)
+            .map(|(_, k)| *k)
+            .unwrap_or_default();
+        let me = Arc::new(self);
+        consume(
+            bus,
+            ConsumeOptions {
+                consumer: CONSUMER,
+                routing_keys,
+                lanes: 4,
+                transient: false,
+                span: |m| tracing::info_span!("deadline.consume", routing_key = %m.routing_key, trace_id = tracing::field::Empty),
+            },
+            shutdown,
+            move |m| {
+                let me = me.clone();
+                async move {
+                    match me.on_event(&m).await {
+                        Ok(()) => Outcome::Done,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "re-planning failed; will retry");
+                            Outcome::Retry
+                        }
                     }
                 }
-            }
-        };
-        loop {
-            let delivery = tokio::select! {
-                d = sub.next() => d,
-                _ = shutdown.wait_for(|s| *s) => break,
-            };
-            let delivery = match delivery {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "bus error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let span = tracing::info_span!("deadline.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
-            minyi_core::trace_context::follow(&span, &delivery.message.headers);
-            minyi_core::metrics::observe_delivery("deadline", &delivery.message);
-            let settled = match self.on_event(&delivery).instrument(span).await {
-                Ok(()) => delivery.ack().await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "re-planning failed; will retry");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    delivery.retry().await
-                }
-            };
-            if let Err(e) = settled {
-                tracing::warn!(error = %e, "could not settle a delivery");
-            }
-        }
-        tracing::info!("deadline consumer stopped");
+            },
+        )
+        .await;
     }
 
-    async fn on_event(&self, delivery: &Delivery) -> Result<(), String> {
-        let Some(event) = decode(&delivery.message.payload) else {
+    async fn on_event(&self, message: &Message) -> Result<(), String> {
+        let Some(event) = decode(&message.payload) else {
             return Ok(());
         };
         match self.store.get_ticket(&event.ticket_id).await {

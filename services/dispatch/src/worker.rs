@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use minyi_core::bus::{Bus, Delivery};
+use minyi_core::bus::{Bus, ConsumeOptions, Message, Outcome, consume};
 use minyi_core::event::decode;
 use minyi_proto::events::event::Body;
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::engine::{Engine, EngineError};
@@ -24,71 +23,37 @@ pub const BINDINGS: &[&str] = &["ticket.routed", "ticket.follow_up_added"];
 pub struct Worker {
     pub engine: Engine,
     pub bus: Arc<dyn Bus>,
-}
-
-enum Outcome {
-    Done,
-    Retry,
-    Poison(&'static str),
+    /// Tickets dispatched at once (one ticket's events stay in order).
+    pub lanes: usize,
 }
 
 impl Worker {
-    /// Consumes until `shutdown`; the delivery in hand is finished first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut sub = loop {
-            match self.bus.subscribe(CONSUMER, BINDINGS).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot subscribe; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            }
-        };
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let delivery = tokio::select! {
-                d = sub.next() => d,
-                _ = shutdown.wait_for(|s| *s) => break,
-            };
-            let delivery = match delivery {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "bus error");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-            };
-            let span = tracing::info_span!("dispatch.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
-            minyi_core::trace_context::follow(&span, &delivery.message.headers);
-            minyi_core::metrics::observe_delivery("dispatch", &delivery.message);
-            let settled = match self.handle(&delivery).instrument(span).await {
-                Outcome::Done => {
-                    backoff = Duration::from_millis(100);
-                    delivery.ack().await
-                }
-                Outcome::Retry => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    delivery.retry().await
-                }
-                Outcome::Poison(why) => {
-                    tracing::error!(event_id = %delivery.message.event_id, why, "dead-lettering a message");
-                    delivery.dead_letter().await
-                }
-            };
-            if let Err(e) = settled {
-                tracing::warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
-            }
-        }
-        tracing::info!("dispatch worker stopped");
+    /// Consumes until `shutdown`; deliveries in hand are finished first.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let bus = self.bus.clone();
+        let lanes = self.lanes;
+        let me = Arc::new(self);
+        consume(
+            bus,
+            ConsumeOptions {
+                consumer: CONSUMER,
+                routing_keys: BINDINGS,
+                lanes,
+                transient: false,
+                span: |m| tracing::info_span!("dispatch.consume", routing_key = %m.routing_key, trace_id = tracing::field::Empty),
+            },
+            shutdown,
+            move |m| {
+                let me = me.clone();
+                async move { me.handle(&m).await }
+            },
+        )
+        .await;
     }
 
     #[tracing::instrument(skip_all, fields(ticket_id))]
-    async fn handle(&self, delivery: &Delivery) -> Outcome {
-        let Some(event) = decode(&delivery.message.payload) else {
+    async fn handle(&self, message: &Message) -> Outcome {
+        let Some(event) = decode(&message.payload) else {
             return Outcome::Poison("not a minyi.events.v1.Event");
         };
         let (Ok(event_id), Ok(ticket_id)) = (

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 mod amqp;
+pub mod consume;
 mod memory;
 
 pub use amqp::{AmqpBus, AmqpConfig};
+pub use consume::{ConsumeOptions, Outcome, consume};
 pub use memory::MemoryBus;
 
 #[derive(Debug, thiserror::Error)]
