@@ -30,7 +30,7 @@ RUN --mount=type=cache,id=minyi-cargo-registry,target=/usr/local/cargo/registry,
 ############################ runtime ############################
 FROM debian:bookworm-slim AS runtime
 # ca-certificates: rustls verifies PostgreSQL/RabbitMQ/Redis TLS certificates against the system
-# roots when TLS URLs are used. bash (already in the base image) is used by HEALTHCHECK below.
+# roots when TLS URLs are used.
 # Unpinned on purpose: ca-certificates should be the current one from bookworm's security updates.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -59,12 +59,12 @@ USER 10001:10001
 # listen on 0.0.0.0 (docs/OPERATIONS.md, "TLS").
 EXPOSE 50051 8080 8081
 
-# HEALTHCHECK note: the image has no curl/grpc_health_probe; bash's /dev/tcp asks GET /healthz,
-# in plaintext: it fails when the HTTP port serves TLS (override or disable it there).
-# It is used by `docker run` and Compose only. Kubernetes ignores it and uses native gRPC probes
-# (grpc.health.v1.Health on the plaintext health port 8081) instead; see k8s/base/services/.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && grep -q '^HTTP/1.[01] 200' <&3"]
+# HEALTHCHECK: `minyi health` asks the process's gRPC health service: the plaintext health port
+# when MINYI_HEALTH_ADDR is set (as in Kubernetes, which uses its own gRPC probes on it anyway),
+# else the gRPC port (https when the process serves TLS; then also set MINYI_CA_FILE, or set
+# MINYI_HEALTH_ADDR). Used by `docker run` and Compose.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["minyi", "health"]
 
 ENTRYPOINT ["minyi"]
 CMD ["--help"]

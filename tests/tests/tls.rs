@@ -680,3 +680,57 @@ async fn a_service_reaches_postgresql_rabbitmq_and_redis_over_tls() {
     }
     app.stop().await;
 }
+
+/// `minyi health`, the container image's HEALTHCHECK: the configured plaintext health port
+/// answers, `https://` answers with the CA and not without it, a closed port fails.
+#[tokio::test]
+async fn minyi_health_asks_the_health_port_or_https_with_the_ca() {
+    let pki = Pki::new("Minyi test CA");
+    let app = spawn_tls(server_tls(&pki)).await;
+    let https = format!("https://127.0.0.1:{}", app.grpc.port());
+    let health_port = app.health.expect("a health listener").to_string();
+
+    let out = command("minyi")
+        .arg("health")
+        .env("MINYI_HEALTH_ADDR", &health_port)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("serving"));
+
+    let out = command("minyi")
+        .args(["health", "--endpoint", &https, "--ca-file"])
+        .arg(pki.ca_file())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = command("minyi")
+        .args(["health", "--endpoint", &https])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "no CA, yet it trusted the test CA");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = command("minyi")
+        .args(["health", "--endpoint", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+    app.stop().await;
+}

@@ -8,6 +8,7 @@
 //! - [`bench`]: `minyi bench intake|pipeline`, gRPC load generators with HDR histograms.
 //! - [`bench_timers`]: `minyi bench timers`, the SLA timer store under a million timers.
 //! - [`tls`]: the listeners' certificates, and the one way clients dial (`https://`).
+//! - [`health`]: `minyi health`, the gRPC health check (the image's HEALTHCHECK).
 //! - [`telemetry`]: logging setup.
 //! - [`signal`]: SIGTERM/SIGINT handling.
 //!
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod handler;
+pub mod health;
 pub mod signal;
 pub mod telemetry;
 pub mod tls;

@@ -78,6 +78,20 @@ enum Command {
         #[command(subcommand)]
         command: minyi::arbitrate::ArbitrateCommand,
     },
+    /// Asks a running Minyi process whether it serves (gRPC health); exit code 0 when it does.
+    Health {
+        /// Default: `health_addr` when configured, else `grpc_addr` (`https://` when the
+        /// process serves TLS), as configured for this process.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// A service registered with the health service, e.g. `minyi.intake.v1.IntakeService`
+        /// (default: the server as a whole).
+        #[arg(long, default_value = "")]
+        service: String,
+        /// PEM CA bundle for an `https://` endpoint.
+        #[arg(long, env = "MINYI_CA_FILE")]
+        ca_file: Option<PathBuf>,
+    },
     /// Load generators; results as one JSON line.
     Bench {
         #[command(subcommand)]
@@ -273,6 +287,24 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
                     chrono::Duration::hours(ttl_hours)
                 )?
             );
+            Ok(())
+        }
+        Command::Health {
+            endpoint,
+            service,
+            ca_file,
+        } => {
+            let endpoint = match endpoint {
+                Some(e) => e,
+                None => minyi::health::default_endpoint(&Config::load(config_file.as_deref())?),
+            };
+            let tls = minyi::tls::ClientTls {
+                ca_file,
+                cert_file: None,
+                key_file: None,
+            };
+            minyi::health::check(&endpoint, &tls, &service).await?;
+            println!("{endpoint}: serving");
             Ok(())
         }
         Command::Petition { conn, command } => {
