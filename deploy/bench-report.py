@@ -32,10 +32,10 @@ def intake(rows):
 def pipeline(rows):
     return [
         machine() + "load generator and every process on the same machine; `make bench` (deploy/bench.sh), "
-        f"{rows[0]['duration_s']:.0f} s of submits at {rows[0]['offered_per_s']}/s per run.", "",
-        "| run | submitted | auto-dispatched | to dispatcher | duplicates | undecided | decided/s | decide p50 / p99 / max ms | dispatch p50 / p99 / max ms |",
-        "|---|---|---|---|---|---|---|---|---|"] + [
-        f"| {r['label']} | {r['submitted']} | {r['dispatched']} | {r['to_dispatcher']} | {r['duplicates']} | {r['undecided']} | {r['decided_per_s']:.0f} | "
+        f"{rows[0]['duration_s']:.0f} s of submits per run at the offered rate.", "",
+        "| run | offered/s | submitted | auto-dispatched | to dispatcher | duplicates | undecided | decided/s | decide p50 / p99 / max ms | dispatch p50 / p99 / max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|"] + [
+        f"| {r['label']} | {r['offered_per_s']} | {r['submitted']} | {r['dispatched']} | {r['to_dispatcher']} | {r['duplicates']} | {r['undecided']} | {r['decided_per_s']:.0f} | "
         f"{r['decide_p50_ms']:.1f} / {r['decide_p99_ms']:.1f} / {r['decide_max_ms']:.0f} | "
         f"{r['dispatch_p50_ms']:.1f} / {r['dispatch_p99_ms']:.1f} / {r['dispatch_max_ms']:.0f} |" for r in rows]
 

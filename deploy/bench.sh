@@ -58,14 +58,17 @@ kill -TERM $PID; wait $PID || true
 psql "$PG_ADMIN" -qc "DROP DATABASE $DB" || true
 
 # --- pipeline: submit → dispatched, embedded and on 1 and 2 replicas of every service ------
-PRATE=${PIPELINE_RATE:-100}
+# Offered rates, each for PDUR seconds on the same running cluster.
+PRATES=${PIPELINE_RATES:-100 400}
 PDUR=${PIPELINE_DURATION:-10}
 dtoken() { MINYI_JWT_SECRET=$JWT "$BIN" token --role dispatcher --sub bench; }
-run_pipe() { # label intake_port dispatch_port extra-args...
-  local label=$1 ip=$2 dp=$3; shift 3
-  "$BIN" bench pipeline --endpoint "http://127.0.0.1:$ip" --token "$(token)" \
-    --dispatcher-token "$(dtoken)" --dispatch-endpoint "http://127.0.0.1:$dp" \
-    --rate "$PRATE" --duration "$PDUR" --label "$label" "$@"
+run_pipe() { # label intake_port dispatch_port extra-args... (one result line per rate)
+  local label=$1 ip=$2 dp=$3 rate; shift 3
+  for rate in $PRATES; do
+    "$BIN" bench pipeline --endpoint "http://127.0.0.1:$ip" --token "$(token)" \
+      --dispatcher-token "$(dtoken)" --dispatch-endpoint "http://127.0.0.1:$dp" \
+      --rate "$rate" --duration "$PDUR" --label "$label" "$@"
+  done
 }
 pipes=()
 
