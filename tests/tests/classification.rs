@@ -115,6 +115,38 @@ async fn pipeline(backend: Backend) {
         assert_eq!(again.routing.unwrap().duplicate_of, first.id);
     }
 
+    // Several reports of one matter arriving together: classification handles petitions side
+    // by side, yet one stays the original and every other is linked to it.
+    let other = catalog
+        .items()
+        .iter()
+        .filter(|i| matches!(i.responsibility, Responsibility::Territorial))
+        .nth(1)
+        .unwrap();
+    let text = format!("{}，一直没人管", other.phrasings.join("，"));
+    let mut sent = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let mut agent = agent.clone();
+        let text = format!("{text}{}", "！".repeat(n));
+        sent.spawn(async move { submit(&mut agent, &text, "公明街道上村社区").await.id });
+    }
+    let mut burst = Vec::new();
+    while let Some(id) = sent.join_next().await {
+        burst.push(wait_routed(&mut agent, &id.unwrap()).await);
+    }
+    if !burst[0].routing.as_ref().unwrap().community.is_empty() {
+        let originals: Vec<&Ticket> = burst
+            .iter()
+            .filter(|t| t.status != TicketStatus::LinkedDuplicate.to_proto())
+            .collect();
+        assert_eq!(originals.len(), 1, "{burst:#?}");
+        for t in &burst {
+            if t.id != originals[0].id {
+                assert_eq!(t.routing.as_ref().unwrap().duplicate_of, originals[0].id);
+            }
+        }
+    }
+
     // Suggest while typing; hostile input is answered, not crashed on.
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
         .unwrap()
