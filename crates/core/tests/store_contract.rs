@@ -240,7 +240,7 @@ async fn contract(store: &dyn TicketStore) {
     assert_eq!(routed.version, 1);
     assert_eq!(routed.routing.as_ref(), Some(&routing));
     let near = store
-        .recent_open_in_community(
+        .duplicate_candidates(
             "CM-GM-DONGZHOU",
             Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap(),
             10,
@@ -248,9 +248,10 @@ async fn contract(store: &dyn TicketStore) {
         .await
         .unwrap();
     assert_eq!(near.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t1.id]);
+    assert_eq!(near[0].text, t1.text);
     assert!(
         store
-            .recent_open_in_community(
+            .duplicate_candidates(
                 "CM-GM-DONGZHOU",
                 Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap(),
                 10,

@@ -179,18 +179,14 @@ impl Worker {
                 - self.config.duplicate_window;
             match self
                 .store
-                .recent_open_in_community(&routing.community, since, 200)
+                .duplicate_candidates(&routing.community, since, 200)
                 .await
             {
                 Ok(candidates) => {
                     let best = candidates
                         .iter()
-                        .filter(|c| {
-                            c.id != ticket_id
-                                && c.routing
-                                    .as_ref()
-                                    .is_some_and(|r| r.duplicate_of.is_empty())
-                        })
+                        // Linked duplicates are closed, so never candidates themselves.
+                        .filter(|c| c.id != ticket_id)
                         .map(|c| (similarity(&c.text, &t.text), c))
                         .max_by(|a, b| a.0.total_cmp(&b.0));
                     if let Some((sim, original)) = best

@@ -123,6 +123,13 @@ pub struct RoutingRecord {
     pub routed_at: Option<DateTime<Utc>>,
 }
 
+/// An open ticket a new petition may repeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuplicateCandidate {
+    pub id: Uuid,
+    pub text: String,
+}
+
 /// A consumer's change to a ticket.
 #[derive(Debug, Clone, Default)]
 pub struct TicketUpdate {
@@ -267,14 +274,15 @@ pub trait TicketStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<InboxRecord>, StoreError>;
 
-    /// Open tickets received since `since` whose routing resolved to `community`, newest first
-    /// (duplicate detection).
-    async fn recent_open_in_community(
+    /// Open tickets received since `since` whose routing resolved to `community`, newest first:
+    /// the duplicate check's candidates, id and text only (it runs for every petition, so it
+    /// reads no more than it compares).
+    async fn duplicate_candidates(
         &self,
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<TicketRecord>, StoreError>;
+    ) -> Result<Vec<DuplicateCandidate>, StoreError>;
 }
 
 pub(crate) fn headers_to_json(h: &BTreeMap<String, String>) -> serde_json::Value {

@@ -6,8 +6,8 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
-    TicketStore, Transition, TransitionOutcome, headers_to_json,
+    AuditRecord, DuplicateCandidate, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
+    TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome, headers_to_json,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -533,22 +533,29 @@ impl TicketStore for PostgresStore {
             .collect()
     }
 
-    async fn recent_open_in_community(
+    async fn duplicate_candidates(
         &self,
         community: &str,
         since: chrono::DateTime<chrono::Utc>,
         limit: usize,
-    ) -> Result<Vec<TicketRecord>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT_TICKET} WHERE routing->>'community' = $1 AND received_at >= $2 \
+    ) -> Result<Vec<DuplicateCandidate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM tickets WHERE routing->>'community' = $1 AND received_at >= $2 \
                AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
-             ORDER BY received_at DESC LIMIT $3"
-        )))
+             ORDER BY received_at DESC LIMIT $3",
+        )
         .bind(community)
         .bind(since)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(ticket_from_row).collect()
+        rows.iter()
+            .map(|r| {
+                Ok(DuplicateCandidate {
+                    id: r.try_get("id")?,
+                    text: r.try_get("body")?,
+                })
+            })
+            .collect()
     }
 }

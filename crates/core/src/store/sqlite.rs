@@ -18,8 +18,9 @@ use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
-    TicketStore, TicketUpdate, Transition, TransitionOutcome, headers_to_json, tracking_number,
+    AuditRecord, DuplicateCandidate, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
+    TicketQuery, TicketRecord, TicketStore, TicketUpdate, Transition, TransitionOutcome,
+    headers_to_json, tracking_number,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -544,14 +545,15 @@ impl TicketStore for SqliteStore {
             .collect()
     }
 
-    async fn recent_open_in_community(
+    async fn duplicate_candidates(
         &self,
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<TicketRecord>, StoreError> {
+    ) -> Result<Vec<DuplicateCandidate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT doc FROM tickets WHERE community = ?1 AND received_at >= ?2 \
+            "SELECT id, json_extract(doc, '$.text') AS text FROM tickets \
+             WHERE community = ?1 AND received_at >= ?2 \
                AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
              ORDER BY received_at DESC LIMIT ?3",
         )
@@ -560,6 +562,13 @@ impl TicketStore for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.reader)
         .await?;
-        docs(&rows)
+        rows.iter()
+            .map(|r| {
+                Ok(DuplicateCandidate {
+                    id: uuid(&r.try_get::<String, _>("id")?)?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
     }
 }
