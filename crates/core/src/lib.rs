@@ -5,7 +5,7 @@
 //! - [`pii`]: personal data: AEAD sealing at rest with key ids for rotation, and masking.
 //! - [`auth`]: bearer tokens (JWT) and the roles that use the system.
 //! - [`clock`]: time as an injected dependency, so deadline tests move a clock.
-//! - [`store`]: the ticket store port, with PostgreSQL and embedded (journal file) adapters.
+//! - [`store`]: the ticket store port, with PostgreSQL, SQLite (embedded mode) and memory adapters.
 //! - [`bus`]: the message bus port, with RabbitMQ and in-process adapters.
 //! - [`timers`]: the timer port (due-time ordered), with Redis and in-memory adapters.
 //! - [`event`]: building and reading bus events.

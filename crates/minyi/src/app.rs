@@ -1,6 +1,6 @@
 //! Wiring: builds backends and services from a [`Config`] and runs them until shutdown.
 //!
-//! Embedded mode puts every service in this process on embedded backends (journal file,
+//! Embedded mode puts every service in this process on embedded backends (SQLite file,
 //! in-process bus, in-memory timers). Production mode runs the named services against
 //! PostgreSQL, RabbitMQ and Redis; any number of processes may run each service.
 
