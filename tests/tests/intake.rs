@@ -432,28 +432,8 @@ async fn an_old_journal_is_imported_into_the_embedded_database() {
     let dir = tempfile::tempdir().unwrap();
     let old = MemoryStore::open(&dir.path().join("journal.jsonl")).unwrap();
     let record = minyi_core::store::TicketRecord {
-        id: uuid::Uuid::now_v7(),
-        tracking_number: String::new(),
-        status: minyi_core::petition::TicketStatus::Received,
-        channel: minyi_core::petition::Channel::Hotline,
-        title: String::new(),
-        text: "路灯不亮".into(),
-        anonymous: true,
-        caller_name: None,
-        caller_phone: None,
-        caller_id_number: None,
-        address: "光明街道".into(),
-        latitude: None,
-        longitude: None,
-        event_time: None,
-        attachment_urls: vec![],
         idempotency_key: Some("call-1".into()),
-        received_at: chrono::Utc::now(),
-        received_by: "agent".into(),
-        follow_ups: vec![],
-        routing: None,
-        dispatch: None,
-        version: 0,
+        ..minyi_core::testing::ticket_record("路灯不亮", chrono::Utc::now())
     };
     let (before, _) = old.create_ticket(record, vec![]).await.unwrap();
     drop(old);

@@ -6,11 +6,9 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use minyi_core::auth::Role;
-use minyi_proto::common::Location;
-use minyi_proto::intake::{GetTicketRequest, SubmitPetitionRequest};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -75,46 +73,8 @@ async fn spans_reach_an_otlp_collector_over_grpc() {
     let telemetry = minyi::telemetry::init("text", Some(&format!("http://{addr}")), "otlp-test");
 
     let app = spawn_app(Backend::Embedded).await;
-    let catalog = minyi_catalog::demo_slice();
-    let item = catalog
-        .items()
-        .iter()
-        .find(|i| {
-            matches!(
-                i.responsibility,
-                minyi_catalog::model::Responsibility::Functional { .. }
-            )
-        })
-        .unwrap();
     let mut agent = app.intake(Some(Role::Agent)).await;
-    let t = agent
-        .submit_petition(SubmitPetitionRequest {
-            channel: 1,
-            text: item.phrasings.join("，"),
-            location: Some(Location {
-                address: "光明街道东周社区".into(),
-                point: None,
-            }),
-            ..SubmitPetitionRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .ticket
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = agent
-            .get_ticket(GetTicketRequest { id: t.id.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        if now.status == minyi_core::petition::TicketStatus::Dispatched.to_proto() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never dispatched: {now:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::submit_and_wait_dispatched(&mut agent).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     app.stop().await;
     // Dropping the telemetry handle flushes the batch, as at the end of `main`.

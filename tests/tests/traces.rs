@@ -4,11 +4,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use minyi_core::auth::Role;
-use minyi_proto::common::Location;
-use minyi_proto::intake::{GetTicketRequest, SubmitPetitionRequest};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt;
@@ -35,46 +33,8 @@ async fn one_trace_covers_intake_classification_and_dispatch() {
         .init();
 
     let c = support::spawn_cluster().await;
-    let catalog = minyi_catalog::demo_slice();
-    let item = catalog
-        .items()
-        .iter()
-        .find(|i| {
-            matches!(
-                i.responsibility,
-                minyi_catalog::model::Responsibility::Functional { .. }
-            )
-        })
-        .unwrap();
     let mut agent = c.intake.intake(Some(Role::Agent)).await;
-    let t = agent
-        .submit_petition(SubmitPetitionRequest {
-            channel: 1,
-            text: item.phrasings.join("，"),
-            location: Some(Location {
-                address: "光明街道东周社区".into(),
-                point: None,
-            }),
-            ..SubmitPetitionRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .ticket
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = agent
-            .get_ticket(GetTicketRequest { id: t.id.clone() })
-            .await
-            .unwrap()
-            .into_inner();
-        if now.status == minyi_core::petition::TicketStatus::Dispatched.to_proto() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never dispatched: {now:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::submit_and_wait_dispatched(&mut agent).await;
     // The dispatch span closes right after its commit; give it a moment, then flush.
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.stop().await;

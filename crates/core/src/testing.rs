@@ -43,3 +43,34 @@ pub async fn fresh_database() -> Result<String, sqlx::Error> {
     let server = base.rsplit_once('/').map_or(base.as_str(), |(s, _)| s);
     Ok(format!("{server}/{name}{query}"))
 }
+
+/// A received, anonymous hotline ticket with `text`, for tests that write to a store directly.
+pub fn ticket_record(
+    text: &str,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> crate::store::TicketRecord {
+    crate::store::TicketRecord {
+        id: uuid::Uuid::now_v7(),
+        tracking_number: String::new(),
+        status: crate::petition::TicketStatus::Received,
+        channel: crate::petition::Channel::Hotline,
+        title: String::new(),
+        text: text.to_owned(),
+        anonymous: true,
+        caller_name: None,
+        caller_phone: None,
+        caller_id_number: None,
+        address: "光明街道".into(),
+        latitude: None,
+        longitude: None,
+        event_time: None,
+        attachment_urls: vec![],
+        idempotency_key: None,
+        received_at,
+        received_by: "test".into(),
+        follow_ups: vec![],
+        routing: None,
+        dispatch: None,
+        version: 0,
+    }
+}

@@ -482,74 +482,8 @@ async fn expired_leases_are_reclaimed(store: &dyn TicketStore) {
     assert_eq!(second[0].message.event_id, first[0].message.event_id);
 }
 
-#[tokio::test]
-async fn memory_store_keeps_the_contract() {
-    contract(&MemoryStore::ephemeral()).await;
-    dispatch_contract(&MemoryStore::ephemeral()).await;
-    expired_leases_are_reclaimed(&MemoryStore::ephemeral()).await;
-}
-
-#[tokio::test]
-async fn journaled_store_keeps_the_contract_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.jsonl");
-    {
-        let store = MemoryStore::open(&path).unwrap();
-        contract(&store).await;
-    }
-    let reopened = MemoryStore::open(&path).unwrap();
-    assert_eq!(reopened.count_tickets().await.unwrap(), 6);
-    // Two outbox entries were never completed: they are still there after the restart.
-    assert_eq!(reopened.outbox_len().await.unwrap(), 2);
-    let e = reopened
-        .claim_outbox(10, Duration::from_secs(1))
-        .await
-        .unwrap();
-    assert_eq!(e[0].message.routing_key, "ticket.follow_up_added");
-    // A torn last line (crash mid-write) is ignored.
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"op\":\"crea"))
-        .unwrap();
-    assert_eq!(
-        MemoryStore::open(&path)
-            .unwrap()
-            .count_tickets()
-            .await
-            .unwrap(),
-        6
-    );
-    // Dispatch transitions, audit and inbox replay from the journal too.
-    let path = dir.path().join("dispatch.jsonl");
-    {
-        dispatch_contract(&MemoryStore::open(&path).unwrap()).await;
-    }
-    let reopened = MemoryStore::open(&path).unwrap();
-    let tickets = reopened
-        .list_tickets(&TicketQuery {
-            unit: Some("DEP-ZJ".into()),
-            limit: 10,
-            ..TicketQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(tickets.len(), 1);
-    assert_eq!(tickets[0].version, 2);
-    assert_eq!(reopened.audit_trail(tickets[0].id).await.unwrap().len(), 3);
-    assert_eq!(reopened.inbox("ST-GM", 0, 10).await.unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("minyi.db");
-    {
-        let store = SqliteStore::open(&path).await.unwrap();
-        contract(&store).await;
-        store.close().await;
-    }
-    let reopened = SqliteStore::open(&path).await.unwrap();
+/// What [`contract`] leaves behind, as a store reopened after it must show it.
+async fn after_reopen(reopened: &dyn TicketStore) {
     assert_eq!(reopened.count_tickets().await.unwrap(), 6);
     // Two outbox entries were never completed: they are still there after the restart.
     assert_eq!(reopened.outbox_len().await.unwrap(), 2);
@@ -559,24 +493,10 @@ async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
         .unwrap();
     assert_eq!(e[0].message.routing_key, "ticket.follow_up_added");
     assert_eq!(e[0].message.headers["traceparent"], "00-abc-def-01");
-    // Tracking numbers continue after the restart instead of starting again.
-    let (next, _) = reopened
-        .create_ticket(ticket(None, 30), vec![])
-        .await
-        .unwrap();
-    assert!(
-        next.tracking_number.ends_with("-000007"),
-        "{}",
-        next.tracking_number
-    );
+}
 
-    let path = dir.path().join("dispatch.db");
-    {
-        let store = SqliteStore::open(&path).await.unwrap();
-        dispatch_contract(&store).await;
-        store.close().await;
-    }
-    let reopened = SqliteStore::open(&path).await.unwrap();
+/// What [`dispatch_contract`] leaves behind: transitions, audit and inbox.
+async fn dispatch_after_reopen(reopened: &dyn TicketStore) {
     let tickets = reopened
         .list_tickets(&TicketQuery {
             unit: Some("DEP-ZJ".into()),
@@ -589,15 +509,10 @@ async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
     assert_eq!(tickets[0].version, 2);
     assert_eq!(reopened.audit_trail(tickets[0].id).await.unwrap().len(), 3);
     assert_eq!(reopened.inbox("ST-GM", 0, 10).await.unwrap().len(), 2);
-
-    let dir = tempfile::tempdir().unwrap();
-    expired_leases_are_reclaimed(&SqliteStore::open(&dir.path().join("l.db")).await.unwrap()).await;
 }
 
-#[tokio::test]
-async fn sqlite_concurrent_submits_with_one_key_make_one_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+/// Eight concurrent submits with one idempotency key make one ticket and one event.
+async fn one_key_makes_one_ticket(store: std::sync::Arc<dyn TicketStore>) {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let s = store.clone();
@@ -617,6 +532,86 @@ async fn sqlite_concurrent_submits_with_one_key_make_one_ticket() {
     assert_eq!(ids.len(), 1);
     assert_eq!(created, 1);
     assert_eq!(store.outbox_len().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(&MemoryStore::ephemeral()).await;
+    dispatch_contract(&MemoryStore::ephemeral()).await;
+    expired_leases_are_reclaimed(&MemoryStore::ephemeral()).await;
+}
+
+#[tokio::test]
+async fn journaled_store_keeps_the_contract_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    {
+        let store = MemoryStore::open(&path).unwrap();
+        contract(&store).await;
+    }
+    let reopened = MemoryStore::open(&path).unwrap();
+    after_reopen(&reopened).await;
+    // A torn last line (crash mid-write) is ignored.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"op\":\"crea"))
+        .unwrap();
+    assert_eq!(
+        MemoryStore::open(&path)
+            .unwrap()
+            .count_tickets()
+            .await
+            .unwrap(),
+        6
+    );
+    // Dispatch transitions, audit and inbox replay from the journal too.
+    let path = dir.path().join("dispatch.jsonl");
+    {
+        dispatch_contract(&MemoryStore::open(&path).unwrap()).await;
+    }
+    dispatch_after_reopen(&MemoryStore::open(&path).unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("minyi.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        contract(&store).await;
+        store.close().await;
+    }
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    after_reopen(&reopened).await;
+    // Tracking numbers continue after the restart instead of starting again.
+    let (next, _) = reopened
+        .create_ticket(ticket(None, 30), vec![])
+        .await
+        .unwrap();
+    assert!(
+        next.tracking_number.ends_with("-000007"),
+        "{}",
+        next.tracking_number
+    );
+
+    let path = dir.path().join("dispatch.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        dispatch_contract(&store).await;
+        store.close().await;
+    }
+    dispatch_after_reopen(&SqliteStore::open(&path).await.unwrap()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    expired_leases_are_reclaimed(&SqliteStore::open(&dir.path().join("l.db")).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_submits_with_one_key_make_one_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
+    one_key_makes_one_ticket(std::sync::Arc::new(store)).await;
 }
 
 /// An earlier version's journal moves into SQLite whole: tickets with their numbers, unpublished
@@ -700,24 +695,6 @@ async fn postgres_store_keeps_the_contract() {
 #[tokio::test]
 async fn postgres_concurrent_submits_with_one_key_make_one_ticket() {
     let url = minyi_core::testing::fresh_database().await.unwrap();
-    let store = std::sync::Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let s = store.clone();
-        tasks.push(tokio::spawn(async move {
-            s.create_ticket(ticket(Some("same"), 1), vec![event("ticket.received")])
-                .await
-                .unwrap()
-        }));
-    }
-    let mut ids = std::collections::HashSet::new();
-    let mut created = 0;
-    for t in tasks {
-        let (t, c) = t.await.unwrap();
-        ids.insert(t.id);
-        created += usize::from(c);
-    }
-    assert_eq!(ids.len(), 1);
-    assert_eq!(created, 1);
-    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    let store = PostgresStore::connect(&url, 8).await.unwrap();
+    one_key_makes_one_ticket(std::sync::Arc::new(store)).await;
 }

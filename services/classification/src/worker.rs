@@ -65,11 +65,11 @@ impl Default for CommunityLocks {
 
 impl CommunityLocks {
     async fn lock(&self, community: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in community.as_bytes() {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0[(h % self.0.len() as u64) as usize].lock().await
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(community, &mut h);
+        self.0[(std::hash::Hasher::finish(&h) % self.0.len() as u64) as usize]
+            .lock()
+            .await
     }
 }
 

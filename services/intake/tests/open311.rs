@@ -919,28 +919,9 @@ async fn listings_cover_ninety_days_and_at_most_a_thousand() {
     let store = app.intake.store().clone();
     let now = chrono::Utc::now();
     let stored = |age: chrono::Duration, n: usize| TicketRecord {
-        id: uuid::Uuid::now_v7(),
-        tracking_number: String::new(),
-        status: minyi_core::petition::TicketStatus::Received,
         channel: Channel::Open311,
-        title: String::new(),
-        text: format!("路灯不亮 {n}"),
-        anonymous: true,
-        caller_name: None,
-        caller_phone: None,
-        caller_id_number: None,
-        address: "光明街道".into(),
-        latitude: None,
-        longitude: None,
-        event_time: None,
-        attachment_urls: vec![],
-        idempotency_key: None,
-        received_at: now - age,
         received_by: "open311-app".into(),
-        follow_ups: vec![],
-        routing: None,
-        dispatch: None,
-        version: 0,
+        ..minyi_core::testing::ticket_record(&format!("路灯不亮 {n}"), now - age)
     };
     let (old, _) = store
         .create_ticket(stored(chrono::Duration::days(91), 0), vec![])

@@ -257,3 +257,48 @@ impl std::io::Write for LogBuffer {
         Ok(())
     }
 }
+
+/// Submits a petition the small catalog routes with confidence (a functional item's phrasings,
+/// a known place) and waits until it is dispatched: the ticket id.
+pub async fn submit_and_wait_dispatched(agent: &mut Intake) -> String {
+    use minyi_catalog::model::Responsibility;
+    use minyi_proto::common::Location;
+    use minyi_proto::intake::{GetTicketRequest, SubmitPetitionRequest};
+    let catalog = minyi_catalog::demo_slice();
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .unwrap();
+    let t = agent
+        .submit_petition(SubmitPetitionRequest {
+            channel: 1,
+            text: item.phrasings.join("，"),
+            location: Some(Location {
+                address: "光明街道东周社区".into(),
+                point: None,
+            }),
+            ..SubmitPetitionRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = agent
+            .get_ticket(GetTicketRequest { id: t.id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        if now.status == minyi_core::petition::TicketStatus::Dispatched.to_proto() {
+            return t.id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never dispatched: {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

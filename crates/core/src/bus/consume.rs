@@ -51,11 +51,9 @@ fn lane_of(m: &Message, lanes: usize) -> usize {
     let key = crate::event::decode(&m.payload)
         .map(|e| e.ticket_id)
         .unwrap_or_else(|| m.event_id.to_string());
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % lanes as u64) as usize
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&key, &mut h);
+    (std::hash::Hasher::finish(&h) % lanes as u64) as usize
 }
 
 /// Runs a consumer until `shutdown` turns true: deliveries already being handled finish and

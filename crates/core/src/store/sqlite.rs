@@ -97,29 +97,9 @@ impl SqliteStore {
                 .next()
                 .and_then(|n| n.parse::<i64>().ok())
                 .unwrap_or(i as i64 + 1);
-            sqlx::query(
-                "INSERT INTO tickets (id, seq, tracking_number, status, channel, received_at, \
-                   idempotency_key, community, version, doc) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .bind(t.id.to_string())
-            .bind(seq)
-            .bind(&t.tracking_number)
-            .bind(t.status.as_str())
-            .bind(t.channel.as_str())
-            .bind(micros(t.received_at))
-            .bind(&t.idempotency_key)
-            .bind(t.routing.as_ref().map(|r| r.community.as_str()))
-            .bind(t.version)
-            .bind(to_doc(t)?)
-            .execute(&mut *tx)
-            .await?;
-            for unit in t.dispatch.iter().flat_map(|d| d.units()) {
-                sqlx::query("INSERT OR IGNORE INTO ticket_units (unit, ticket_id) VALUES (?1, ?2)")
-                    .bind(unit)
-                    .bind(t.id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+            insert_ticket(&mut tx, t, seq).await?;
+            if let Some(d) = &t.dispatch {
+                set_units(&mut tx, t.id, d).await?;
             }
         }
         insert_events(&mut tx, &from.outbox).await?;
@@ -207,6 +187,52 @@ async fn save(conn: &mut SqliteConnection, t: &TicketRecord) -> Result<(), Store
     Ok(())
 }
 
+async fn insert_ticket(
+    conn: &mut SqliteConnection,
+    t: &TicketRecord,
+    seq: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO tickets (id, seq, tracking_number, status, channel, received_at, \
+           idempotency_key, community, version, doc) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .bind(t.id.to_string())
+    .bind(seq)
+    .bind(&t.tracking_number)
+    .bind(t.status.as_str())
+    .bind(t.channel.as_str())
+    .bind(micros(t.received_at))
+    .bind(&t.idempotency_key)
+    .bind(t.routing.as_ref().map(|r| r.community.as_str()))
+    .bind(t.version)
+    .bind(to_doc(t)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The lead and co-handling units of a ticket, for "my tickets" listings (replaced whole).
+async fn set_units(
+    conn: &mut SqliteConnection,
+    ticket_id: Uuid,
+    d: &super::DispatchRecord,
+) -> Result<(), StoreError> {
+    let id = ticket_id.to_string();
+    sqlx::query("DELETE FROM ticket_units WHERE ticket_id = ?1")
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
+    for unit in d.units() {
+        sqlx::query("INSERT OR IGNORE INTO ticket_units (unit, ticket_id) VALUES (?1, ?2)")
+            .bind(unit)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn insert_events(conn: &mut SqliteConnection, events: &[Message]) -> Result<(), StoreError> {
     for m in events {
         sqlx::query(
@@ -284,23 +310,7 @@ impl TicketStore for SqliteStore {
             version: 0,
             ..ticket
         };
-        sqlx::query(
-            "INSERT INTO tickets (id, seq, tracking_number, status, channel, received_at, \
-               idempotency_key, community, version, doc) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .bind(t.id.to_string())
-        .bind(seq)
-        .bind(&t.tracking_number)
-        .bind(t.status.as_str())
-        .bind(t.channel.as_str())
-        .bind(micros(t.received_at))
-        .bind(&t.idempotency_key)
-        .bind(t.routing.as_ref().map(|r| r.community.as_str()))
-        .bind(t.version)
-        .bind(to_doc(&t)?)
-        .execute(&mut *tx)
-        .await?;
+        insert_ticket(&mut tx, &t, seq).await?;
         insert_events(&mut tx, &events).await?;
         tx.commit().await?;
         Ok((t, true))
@@ -467,18 +477,8 @@ impl TicketStore for SqliteStore {
                 current_version: t.version,
             });
         }
+        set_units(&mut tx, tr.ticket_id, &tr.dispatch).await?;
         let id = tr.ticket_id.to_string();
-        sqlx::query("DELETE FROM ticket_units WHERE ticket_id = ?1")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        for unit in tr.dispatch.units() {
-            sqlx::query("INSERT OR IGNORE INTO ticket_units (unit, ticket_id) VALUES (?1, ?2)")
-                .bind(unit)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-        }
         t.status = tr.status;
         t.dispatch = Some(tr.dispatch);
         if let Some(routing) = tr.routing {
