@@ -767,6 +767,58 @@ async fn a_dispatchers_reclassification_becomes_a_training_example() {
     c.stop().await;
 }
 
+/// A returned ticket sent on to the next suggestion is handled as that suggestion's matter,
+/// and the dispatcher's choice is recorded as a training example.
+#[tokio::test]
+async fn a_ticket_sent_on_to_the_next_suggestion_becomes_a_training_example() {
+    let c = spawn_cluster().await;
+    let (text, owner) = functional_text();
+    let (_, rule) = territorial_text();
+    let id = submit(&c, &text, "光明街道东周社区").await;
+    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    let mut lead = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
+    lead.r#return(ReturnRequest {
+        ticket: id.clone(),
+        reason: "不属于本单位职责".into(),
+        catalog_rule: rule,
+        expected_version: 0,
+    })
+    .await
+    .unwrap();
+    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let before = get(&mut dispatcher, &id).await.routing.unwrap();
+    let next = before
+        .suggestions
+        .iter()
+        .find(|s| !s.unit.is_empty() && s.unit != owner)
+        .expect("a suggestion with another unit")
+        .clone();
+    let t = dispatcher
+        .dispatch(DispatchRequest {
+            ticket: id.clone(),
+            use_next_suggestion: true,
+            ..DispatchRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.state, DISPATCHED);
+    assert_eq!(t.lead_unit, next.unit);
+    let routing = t.routing.clone().unwrap();
+    assert_eq!(
+        routing.item_code, next.item_code,
+        "now handled as the suggestion's matter"
+    );
+    let dir = c.dispatch.config.catalog_dir.clone().unwrap();
+    let lines = std::fs::read_to_string(dir.join(minyi_catalog::RULINGS_FILE)).unwrap();
+    let example: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(example["label"], next.item_code.as_str());
+    assert_eq!(example["source"], "next_suggestion");
+    assert_eq!(example["ticket"], t.tracking_number.as_str());
+    c.stop().await;
+}
+
 #[tokio::test]
 async fn inbox_stream_resumes_from_its_cursor() {
     let c = spawn_cluster().await;

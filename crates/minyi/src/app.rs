@@ -465,6 +465,7 @@ impl App {
                 },
                 outbox_written: outbox_written.clone(),
                 community_locks: Default::default(),
+                shingles: Default::default(),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
             let watch = minyi_classification::watch::CatalogWatch {

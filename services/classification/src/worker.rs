@@ -13,7 +13,7 @@ use minyi_proto::events::{DuplicateLinked, NeedsDispatcher, TicketReceived, Tick
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::duplicates::similarity;
+use crate::duplicates::{ShingleCache, Shingles};
 use crate::router::{AUTO, RouterHandle};
 
 /// The consumer name: its queue and its dedupe key.
@@ -51,6 +51,8 @@ pub struct Worker {
     pub outbox_written: Arc<Notify>,
     /// Serializes the duplicate check and commit per community ([`WorkerConfig::lanes`]).
     pub community_locks: CommunityLocks,
+    /// Candidates' shingles by ticket id, so each text is analysed once, not per petition.
+    pub shingles: ShingleCache,
 }
 
 /// Striped locks by community name.
@@ -183,12 +185,22 @@ impl Worker {
                 .await
             {
                 Ok(candidates) => {
+                    let mine = self
+                        .shingles
+                        .get(ticket_id)
+                        .unwrap_or_else(|| std::sync::Arc::new(Shingles::of(&t.text)));
                     let best = candidates
                         .iter()
                         // Linked duplicates are closed, so never candidates themselves.
                         .filter(|c| c.id != ticket_id)
-                        .map(|c| (similarity(&c.text, &t.text), c))
+                        .map(|c| {
+                            (
+                                self.shingles.get_or_insert(c.id, &c.text).similarity(&mine),
+                                c,
+                            )
+                        })
                         .max_by(|a, b| a.0.total_cmp(&b.0));
+                    self.shingles.insert(ticket_id, mine);
                     if let Some((sim, original)) = best
                         && sim >= self.config.duplicate_threshold
                     {

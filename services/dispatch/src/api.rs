@@ -437,6 +437,7 @@ impl DispatchService for DispatchApi {
         let who = claims(&request)?;
         let r = request.into_inner();
         let item_code = r.item_code.trim().to_owned();
+        let next_suggestion = r.use_next_suggestion;
         let cmd = Command::Dispatch {
             lead_unit: r.lead_unit.trim().to_owned(),
             co_units: r.co_units,
@@ -445,15 +446,20 @@ impl DispatchService for DispatchApi {
             note: r.note,
         };
         let done = self.act(&who, &r.ticket, cmd, r.expected_version).await?;
-        // A dispatcher who names the item corrects the classifier: learn from it.
-        if let Some(dir) = self
-            .catalog_dir
-            .as_deref()
-            .filter(|_| !item_code.is_empty())
-        {
-            let t = done.get_ref();
-            let extra = serde_json::json!({"source": "dispatcher", "ticket": t.tracking_number});
-            if let Err(e) = crate::training::record(dir, &t.text, &item_code, extra) {
+        // A dispatcher who names the item, or sends a returned ticket on to the next
+        // suggestion (its matter), corrects the classifier: learn from it.
+        let t = done.get_ref();
+        let (label, source) = if !item_code.is_empty() {
+            (item_code, "dispatcher")
+        } else if next_suggestion {
+            let item = t.routing.as_ref().map(|r| r.item_code.clone());
+            (item.unwrap_or_default(), "next_suggestion")
+        } else {
+            (String::new(), "")
+        };
+        if let Some(dir) = self.catalog_dir.as_deref().filter(|_| !label.is_empty()) {
+            let extra = serde_json::json!({"source": source, "ticket": t.tracking_number});
+            if let Err(e) = crate::training::record(dir, &t.text, &label, extra) {
                 tracing::warn!(error = %e, "could not record the reclassification for training");
             }
         }

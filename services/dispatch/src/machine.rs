@@ -958,27 +958,12 @@ fn manual_dispatch(
     }
     let mut routing = t.routing.clone().unwrap_or_default();
     let mut problems = Vec::new();
-    if !m.item_code.is_empty() {
-        match catalog.get(m.item_code) {
-            Some(item) => {
-                routing.item_code = item.code.clone();
-                routing.item_name = item.name.clone();
-                routing.grade = item.grade.as_str().to_owned();
-                routing.accept_hours = item.limits.accept_hours;
-                routing.respond_hours = item.limits.respond_hours;
-                routing.complete_days = item.limits.complete_days;
-            }
-            None => problems.push((
-                "item_code".to_owned(),
-                format!("{} is not in the active catalog", m.item_code),
-            )),
-        }
-    }
     let returned: Vec<&str> = t
         .dispatch
         .iter()
         .flat_map(|d| d.returns.iter().map(|r| r.unit.as_str()))
         .collect();
+    let mut next_item = None;
     let lead = if m.use_next_suggestion {
         if !m.lead_unit.is_empty() {
             problems.push((
@@ -987,12 +972,19 @@ fn manual_dispatch(
             ));
         }
         let current = t.dispatch.as_ref().map(|d| d.lead_unit.as_str());
-        routing
-            .suggestions
-            .iter()
-            .map(|s| s.unit.as_str())
-            .find(|u| !u.is_empty() && !returned.contains(u) && Some(*u) != current)
-            .map(str::to_owned)
+        let next = routing.suggestions.iter().find(|s| {
+            !s.unit.is_empty()
+                && !returned.contains(&s.unit.as_str())
+                && Some(s.unit.as_str()) != current
+        });
+        // The ticket is now handled as the suggestion's matter, unless the dispatcher names one.
+        if let Some(s) = next
+            && m.item_code.is_empty()
+            && let Some(item) = catalog.get(&s.item_code)
+        {
+            next_item = Some(item);
+        }
+        next.map(|s| s.unit.clone())
             .or_else(|| {
                 problems.push((
                     "use_next_suggestion".to_owned(),
@@ -1021,6 +1013,25 @@ fn manual_dispatch(
         } else if Some(u) == lead.as_ref() {
             problems.push((format!("co_units[{i}]"), format!("{u} is the lead unit")));
         }
+    }
+    let item = if m.item_code.is_empty() {
+        next_item
+    } else {
+        catalog.get(m.item_code).or_else(|| {
+            problems.push((
+                "item_code".to_owned(),
+                format!("{} is not in the active catalog", m.item_code),
+            ));
+            None
+        })
+    };
+    if let Some(item) = item {
+        routing.item_code = item.code.clone();
+        routing.item_name = item.name.clone();
+        routing.grade = item.grade.as_str().to_owned();
+        routing.accept_hours = item.limits.accept_hours;
+        routing.respond_hours = item.limits.respond_hours;
+        routing.complete_days = item.limits.complete_days;
     }
     if !problems.is_empty() {
         return Err(Refusal::Invalid(problems));

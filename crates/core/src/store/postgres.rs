@@ -73,6 +73,44 @@ impl PostgresStore {
     }
 }
 
+/// A data-modifying CTE `ev` that appends `events` to the outbox, in order, when `guard` (a
+/// SQL condition) holds; its four arrays are bound from parameter `$first` on with
+/// [`bind_outbox`]. Lets a write and its events go in one statement: one round trip, its own
+/// transaction.
+fn outbox_cte(first: usize, guard: &str) -> String {
+    format!(
+        "ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers) \
+           SELECT e.event_id, e.routing_key, e.payload, e.headers \
+           FROM unnest(${}::uuid[], ${}::text[], ${}::bytea[], ${}::jsonb[]) \
+             WITH ORDINALITY AS e(event_id, routing_key, payload, headers, n) \
+           WHERE {guard} ORDER BY e.n)",
+        first,
+        first + 1,
+        first + 2,
+        first + 3
+    )
+}
+
+fn bind_outbox<'q, O>(
+    q: sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    events: &[Message],
+) -> sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(events.iter().map(|m| m.event_id).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|m| m.routing_key.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|m| headers_to_json(&m.headers))
+                .collect::<Vec<_>>(),
+        )
+}
+
 const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
      caller_name, caller_phone, caller_id_number, address, latitude, longitude, event_time, \
      attachment_urls, idempotency_key, received_at, received_by, follow_ups, routing, dispatch, \
@@ -170,50 +208,47 @@ impl TicketStore for PostgresStore {
         t: TicketRecord,
         events: Vec<Message>,
     ) -> Result<(TicketRecord, bool), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted: Option<String> = sqlx::query_scalar(
-            "WITH s AS (SELECT nextval('ticket_seq') AS n) \
-             INSERT INTO tickets (id, tracking_number, status, channel, title, body, anonymous, \
-               caller_name, caller_phone, caller_id_number, address, latitude, longitude, \
-               event_time, attachment_urls, idempotency_key, received_at, received_by) \
+        // Ticket and events in one statement (one round trip, atomic).
+        let sql = format!(
+            "WITH s AS (SELECT nextval('ticket_seq') AS n), \
+             t AS (INSERT INTO tickets (id, tracking_number, status, channel, title, body, \
+               anonymous, caller_name, caller_phone, caller_id_number, address, latitude, \
+               longitude, event_time, attachment_urls, idempotency_key, received_at, received_by) \
              SELECT $1, 'MY-' || to_char($16 AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' \
                       || lpad(s.n::text, greatest(6, length(s.n::text)), '0'), \
                     $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM s \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING tracking_number",
-        )
-        .bind(t.id)
-        .bind(t.status.as_str())
-        .bind(t.channel.as_str())
-        .bind(&t.title)
-        .bind(&t.text)
-        .bind(t.anonymous)
-        .bind(&t.caller_name)
-        .bind(&t.caller_phone)
-        .bind(&t.caller_id_number)
-        .bind(&t.address)
-        .bind(t.latitude)
-        .bind(t.longitude)
-        .bind(t.event_time)
-        .bind(serde_json::to_value(&t.attachment_urls).unwrap_or_default())
-        .bind(&t.idempotency_key)
-        .bind(t.received_at)
-        .bind(&t.received_by)
-        .fetch_optional(&mut *tx)
-        .await?;
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING tracking_number), {} \
+             SELECT tracking_number FROM t",
+            outbox_cte(18, "EXISTS (SELECT 1 FROM t)")
+        );
+        let q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(t.id)
+            .bind(t.status.as_str())
+            .bind(t.channel.as_str())
+            .bind(&t.title)
+            .bind(&t.text)
+            .bind(t.anonymous)
+            .bind(&t.caller_name)
+            .bind(&t.caller_phone)
+            .bind(&t.caller_id_number)
+            .bind(&t.address)
+            .bind(t.latitude)
+            .bind(t.longitude)
+            .bind(t.event_time)
+            .bind(serde_json::to_value(&t.attachment_urls).unwrap_or_default())
+            .bind(&t.idempotency_key)
+            .bind(t.received_at)
+            .bind(&t.received_by);
+        let inserted: Option<String> = bind_outbox(q, &events).fetch_optional(&self.pool).await?;
         match inserted {
-            Some(tracking_number) => {
-                Self::insert_events(&mut tx, &events).await?;
-                tx.commit().await?;
-                Ok((
-                    TicketRecord {
-                        tracking_number,
-                        ..t
-                    },
-                    true,
-                ))
-            }
+            Some(tracking_number) => Ok((
+                TicketRecord {
+                    tracking_number,
+                    ..t
+                },
+                true,
+            )),
             None => {
-                tx.rollback().await?;
                 let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "{SELECT_TICKET} WHERE idempotency_key = $1"
                 )))
@@ -381,42 +416,43 @@ impl TicketStore for PostgresStore {
         update: super::TicketUpdate,
         events: Vec<Message>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let first = sqlx::query(
-            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(consumer)
-        .bind(event_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !first {
-            tx.rollback().await?;
-            return Ok(false);
-        }
         let routing = update
             .routing
             .as_ref()
             .map(serde_json::to_value)
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let updated = sqlx::query(
-            "UPDATE tickets SET status = COALESCE($2, status), routing = COALESCE($3, routing), \
-               version = version + 1 WHERE id = $1",
-        )
-        .bind(ticket_id)
-        .bind(update.status.map(TicketStatus::as_str))
-        .bind(routing)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound(ticket_id.to_string()));
+        // Dedupe mark, update and events in one statement (one round trip, atomic).
+        let sql = format!(
+            "WITH first AS (INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) \
+               ON CONFLICT DO NOTHING RETURNING event_id), \
+             upd AS (UPDATE tickets SET status = COALESCE($4, status), \
+               routing = COALESCE($5, routing), version = version + 1 \
+               WHERE id = $3 AND EXISTS (SELECT 1 FROM first) RETURNING id), {} \
+             SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM first) THEN 0 \
+                         WHEN EXISTS (SELECT 1 FROM upd) THEN 1 ELSE 2 END",
+            outbox_cte(6, "EXISTS (SELECT 1 FROM upd)")
+        );
+        let q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(consumer)
+            .bind(event_id)
+            .bind(ticket_id)
+            .bind(update.status.map(TicketStatus::as_str))
+            .bind(routing);
+        let outcome: i32 = bind_outbox(q, &events).fetch_one(&self.pool).await?;
+        match outcome {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => {
+                // No such ticket: take the dedupe mark back, so the event is not "done".
+                sqlx::query("DELETE FROM processed_events WHERE consumer = $1 AND event_id = $2")
+                    .bind(consumer)
+                    .bind(event_id)
+                    .execute(&self.pool)
+                    .await?;
+                Err(StoreError::NotFound(ticket_id.to_string()))
+            }
         }
-        Self::insert_events(&mut tx, &events).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
