@@ -91,6 +91,15 @@ async fn submit_show_list_follow_up(backend: Backend) {
     for i in 0..4 {
         let mut p = petition(&format!("page-{i}"));
         p.caller = None;
+        // Other matters: the same one at the same place would be linked to whichever of them
+        // classification decides first, and the first ticket must stay open for its follow-up.
+        p.text = [
+            "井盖丢失，行人容易掉下去",
+            "路灯坏了一个多月",
+            "小区垃圾没人清运",
+            "公交站牌被撞倒",
+        ][i]
+            .into();
         agent.submit_petition(p).await.unwrap();
     }
     let mut seen = Vec::new();

@@ -91,6 +91,16 @@ async fn contract(store: &dyn TicketStore) {
         }
         ids.push(store.create_ticket(t, vec![]).await.unwrap().0.id);
     }
+    // Many at once: the ones that exist, unknown ids left out.
+    let mut many = store
+        .get_tickets(&[ids[2], Uuid::new_v4(), ids[0]])
+        .await
+        .unwrap();
+    many.sort_by_key(|t| t.id == ids[2]);
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[0], by_id);
+    assert_eq!(many[1].id, ids[2]);
+    assert!(store.get_tickets(&[]).await.unwrap().is_empty());
     let page1 = store
         .list_tickets(&TicketQuery {
             limit: 4,
@@ -249,6 +259,15 @@ async fn contract(store: &dyn TicketStore) {
         .unwrap();
     assert_eq!(near.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t1.id]);
     assert_eq!(near[0].text, t1.text);
+    let near_ids = store
+        .duplicate_candidate_ids(
+            "CM-GM-DONGZHOU",
+            Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(near_ids, vec![t1.id]);
     assert!(
         store
             .duplicate_candidates(
@@ -260,18 +279,17 @@ async fn contract(store: &dyn TicketStore) {
             .unwrap()
             .is_empty()
     );
-    assert!(matches!(
-        store
-            .apply_effect(
-                "x",
-                Uuid::now_v7(),
-                Uuid::now_v7(),
-                TicketUpdate::default(),
-                vec![]
-            )
-            .await,
-        Err(StoreError::NotFound(_))
-    ));
+    // An effect on a ticket that does not exist fails, and keeps failing when redelivered (it
+    // is not marked as done).
+    let (ghost_event, ghost) = (Uuid::now_v7(), Uuid::now_v7());
+    for _ in 0..2 {
+        assert!(matches!(
+            store
+                .apply_effect("x", ghost_event, ghost, TicketUpdate::default(), vec![])
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
 }
 
 fn dispatched(lead: &str, co: &[&str]) -> DispatchRecord {

@@ -163,6 +163,32 @@ impl Worker {
         routing
     }
 
+    /// The open tickets of `community` since `since` (newest 200) with their shingles: ids
+    /// from the store, texts read only for tickets this process has not analysed yet.
+    async fn candidates(
+        &self,
+        community: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(Uuid, Arc<Shingles>)>, StoreError> {
+        let ids = self
+            .store
+            .duplicate_candidate_ids(community, since, 200)
+            .await?;
+        let (mut found, mut unseen) = (Vec::with_capacity(ids.len()), Vec::new());
+        for id in ids {
+            match self.shingles.get(id) {
+                Some(s) => found.push((id, s)),
+                None => unseen.push(id),
+            }
+        }
+        if !unseen.is_empty() {
+            for t in self.store.get_tickets(&unseen).await? {
+                found.push((t.id, self.shingles.get_or_insert(t.id, &t.text)));
+            }
+        }
+        Ok(found)
+    }
+
     /// The update and event for `routing`, after checking for an open duplicate.
     async fn decide(
         &self,
@@ -179,34 +205,27 @@ impl Worker {
                 .and_then(from_timestamp)
                 .unwrap_or(now)
                 - self.config.duplicate_window;
-            match self
-                .store
-                .duplicate_candidates(&routing.community, since, 200)
-                .await
-            {
+            match self.candidates(&routing.community, since).await {
                 Ok(candidates) => {
                     let mine = self
                         .shingles
                         .get(ticket_id)
-                        .unwrap_or_else(|| std::sync::Arc::new(Shingles::of(&t.text)));
+                        .unwrap_or_else(|| Arc::new(Shingles::of(&t.text)));
                     let best = candidates
                         .iter()
-                        // Linked duplicates are closed, so never candidates themselves.
-                        .filter(|c| c.id != ticket_id)
-                        .map(|c| {
-                            (
-                                self.shingles.get_or_insert(c.id, &c.text).similarity(&mine),
-                                c,
-                            )
-                        })
-                        .max_by(|a, b| a.0.total_cmp(&b.0));
+                        // Candidates are classified open tickets (linked duplicates are
+                        // closed): the first of a matter classified stays the original.
+                        .filter(|(id, _)| *id != ticket_id)
+                        .map(|(id, s)| (s.similarity(&mine), *id))
+                        // The most similar; among equals the oldest.
+                        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
                     self.shingles.insert(ticket_id, mine);
                     if let Some((sim, original)) = best
                         && sim >= self.config.duplicate_threshold
                     {
-                        routing.duplicate_of = original.id.to_string();
+                        routing.duplicate_of = original.to_string();
                         let body = Body::DuplicateLinked(DuplicateLinked {
-                            duplicate_of: original.id.to_string(),
+                            duplicate_of: original.to_string(),
                             similarity: sim,
                         });
                         return (

@@ -1,5 +1,6 @@
 //! Keeps the read model current: a full load from the store at start, then every `ticket.#`
-//! event re-reads its ticket; a periodic reload repairs anything missed. Each replica has a
+//! event re-reads its ticket (the events that have arrived together, up to 64, in one store
+//! read); a periodic reload repairs anything missed. Each replica has a
 //! transient queue of its own (every replica sees every event; nothing piles up on the broker
 //! while no dashboard runs).
 //!
@@ -11,10 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use minyi_core::bus::{Bus, Delivery, Subscription};
+use minyi_core::bus::{Bus, BusError, Delivery, Subscription};
 use minyi_core::event::decode;
-use minyi_core::store::StoreError;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -99,48 +99,104 @@ impl Consumer {
         }
     }
 
-    async fn consume(&self, mut sub: Box<dyn Subscription>, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(100);
+    async fn consume(&self, sub: Box<dyn Subscription>, mut shutdown: watch::Receiver<bool>) {
+        // A reader task owns the subscription, so waiting for a delivery is never cancelled
+        // halfway; this loop takes whatever has arrived, up to BATCH at once, and re-reads
+        // their tickets in one store read.
         let mut gaps = sub.gaps();
+        let (tx, mut rx) = mpsc::channel(BATCH);
+        let reader = tokio::spawn(read(sub, tx, shutdown.clone()));
+        let mut backoff = Duration::from_millis(100);
         loop {
-            let delivery = tokio::select! {
-                d = sub.next() => d,
+            let first = tokio::select! {
+                r = rx.recv() => match r { Some(r) => r, None => break },
                 _ = shutdown.wait_for(|s| *s) => break,
             };
-            if sub.gaps() != gaps {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let newest_gaps = batch.iter().map(|(_, g)| *g).max().unwrap_or(gaps);
+            if newest_gaps != gaps {
                 // The broker lost our queue (a restart): events in between were missed.
-                gaps = sub.gaps();
+                gaps = newest_gaps;
                 tracing::info!("dashboard: resubscribed after a gap; reloading");
                 if !self.load(&mut shutdown).await {
                     break;
                 }
             }
-            let delivery = match delivery {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dashboard: bus error");
-                    tokio::time::sleep(backoff).await;
-                    continue;
+            let mut deliveries = Vec::with_capacity(batch.len());
+            for (d, _) in batch {
+                match d {
+                    Ok(d) => deliveries.push(d),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dashboard: bus error");
+                        tokio::time::sleep(backoff).await;
+                    }
                 }
+            }
+            if !deliveries.is_empty() {
+                self.apply(deliveries, &mut backoff).await;
+            }
+        }
+        reader.abort();
+    }
+
+    /// Re-reads the tickets of `deliveries` and settles each: ack once the model holds its
+    /// ticket; dead-letter what can never be applied; redeliver (after a backoff) on a store
+    /// outage.
+    async fn apply(&self, deliveries: Vec<Delivery>, backoff: &mut Duration) {
+        let mut ids = Vec::new();
+        let targets: Vec<Result<Uuid, &'static str>> = deliveries
+            .iter()
+            .map(|d| {
+                minyi_core::metrics::observe_delivery("dashboard", &d.message);
+                let event = decode(&d.message.payload).ok_or("not a minyi.events.v1.Event")?;
+                let id = Uuid::parse_str(&event.ticket_id).map_err(|_| "bad ticket id")?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+                Ok(id)
+            })
+            .collect();
+        let refreshed = self
+            .dashboard
+            .refresh_many(&ids)
+            .instrument(tracing::info_span!(
+                "dashboard.refresh",
+                tickets = ids.len()
+            ))
+            .await;
+        if let Err(e) = &refreshed {
+            tracing::warn!(error = %e, "dashboard: re-reading tickets failed; will retry");
+            tokio::time::sleep(*backoff).await;
+            *backoff = (*backoff * 2).min(Duration::from_secs(10));
+        } else {
+            *backoff = Duration::from_millis(100);
+        }
+        for (delivery, target) in deliveries.into_iter().zip(targets) {
+            let outcome = match (&refreshed, target) {
+                (_, Err(why)) => Outcome::Poison(why),
+                (Err(_), Ok(_)) => Outcome::Retry,
+                (Ok(missing), Ok(id)) if missing.contains(&id) => {
+                    Outcome::Poison("ticket not in the store")
+                }
+                (Ok(_), Ok(_)) => Outcome::Done,
             };
+            // Each event's own trace shows the dashboard taking it in.
             let span = tracing::info_span!("dashboard.consume", routing_key = %delivery.message.routing_key, trace_id = tracing::field::Empty);
             minyi_core::trace_context::follow(&span, &delivery.message.headers);
-            minyi_core::metrics::observe_delivery("dashboard", &delivery.message);
-            let settled = match self.handle(&delivery).instrument(span).await {
-                Outcome::Done => {
-                    backoff = Duration::from_millis(100);
-                    delivery.ack().await
-                }
-                Outcome::Retry => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    delivery.retry().await
-                }
+            let settled = match outcome {
+                Outcome::Done => delivery.ack().instrument(span).await,
+                Outcome::Retry => delivery.retry().instrument(span).await,
                 Outcome::Poison(why) => {
                     // A transient queue has no dead-letter queue: the message is dropped, and
                     // the periodic reload repairs whatever it would have changed.
-                    tracing::error!(event_id = %delivery.message.event_id, why, "dashboard: dropping an unreadable message");
-                    delivery.dead_letter().await
+                    span.in_scope(|| tracing::error!(event_id = %delivery.message.event_id, why, "dashboard: dropping an unreadable message"));
+                    delivery.dead_letter().instrument(span).await
                 }
             };
             if let Err(e) = settled {
@@ -148,23 +204,25 @@ impl Consumer {
             }
         }
     }
+}
 
-    #[tracing::instrument(skip_all, fields(ticket_id))]
-    async fn handle(&self, delivery: &Delivery) -> Outcome {
-        let Some(event) = decode(&delivery.message.payload) else {
-            return Outcome::Poison("not a minyi.events.v1.Event");
+/// Deliveries settled together.
+const BATCH: usize = 64;
+
+/// Moves deliveries (with the subscription's gap count when each arrived) into `tx`, until
+/// `shutdown` or the receiver is gone.
+async fn read(
+    mut sub: Box<dyn Subscription>,
+    tx: mpsc::Sender<(Result<Delivery, BusError>, u64)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let d = tokio::select! {
+            d = sub.next() => d,
+            _ = shutdown.wait_for(|s| *s) => return,
         };
-        let Ok(ticket_id) = Uuid::parse_str(&event.ticket_id) else {
-            return Outcome::Poison("bad ticket id");
-        };
-        tracing::Span::current().record("ticket_id", tracing::field::display(ticket_id));
-        match self.dashboard.refresh(ticket_id).await {
-            Ok(_) => Outcome::Done,
-            Err(StoreError::NotFound(_)) => Outcome::Poison("ticket not in the store"),
-            Err(e) => {
-                tracing::warn!(error = %e, "dashboard: re-reading the ticket failed; will retry");
-                Outcome::Retry
-            }
+        if tx.send((d, sub.gaps())).await.is_err() {
+            return;
         }
     }
 }

@@ -190,13 +190,26 @@ impl Dashboard {
         (overdue.len(), at_risk.len())
     }
 
-    /// Re-reads one ticket from the store into the model. Returns whether it changed.
-    pub async fn refresh(&self, id: Uuid) -> Result<bool, StoreError> {
-        let t = self.inner.store.get_ticket(&id.to_string()).await?;
-        let fact = self.fact_of(&t).await?;
-        let changed = self.write().upsert(fact);
+    /// Re-reads several tickets in one store read. Returns the ids the store does not have.
+    pub async fn refresh_many(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        let tickets = self.inner.store.get_tickets(ids).await?;
+        let mut facts = Vec::with_capacity(tickets.len());
+        for t in &tickets {
+            facts.push(self.fact_of(t).await?);
+        }
+        let mut changed = false;
+        {
+            let mut model = self.write();
+            for f in facts {
+                changed |= model.upsert(f);
+            }
+        }
         self.announce(changed);
-        Ok(changed)
+        Ok(ids
+            .iter()
+            .filter(|id| !tickets.iter().any(|t| t.id == **id))
+            .copied()
+            .collect())
     }
 
     /// Reads every ticket from the store, newest first, page by page. Safe to run while events

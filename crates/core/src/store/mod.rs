@@ -215,6 +215,20 @@ pub trait TicketStore: Send + Sync + 'static {
 
     async fn list_tickets(&self, query: &TicketQuery) -> Result<Vec<TicketRecord>, StoreError>;
 
+    /// The tickets among `ids` that exist, in no particular order (one read for many, where
+    /// the adapter can).
+    async fn get_tickets(&self, ids: &[Uuid]) -> Result<Vec<TicketRecord>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get_ticket(&id.to_string()).await {
+                Ok(t) => found.push(t),
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+
     /// Appends a follow-up to an open ticket, with its events, atomically.
     async fn add_follow_up(
         &self,
@@ -283,6 +297,22 @@ pub trait TicketStore: Send + Sync + 'static {
         since: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DuplicateCandidate>, StoreError>;
+
+    /// The ids of [`TicketStore::duplicate_candidates`], for a caller that keeps what it
+    /// compares by id and reads texts only for ids it has not seen.
+    async fn duplicate_candidate_ids(
+        &self,
+        community: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(self
+            .duplicate_candidates(community, since, limit)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect())
+    }
 }
 
 pub(crate) fn headers_to_json(h: &BTreeMap<String, String>) -> serde_json::Value {

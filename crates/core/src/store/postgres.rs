@@ -111,6 +111,11 @@ fn bind_outbox<'q, O>(
         )
 }
 
+/// The duplicate check's candidates (`$1` community, `$2` since, `$3` limit).
+const DUPLICATE_CANDIDATES: &str = "routing->>'community' = $1 AND received_at >= $2 \
+     AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
+     ORDER BY received_at DESC LIMIT $3";
+
 const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
      caller_name, caller_phone, caller_id_number, address, latitude, longitude, event_time, \
      attachment_urls, idempotency_key, received_at, received_by, follow_ups, routing, dispatch, \
@@ -281,6 +286,16 @@ impl TicketStore for PostgresStore {
         };
         let row = row.ok_or_else(|| StoreError::NotFound(id_or_tracking.to_owned()))?;
         ticket_from_row(&row)
+    }
+
+    async fn get_tickets(&self, ids: &[Uuid]) -> Result<Vec<TicketRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT_TICKET} WHERE id = ANY($1)"
+        )))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ticket_from_row).collect()
     }
 
     async fn list_tickets(&self, q: &TicketQuery) -> Result<Vec<TicketRecord>, StoreError> {
@@ -575,11 +590,9 @@ impl TicketStore for PostgresStore {
         since: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<DuplicateCandidate>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, body FROM tickets WHERE routing->>'community' = $1 AND received_at >= $2 \
-               AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
-             ORDER BY received_at DESC LIMIT $3",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, body FROM tickets WHERE {DUPLICATE_CANDIDATES}"
+        )))
         .bind(community)
         .bind(since)
         .bind(limit as i64)
@@ -593,5 +606,21 @@ impl TicketStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn duplicate_candidate_ids(
+        &self,
+        community: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM tickets WHERE {DUPLICATE_CANDIDATES}"
+        )))
+        .bind(community)
+        .bind(since)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }
