@@ -183,6 +183,10 @@ pub struct PipelineBenchArgs {
     /// Longest wait, after the last submit, for every ticket to be decided.
     #[arg(long, default_value_t = 120)]
     pub settle: u64,
+    /// Petitions sent through the whole pipeline, and waited for, before the clock starts (a
+    /// freshly started cluster is still loading its model and opening connections).
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
     #[arg(long, default_value = "")]
     pub label: String,
 }
@@ -251,6 +255,56 @@ pub async fn pipeline(
     };
     let dispatcher: tonic::metadata::MetadataValue<_> =
         format!("Bearer {dispatcher_token}").parse()?;
+    let channel = match &args.dispatch_endpoint {
+        Some(e) => conn.channel_to(e).await.context("--dispatch-endpoint")?,
+        None => conn.channel().await?,
+    };
+    let mut reader =
+        DispatchServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut()
+                .insert("authorization", dispatcher.clone());
+            Ok(req)
+        });
+    if args.warmup > 0 {
+        let mut client = IntakeServiceClient::new(conn.channel().await?);
+        let warm_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut ids = Vec::new();
+        // A street but no community: never a duplicate candidate for the measured petitions.
+        for (n, (text, _)) in pipeline_petitions(args.warmup).into_iter().enumerate() {
+            let mut req = tonic::Request::new(SubmitPetitionRequest {
+                channel: 1,
+                text: format!("{text}（预热）"),
+                caller: Some(Caller {
+                    anonymous: true,
+                    ..Caller::default()
+                }),
+                location: Some(Location {
+                    address: "光明街道".into(),
+                    point: None,
+                }),
+                idempotency_key: format!("warm-{warm_id}-{n}"),
+                ..SubmitPetitionRequest::default()
+            });
+            req.metadata_mut().insert("authorization", agent.clone());
+            if let Some(t) = client.submit_petition(req).await?.into_inner().ticket {
+                ids.push(t.id);
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(args.settle);
+        while let Some(id) = ids.last().cloned() {
+            let t = reader
+                .get_ticket(GetTicketRequest { ticket: id })
+                .await?
+                .into_inner();
+            if t.routing.is_some_and(|r| r.routed_at.is_some()) {
+                ids.pop();
+            } else if Instant::now() > until {
+                anyhow::bail!("the warm-up petitions were not decided within --settle seconds");
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
     let total = (args.rate * args.duration) as usize;
     let petitions = Arc::new(pipeline_petitions(total));
     let interval = Duration::from_secs_f64(args.clients as f64 / args.rate.max(1) as f64);
@@ -323,16 +377,6 @@ pub async fn pipeline(
     }
     let submitted = pending.len() as u64;
 
-    let channel = match &args.dispatch_endpoint {
-        Some(e) => conn.channel_to(e).await.context("--dispatch-endpoint")?,
-        None => conn.channel().await?,
-    };
-    let mut reader =
-        DispatchServiceClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-            req.metadata_mut()
-                .insert("authorization", dispatcher.clone());
-            Ok(req)
-        });
     let mut decide = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("histogram")?;
     let mut dispatch = decide.clone();
     let (mut dispatched, mut to_dispatcher, mut duplicates) = (0u64, 0u64, 0u64);
