@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, DuplicateCandidate, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
-    TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome, tracking_number,
+    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
+    TicketStore, Transition, TransitionOutcome, tracking_number,
 };
 use crate::bus::Message;
 
@@ -521,12 +521,12 @@ impl TicketStore for MemoryStore {
         Ok(entries[start..].iter().take(limit).cloned().collect())
     }
 
-    async fn duplicate_candidates(
+    async fn duplicate_candidate_ids(
         &self,
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<DuplicateCandidate>, StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
         let state = self.lock();
         Ok(state
             .by_received
@@ -537,10 +537,7 @@ impl TicketStore for MemoryStore {
             .filter(|t| t.status.is_open())
             .filter(|t| t.routing.as_ref().is_some_and(|r| r.community == community))
             .take(limit)
-            .map(|t| DuplicateCandidate {
-                id: t.id,
-                text: t.text.clone(),
-            })
+            .map(|t| t.id)
             .collect())
     }
 }

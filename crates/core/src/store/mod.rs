@@ -123,13 +123,6 @@ pub struct RoutingRecord {
     pub routed_at: Option<DateTime<Utc>>,
 }
 
-/// An open ticket a new petition may repeat.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DuplicateCandidate {
-    pub id: Uuid,
-    pub text: String,
-}
-
 /// A consumer's change to a ticket.
 #[derive(Debug, Clone, Default)]
 pub struct TicketUpdate {
@@ -289,30 +282,14 @@ pub trait TicketStore: Send + Sync + 'static {
     ) -> Result<Vec<InboxRecord>, StoreError>;
 
     /// Open tickets received since `since` whose routing resolved to `community`, newest first:
-    /// the duplicate check's candidates, id and text only (it runs for every petition, so it
-    /// reads no more than it compares).
-    async fn duplicate_candidates(
-        &self,
-        community: &str,
-        since: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<DuplicateCandidate>, StoreError>;
-
-    /// The ids of [`TicketStore::duplicate_candidates`], for a caller that keeps what it
-    /// compares by id and reads texts only for ids it has not seen.
+    /// the duplicate check's candidates, ids only (it runs for every petition; the caller keeps
+    /// what it compares by id and reads texts only for tickets it has not seen).
     async fn duplicate_candidate_ids(
         &self,
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        Ok(self
-            .duplicate_candidates(community, since, limit)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect())
-    }
+    ) -> Result<Vec<Uuid>, StoreError>;
 }
 
 pub(crate) fn headers_to_json(h: &BTreeMap<String, String>) -> serde_json::Value {

@@ -6,8 +6,8 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, DuplicateCandidate, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
-    TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome, headers_to_json,
+    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
+    TicketStore, Transition, TransitionOutcome, headers_to_json,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -110,11 +110,6 @@ fn bind_outbox<'q, O>(
                 .collect::<Vec<_>>(),
         )
 }
-
-/// The duplicate check's candidates (`$1` community, `$2` since, `$3` limit).
-const DUPLICATE_CANDIDATES: &str = "routing->>'community' = $1 AND received_at >= $2 \
-     AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
-     ORDER BY received_at DESC LIMIT $3";
 
 const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
      caller_name, caller_phone, caller_id_number, address, latitude, longitude, event_time, \
@@ -584,39 +579,17 @@ impl TicketStore for PostgresStore {
             .collect()
     }
 
-    async fn duplicate_candidates(
-        &self,
-        community: &str,
-        since: chrono::DateTime<chrono::Utc>,
-        limit: usize,
-    ) -> Result<Vec<DuplicateCandidate>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, body FROM tickets WHERE {DUPLICATE_CANDIDATES}"
-        )))
-        .bind(community)
-        .bind(since)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DuplicateCandidate {
-                    id: r.try_get("id")?,
-                    text: r.try_get("body")?,
-                })
-            })
-            .collect()
-    }
-
     async fn duplicate_candidate_ids(
         &self,
         community: &str,
         since: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<Uuid>, StoreError> {
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM tickets WHERE {DUPLICATE_CANDIDATES}"
-        )))
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE routing->>'community' = $1 AND received_at >= $2 \
+               AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
+             ORDER BY received_at DESC LIMIT $3",
+        )
         .bind(community)
         .bind(since)
         .bind(limit as i64)

@@ -18,9 +18,8 @@ use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, DuplicateCandidate, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
-    TicketQuery, TicketRecord, TicketStore, TicketUpdate, Transition, TransitionOutcome,
-    headers_to_json, tracking_number,
+    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
+    TicketStore, TicketUpdate, Transition, TransitionOutcome, headers_to_json, tracking_number,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -545,14 +544,14 @@ impl TicketStore for SqliteStore {
             .collect()
     }
 
-    async fn duplicate_candidates(
+    async fn duplicate_candidate_ids(
         &self,
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<DuplicateCandidate>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, json_extract(doc, '$.text') AS text FROM tickets \
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tickets \
              WHERE community = ?1 AND received_at >= ?2 \
                AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
              ORDER BY received_at DESC LIMIT ?3",
@@ -562,13 +561,6 @@ impl TicketStore for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DuplicateCandidate {
-                    id: uuid(&r.try_get::<String, _>("id")?)?,
-                    text: r.try_get("text")?,
-                })
-            })
-            .collect()
+        ids.iter().map(|id| uuid(id)).collect()
     }
 }
