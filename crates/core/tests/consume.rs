@@ -148,3 +148,139 @@ async fn the_loop_on_rabbitmq() {
     let bus = AmqpBus::connect(config).await.unwrap();
     shared_loop_keeps_its_promises(Arc::new(bus)).await;
 }
+
+/// The batch loop: every message settled once, never two of one ticket in a batch, a ticket's
+/// events in order, batches no bigger than asked, retries redelivered, poison dead-lettered.
+async fn batch_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
+    const BATCH_QUEUE: &str = "consume-batch-test";
+    bus.declare(BATCH_QUEUE, KEYS).await.unwrap();
+    let tickets: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    let mut messages = Vec::new();
+    for n in 0..5u32 {
+        for t in &tickets {
+            messages.push(new_event(
+                *t,
+                Utc::now(),
+                Body::FollowUpAdded(FollowUpAdded {
+                    text: n.to_string(),
+                }),
+            ));
+        }
+    }
+    let mut poison = messages[0].clone();
+    poison.event_id = Uuid::now_v7();
+    poison.payload = b"not an event".to_vec();
+    messages.push(poison);
+    bus.publish(&messages).await.unwrap();
+
+    #[derive(Default)]
+    struct Batches {
+        order: HashMap<String, Vec<u32>>,
+        sizes: Vec<usize>,
+        retried: bool,
+    }
+    let seen = Arc::new(Mutex::new(Batches::default()));
+    let (stop, stopped) = watch::channel(false);
+    let handler_seen = seen.clone();
+    let flaky = tickets[0].to_string();
+    let task = tokio::spawn(minyi_core::bus::consume_batches(
+        bus.clone(),
+        minyi_core::bus::BatchOptions {
+            consumer: BATCH_QUEUE,
+            routing_keys: KEYS,
+            max_batch: 4,
+            span: |m| tracing::info_span!("test.batch", routing_key = %m.routing_key),
+        },
+        stopped,
+        move |items| {
+            let seen = handler_seen.clone();
+            let flaky = flaky.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut s = seen.lock().unwrap();
+                s.sizes.push(items.len());
+                let mut in_batch = std::collections::HashSet::new();
+                items
+                    .iter()
+                    .map(|item| {
+                        let Some(event) = decode(&item.message.payload) else {
+                            return Outcome::Poison("not an event");
+                        };
+                        assert!(
+                            in_batch.insert(event.ticket_id.clone()),
+                            "one ticket twice in a batch"
+                        );
+                        let Some(Body::FollowUpAdded(f)) = event.body else {
+                            return Outcome::Poison("unexpected body");
+                        };
+                        let n: u32 = f.text.parse().unwrap();
+                        if event.ticket_id == flaky && n == 2 && !s.retried {
+                            s.retried = true;
+                            return Outcome::Retry;
+                        }
+                        s.order.entry(event.ticket_id.clone()).or_default().push(n);
+                        Outcome::Done
+                    })
+                    .collect()
+            }
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: usize = seen.lock().unwrap().order.values().map(Vec::len).sum();
+        if done == 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} of 30 handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the loop stops when told")
+        .unwrap();
+
+    let s = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(s.retried);
+    for t in &tickets[1..] {
+        assert_eq!(
+            s.order[&t.to_string()],
+            [0, 1, 2, 3, 4],
+            "ticket {t} out of order"
+        );
+    }
+    let mut flaky = s.order[&tickets[0].to_string()].clone();
+    flaky.sort_unstable();
+    assert_eq!(flaky, [0, 1, 2, 3, 4]);
+    assert!(s.sizes.iter().all(|n| *n <= 4), "{:?}", s.sizes);
+    assert!(
+        s.sizes.iter().any(|n| *n > 1),
+        "never batched: {:?}",
+        s.sizes
+    );
+    assert_eq!(bus.queue_depth(BATCH_QUEUE).await.unwrap(), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bus.dead_letter_depth(BATCH_QUEUE).await.unwrap() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the poison message was not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_batch_loop_on_the_memory_bus() {
+    batch_loop_keeps_its_promises(Arc::new(MemoryBus::default())).await;
+}
+
+#[tokio::test]
+async fn the_batch_loop_on_rabbitmq() {
+    let mut config = AmqpConfig::new(
+        &minyi_core::testing::amqp_url(),
+        &minyi_core::testing::random_name(),
+    );
+    config.queue_expires = Some(Duration::from_secs(120));
+    let bus = AmqpBus::connect(config).await.unwrap();
+    batch_loop_keeps_its_promises(Arc::new(bus)).await;
+}

@@ -11,6 +11,7 @@ use minyi_core::store::{
     PostgresStore, RoutingRecord, SqliteStore, StoreError, SuggestionRecord, TicketQuery,
     TicketRecord, TicketStore, TicketUpdate, Transition, TransitionOutcome,
 };
+use minyi_core::store::{Effect, EffectOutcome};
 use uuid::Uuid;
 
 fn ticket(key: Option<&str>, minute: u32) -> TicketRecord {
@@ -257,7 +258,7 @@ async fn contract(store: &dyn TicketStore) {
         )
         .await
         .unwrap();
-    assert_eq!(near_ids, vec![t1.id]);
+    assert_eq!(near_ids, vec![(t1.id, t1.received_at)]);
     assert!(
         store
             .duplicate_candidate_ids(
@@ -280,6 +281,123 @@ async fn contract(store: &dyn TicketStore) {
             Err(StoreError::NotFound(_))
         ));
     }
+}
+
+/// Several effects in one call: each applied once, with its events in order; a redelivered
+/// one changes nothing; one on a missing ticket fails alone and is not marked done.
+async fn batched_effects(store: &dyn TicketStore) {
+    let mut ids = Vec::new();
+    for minute in 0..3 {
+        let (t, _) = store
+            .create_ticket(ticket(None, minute), vec![])
+            .await
+            .unwrap();
+        ids.push(t.id);
+    }
+    let routed = |n: u32| TicketUpdate {
+        status: Some(TicketStatus::NeedsDispatcher),
+        routing: Some(RoutingRecord {
+            community: format!("CM-{n}"),
+            ..RoutingRecord::default()
+        }),
+    };
+    // The first ticket's effect was applied before (a redelivery in the batch).
+    let before = Uuid::now_v7();
+    assert!(
+        store
+            .apply_effect(
+                "classification",
+                before,
+                ids[0],
+                routed(0),
+                vec![event("ticket.needs_dispatcher")]
+            )
+            .await
+            .unwrap()
+    );
+    let batch = vec![
+        Effect {
+            event_id: before,
+            ticket_id: ids[0],
+            update: routed(9),
+            events: vec![event("ticket.needs_dispatcher")],
+        },
+        Effect {
+            event_id: Uuid::now_v7(),
+            ticket_id: ids[1],
+            update: routed(1),
+            events: vec![event("ticket.routed"), event("ticket.duplicate_linked")],
+        },
+        Effect {
+            event_id: Uuid::now_v7(),
+            ticket_id: Uuid::now_v7(),
+            update: routed(7),
+            events: vec![event("ticket.routed")],
+        },
+        Effect {
+            event_id: Uuid::now_v7(),
+            ticket_id: ids[2],
+            update: TicketUpdate::default(),
+            events: vec![],
+        },
+    ];
+    let outbox = store.outbox_len().await.unwrap();
+    let outcomes = store
+        .apply_effects("classification", batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            EffectOutcome::AlreadyApplied,
+            EffectOutcome::Applied,
+            EffectOutcome::NotFound,
+            EffectOutcome::Applied
+        ]
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), outbox + 2);
+    let first = store.get_ticket(&ids[0].to_string()).await.unwrap();
+    assert_eq!(
+        first.routing.unwrap().community,
+        "CM-0",
+        "applied once, not twice"
+    );
+    assert_eq!(first.version, 1);
+    let second = store.get_ticket(&ids[1].to_string()).await.unwrap();
+    assert_eq!(second.status, TicketStatus::NeedsDispatcher);
+    assert_eq!(second.routing.unwrap().community, "CM-1");
+    assert_eq!(second.version, 1);
+    let third = store.get_ticket(&ids[2].to_string()).await.unwrap();
+    assert_eq!((third.status, third.version), (TicketStatus::Received, 1));
+    // The second ticket's two events, in order.
+    let claimed = store
+        .claim_outbox(100, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let keys: Vec<&str> = claimed
+        .iter()
+        .map(|e| e.message.routing_key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "ticket.needs_dispatcher",
+            "ticket.routed",
+            "ticket.duplicate_linked"
+        ]
+    );
+    // Redelivered whole: nothing changes; the missing ticket still fails.
+    let again = store.apply_effects("classification", batch).await.unwrap();
+    assert_eq!(
+        again,
+        [
+            EffectOutcome::AlreadyApplied,
+            EffectOutcome::AlreadyApplied,
+            EffectOutcome::NotFound,
+            EffectOutcome::AlreadyApplied
+        ]
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), outbox + 2);
 }
 
 fn dispatched(lead: &str, co: &[&str]) -> DispatchRecord {
@@ -545,6 +663,7 @@ async fn one_key_makes_one_ticket(store: std::sync::Arc<dyn TicketStore>) {
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(&MemoryStore::ephemeral()).await;
+    batched_effects(&MemoryStore::ephemeral()).await;
     dispatch_contract(&MemoryStore::ephemeral()).await;
     expired_leases_are_reclaimed(&MemoryStore::ephemeral()).await;
 }
@@ -613,6 +732,7 @@ async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
 
     let dir = tempfile::tempdir().unwrap();
     expired_leases_are_reclaimed(&SqliteStore::open(&dir.path().join("l.db")).await.unwrap()).await;
+    batched_effects(&SqliteStore::open(&dir.path().join("b.db")).await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -694,6 +814,8 @@ async fn postgres_store_keeps_the_contract() {
     let url = minyi_core::testing::fresh_database().await.unwrap();
     let store = PostgresStore::connect(&url, 4).await.unwrap();
     contract(&store).await;
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    batched_effects(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();
     dispatch_contract(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();

@@ -461,11 +461,11 @@ impl App {
                 config: WorkerConfig {
                     duplicate_window: chrono::Duration::days(self.config.duplicate_window_days),
                     duplicate_threshold: self.config.duplicate_threshold,
-                    lanes: self.config.consumer_lanes,
+                    max_batch: self.config.classification_batch.max(1),
                 },
                 outbox_written: outbox_written.clone(),
-                community_locks: Default::default(),
                 shingles: Default::default(),
+                pools: Default::default(),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
             let watch = minyi_classification::watch::CatalogWatch {

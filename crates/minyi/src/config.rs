@@ -84,9 +84,13 @@ pub struct Config {
     /// How often the routing state and the SLA timers are checked for loss (Redis flushed)
     /// and rebuilt from PostgreSQL, in seconds.
     pub reconcile_secs: u64,
-    /// Events the classification and dispatch consumers of one process handle at once, each
-    /// for a different ticket (`MINYI_CONSUMER_LANES`); 1 handles them strictly one by one.
+    /// Events the dispatch consumer of one process handles at once, each for a different
+    /// ticket (`MINYI_CONSUMER_LANES`); 1 handles them strictly one by one.
     pub consumer_lanes: usize,
+    /// Most received petitions the classification consumer decides and commits together
+    /// (`MINYI_CLASSIFICATION_BATCH`); batches form from what has arrived. 1 commits each
+    /// petition on its own.
+    pub classification_batch: usize,
 }
 
 /// TLS of the listeners. With `cert_file` and `key_file` set, gRPC and HTTP are served over
@@ -157,6 +161,7 @@ impl Default for Config {
             sla_warning_fractions: vec![0.75, 0.9],
             reconcile_secs: 30,
             consumer_lanes: 8,
+            classification_batch: 64,
         }
     }
 }

@@ -1,20 +1,32 @@
 //! The classification worker: `ticket.received` in; the decision (and `ticket.routed`,
 //! `ticket.needs_dispatcher` or `ticket.duplicate_linked`) committed exactly once; then ack.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use minyi_core::bus::{Bus, ConsumeOptions, Message, Outcome, consume};
+use minyi_core::bus::{BatchItem, BatchOptions, Bus, Message, Outcome, consume_batches};
 use minyi_core::clock::Clock;
 use minyi_core::event::{decode, from_timestamp, new_event, routing_proto};
 use minyi_core::petition::TicketStatus;
-use minyi_core::store::{StoreError, TicketStore, TicketUpdate};
+use minyi_core::store::{
+    Effect, EffectOutcome, RoutingRecord, StoreError, TicketStore, TicketUpdate,
+};
 use minyi_proto::events::event::Body;
 use minyi_proto::events::{DuplicateLinked, NeedsDispatcher, TicketReceived, TicketRouted};
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::duplicates::{ShingleCache, Shingles};
 use crate::router::{AUTO, RouterHandle};
+
+/// Open tickets a petition is compared with: the newest of its community's window.
+const CANDIDATES: usize = 200;
+
+/// How long a community's candidates read from the store serve later batches (with this
+/// process's own decisions added). Under load one read serves many batches; a ticket another
+/// replica classified, or one closed, in the meantime is seen at most this much later.
+const POOL_TTL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The consumer name: its queue and its dedupe key.
 pub const CONSUMER: &str = "classification";
@@ -25,10 +37,9 @@ pub struct WorkerConfig {
     pub duplicate_window: chrono::Duration,
     /// Text similarity (bigram Jaccard) from which a petition is a duplicate.
     pub duplicate_threshold: f64,
-    /// Petitions classified at once. Those resolved to the same community take turns for the
-    /// duplicate check and its commit, so two near-identical reports arriving together are
-    /// still linked (within one process).
-    pub lanes: usize,
+    /// Most petitions classified and committed together (one statement). Batches form from
+    /// what has arrived: one petition at a time when traffic is light, bigger under load.
+    pub max_batch: usize,
 }
 
 impl Default for WorkerConfig {
@@ -36,7 +47,7 @@ impl Default for WorkerConfig {
         Self {
             duplicate_window: chrono::Duration::days(3),
             duplicate_threshold: 0.6,
-            lanes: 8,
+            max_batch: 64,
         }
     }
 }
@@ -49,34 +60,42 @@ pub struct Worker {
     pub config: WorkerConfig,
     /// Wakes this process's outbox relay after a commit.
     pub outbox_written: Arc<Notify>,
-    /// Serializes the duplicate check and commit per community ([`WorkerConfig::lanes`]).
-    pub community_locks: CommunityLocks,
     /// Candidates' shingles by ticket id, so each text is analysed once, not per petition.
     pub shingles: ShingleCache,
+    /// Each community's candidates as last read from the store, with this process's
+    /// decisions since (see [`POOL_TTL`]).
+    pub pools: Mutex<HashMap<String, Pool>>,
 }
 
-/// Striped locks by community name.
-#[derive(Debug)]
-pub struct CommunityLocks(Vec<tokio::sync::Mutex<()>>);
-
-impl Default for CommunityLocks {
-    fn default() -> Self {
-        Self((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
-    }
+/// A community's duplicate candidates as read from the store at `fetched_at` (those received
+/// since `since`), plus the petitions this process has classified there since.
+#[derive(Clone)]
+pub struct Pool {
+    fetched_at: std::time::Instant,
+    since: chrono::DateTime<chrono::Utc>,
+    candidates: Vec<Candidate>,
 }
 
-impl CommunityLocks {
-    async fn lock(&self, community: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::hash::Hash::hash(community, &mut h);
-        self.0[(std::hash::Hasher::finish(&h) % self.0.len() as u64) as usize]
-            .lock()
-            .await
-    }
+/// A received petition of the batch in hand.
+struct Petition {
+    /// Its place in the batch.
+    n: usize,
+    event_id: Uuid,
+    ticket_id: Uuid,
+    received: TicketReceived,
+    received_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An open ticket the duplicate check compares with.
+#[derive(Clone)]
+struct Candidate {
+    id: Uuid,
+    received_at: chrono::DateTime<chrono::Utc>,
+    shingles: Arc<Shingles>,
 }
 
 impl Worker {
-    /// Consumes until `shutdown`; deliveries in hand are finished first.
+    /// Consumes until `shutdown`; the batch in hand is finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         // No decisions without a model: tickets wait in the queue until the first one is ready.
         tokio::select! {
@@ -84,161 +103,291 @@ impl Worker {
             _ = shutdown.wait_for(|s| *s) => return,
         }
         let bus = self.bus.clone();
-        let lanes = self.config.lanes;
+        let max_batch = self.config.max_batch;
         let me = Arc::new(self);
-        consume(
+        consume_batches(
             bus,
-            ConsumeOptions {
+            BatchOptions {
                 consumer: CONSUMER,
                 routing_keys: &["ticket.received"],
-                lanes,
-                transient: false,
-                span: |m| tracing::info_span!("classification.consume", routing_key = %m.routing_key, trace_id = tracing::field::Empty),
+                max_batch,
+                span: |m| tracing::info_span!("classification.consume", routing_key = %m.routing_key, ticket_id = tracing::field::Empty, trace_id = tracing::field::Empty),
             },
             shutdown,
-            move |m| {
+            move |items| {
                 let me = me.clone();
-                async move { me.handle(&m).await }
+                async move { me.handle_batch(items).await }
             },
         )
         .await;
     }
 
-    #[tracing::instrument(skip_all, fields(ticket_id))]
-    async fn handle(&self, message: &Message) -> Outcome {
-        let Some(event) = decode(&message.payload) else {
-            return Outcome::Poison("not a minyi.events.v1.Event");
-        };
+    /// Classifies a batch of received petitions (different tickets), checks each for an open
+    /// duplicate (earlier ones of the batch included: the batch is decided in order), and
+    /// commits every decision with its event in one store call.
+    async fn handle_batch(&self, items: Vec<BatchItem>) -> Vec<Outcome> {
+        let mut outcomes = vec![Outcome::Done; items.len()];
+        let mut petitions = Vec::with_capacity(items.len());
+        for (n, item) in items.iter().enumerate() {
+            match Self::petition(n, &item.message, self.clock.now()) {
+                Ok(Some(p)) => {
+                    item.span
+                        .record("ticket_id", tracing::field::display(p.ticket_id));
+                    petitions.push(p);
+                }
+                Ok(None) => {}
+                Err(why) => outcomes[n] = Outcome::Poison(why),
+            }
+        }
+        if petitions.is_empty() {
+            return outcomes;
+        }
+        let router = self.router.wait_ready().await;
+        let routings: Vec<RoutingRecord> = petitions
+            .iter()
+            .map(|p| {
+                let _in = items[p.n].span.enter();
+                let t = &p.received;
+                let text = if t.title.is_empty() {
+                    t.text.clone()
+                } else {
+                    format!("{}\n{}", t.title, t.text)
+                };
+                let point = t.point.as_ref().map(|p| (p.latitude, p.longitude));
+                let mut routing = router.decide(&text, &t.address, point);
+                routing.routed_at = Some(self.clock.now());
+                routing
+            })
+            .collect();
+        let mut pools = self.candidate_pools(&petitions, &routings).await;
+        let mut effects = Vec::with_capacity(petitions.len());
+        let mut statuses = Vec::with_capacity(petitions.len());
+        for (p, routing) in petitions.iter().zip(routings) {
+            let _in = items[p.n].span.enter();
+            let (update, body) = self.decide(p, routing, &mut pools);
+            statuses.push(update.status);
+            effects.push(Effect {
+                event_id: p.event_id,
+                ticket_id: p.ticket_id,
+                update,
+                events: vec![new_event(p.ticket_id, self.clock.now(), body)],
+            });
+        }
+        let applied = self
+            .store
+            .apply_effects(CONSUMER, effects)
+            .instrument(tracing::info_span!(
+                "classification.commit",
+                tickets = petitions.len()
+            ))
+            .await;
+        match applied {
+            Ok(results) => {
+                if results.contains(&EffectOutcome::Applied) {
+                    self.outbox_written.notify_one();
+                }
+                // The batch's originals are candidates for the next batches.
+                let mut cache = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+                for (community, mut pool) in pools {
+                    if pool.candidates.len() > 2 * CANDIDATES + self.config.max_batch {
+                        pool.candidates
+                            .sort_by_key(|c| std::cmp::Reverse(c.received_at));
+                        pool.candidates.truncate(CANDIDATES + self.config.max_batch);
+                    }
+                    cache.insert(community, pool);
+                }
+                drop(cache);
+                for ((p, result), status) in petitions.iter().zip(results).zip(statuses) {
+                    let _in = items[p.n].span.enter();
+                    outcomes[p.n] = match result {
+                        EffectOutcome::Applied => {
+                            tracing::info!(ticket_id = %p.ticket_id, status = ?status, "ticket classified");
+                            Outcome::Done
+                        }
+                        EffectOutcome::AlreadyApplied => Outcome::Done,
+                        EffectOutcome::NotFound => Outcome::Poison("ticket not in the store"),
+                    };
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, tickets = petitions.len(), "store failed; will retry");
+                for p in &petitions {
+                    outcomes[p.n] = Outcome::Retry;
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// The received petition in `message`; `None` for other events (nothing to do).
+    fn petition(
+        n: usize,
+        message: &Message,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Petition>, &'static str> {
+        let event = decode(&message.payload).ok_or("not a minyi.events.v1.Event")?;
         let (Ok(event_id), Ok(ticket_id)) = (
             Uuid::parse_str(&event.event_id),
             Uuid::parse_str(&event.ticket_id),
         ) else {
-            return Outcome::Poison("bad event or ticket id");
+            return Err("bad event or ticket id");
         };
-        tracing::Span::current().record("ticket_id", tracing::field::display(ticket_id));
         let Some(Body::Received(received)) = event.body else {
-            return Outcome::Done;
+            return Ok(None);
         };
-        let routing = self.route(&received).await;
-        // Same community: one at a time from the duplicate check to the commit.
-        let _turn = if routing.community.is_empty() {
-            None
-        } else {
-            Some(self.community_locks.lock(&routing.community).await)
-        };
-        let (update, body) = self.decide(ticket_id, &received, routing).await;
-        let status = update.status;
-        let out = new_event(ticket_id, self.clock.now(), body);
-        match self
-            .store
-            .apply_effect(CONSUMER, event_id, ticket_id, update, vec![out])
-            .await
-        {
-            Ok(applied) => {
-                if applied {
-                    self.outbox_written.notify_one();
-                    tracing::info!(status = ?status, "ticket classified");
-                }
-                Outcome::Done
+        let received_at = received
+            .received_at
+            .as_ref()
+            .and_then(from_timestamp)
+            .unwrap_or(now);
+        Ok(Some(Petition {
+            n,
+            event_id,
+            ticket_id,
+            received,
+            received_at,
+        }))
+    }
+
+    /// Per community of the batch, the open tickets the duplicate check compares with (from
+    /// the earliest window start any petition of the batch needs): a recent enough pool, or
+    /// read from the store. A community whose candidates cannot be read is left out: its
+    /// petitions skip the check.
+    async fn candidate_pools(
+        &self,
+        petitions: &[Petition],
+        routings: &[RoutingRecord],
+    ) -> HashMap<String, Pool> {
+        let mut since: HashMap<&str, chrono::DateTime<chrono::Utc>> = HashMap::new();
+        for (p, r) in petitions.iter().zip(routings) {
+            if r.community.is_empty() {
+                continue;
             }
-            Err(StoreError::NotFound(_)) => Outcome::Poison("ticket not in the store"),
-            Err(e) => {
-                tracing::warn!(error = %e, "store failed; will retry");
-                Outcome::Retry
+            let start = p.received_at - self.config.duplicate_window;
+            since
+                .entry(r.community.as_str())
+                .and_modify(|s| *s = (*s).min(start))
+                .or_insert(start);
+        }
+        let mut pools = HashMap::with_capacity(since.len());
+        for (community, since) in since {
+            let cached = self
+                .pools
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(community)
+                .filter(|p| p.fetched_at.elapsed() < POOL_TTL && p.since <= since)
+                .cloned();
+            if let Some(pool) = cached {
+                pools.insert(community.to_owned(), pool);
+                continue;
+            }
+            let fetched_at = std::time::Instant::now();
+            match self.candidates(community, since).await {
+                Ok(candidates) => {
+                    pools.insert(
+                        community.to_owned(),
+                        Pool {
+                            fetched_at,
+                            since,
+                            candidates,
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, community, "duplicate check skipped"),
             }
         }
+        pools
     }
 
-    /// The classifier's and the gazetteer's decision.
-    async fn route(&self, t: &TicketReceived) -> minyi_core::store::RoutingRecord {
-        let text = if t.title.is_empty() {
-            t.text.clone()
-        } else {
-            format!("{}\n{}", t.title, t.text)
-        };
-        let point = t.point.as_ref().map(|p| (p.latitude, p.longitude));
-        let router = self.router.wait_ready().await;
-        let mut routing = router.decide(&text, &t.address, point);
-        routing.routed_at = Some(self.clock.now());
-        routing
-    }
-
-    /// The open tickets of `community` since `since` (newest 200) with their shingles: ids
-    /// from the store, texts read only for tickets this process has not analysed yet.
+    /// The open tickets of `community` since `since` (newest 200 plus a batch) with their
+    /// shingles: ids from the store, texts read only for tickets this process has not
+    /// analysed yet.
     async fn candidates(
         &self,
         community: &str,
         since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<(Uuid, Arc<Shingles>)>, StoreError> {
+    ) -> Result<Vec<Candidate>, StoreError> {
         let ids = self
             .store
-            .duplicate_candidate_ids(community, since, 200)
+            .duplicate_candidate_ids(community, since, CANDIDATES + self.config.max_batch)
             .await?;
         let (mut found, mut unseen) = (Vec::with_capacity(ids.len()), Vec::new());
-        for id in ids {
+        for (id, received_at) in ids {
             match self.shingles.get(id) {
-                Some(s) => found.push((id, s)),
-                None => unseen.push(id),
+                Some(shingles) => found.push(Candidate {
+                    id,
+                    received_at,
+                    shingles,
+                }),
+                None => unseen.push((id, received_at)),
             }
         }
         if !unseen.is_empty() {
-            for t in self.store.get_tickets(&unseen).await? {
-                found.push((t.id, self.shingles.get_or_insert(t.id, &t.text)));
+            let ids: Vec<Uuid> = unseen.iter().map(|(id, _)| *id).collect();
+            for t in self.store.get_tickets(&ids).await? {
+                found.push(Candidate {
+                    id: t.id,
+                    received_at: t.received_at,
+                    shingles: self.shingles.get_or_insert(t.id, &t.text),
+                });
             }
         }
         Ok(found)
     }
 
-    /// The update and event for `routing`, after checking for an open duplicate.
-    async fn decide(
+    /// The update and event for `routing`, after checking for an open duplicate among the
+    /// community's candidates; a petition that is not a duplicate becomes one for the rest
+    /// of the batch.
+    fn decide(
         &self,
-        ticket_id: Uuid,
-        t: &TicketReceived,
-        mut routing: minyi_core::store::RoutingRecord,
+        p: &Petition,
+        mut routing: RoutingRecord,
+        pools: &mut HashMap<String, Pool>,
     ) -> (TicketUpdate, Body) {
-        let now = self.clock.now();
-        // Duplicate of an open ticket at the same place?
-        if !routing.community.is_empty() {
-            let since = t
-                .received_at
-                .as_ref()
-                .and_then(from_timestamp)
-                .unwrap_or(now)
-                - self.config.duplicate_window;
-            match self.candidates(&routing.community, since).await {
-                Ok(candidates) => {
-                    let mine = self
-                        .shingles
-                        .get(ticket_id)
-                        .unwrap_or_else(|| Arc::new(Shingles::of(&t.text)));
-                    let best = candidates
-                        .iter()
-                        // Candidates are classified open tickets (linked duplicates are
-                        // closed): the first of a matter classified stays the original.
-                        .filter(|(id, _)| *id != ticket_id)
-                        .map(|(id, s)| (s.similarity(&mine), *id))
-                        // The most similar; among equals the oldest.
-                        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-                    self.shingles.insert(ticket_id, mine);
-                    if let Some((sim, original)) = best
-                        && sim >= self.config.duplicate_threshold
-                    {
-                        routing.duplicate_of = original.to_string();
-                        let body = Body::DuplicateLinked(DuplicateLinked {
-                            duplicate_of: original.to_string(),
-                            similarity: sim,
-                        });
-                        return (
-                            TicketUpdate {
-                                status: Some(TicketStatus::LinkedDuplicate),
-                                routing: Some(routing),
-                            },
-                            body,
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "duplicate check skipped"),
+        if let Some(pool) = pools.get_mut(&routing.community) {
+            let pool = &mut pool.candidates;
+            let since = p.received_at - self.config.duplicate_window;
+            let mine = self
+                .shingles
+                .get(p.ticket_id)
+                .unwrap_or_else(|| Arc::new(Shingles::of(&p.received.text)));
+            self.shingles.insert(p.ticket_id, mine.clone());
+            // The newest CANDIDATES of this petition's window, as when checked on its own.
+            let mut window: Vec<&Candidate> = pool
+                .iter()
+                // Candidates are classified open tickets (linked duplicates are closed): the
+                // first of a matter classified stays the original.
+                .filter(|c| c.id != p.ticket_id && c.received_at >= since)
+                .collect();
+            window.sort_by_key(|c| std::cmp::Reverse(c.received_at));
+            window.truncate(CANDIDATES);
+            let best = window
+                .iter()
+                .map(|c| (c.shingles.similarity(&mine), c.id))
+                // The most similar; among equals the oldest.
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+            if let Some((sim, original)) = best
+                && sim >= self.config.duplicate_threshold
+            {
+                routing.duplicate_of = original.to_string();
+                let body = Body::DuplicateLinked(DuplicateLinked {
+                    duplicate_of: original.to_string(),
+                    similarity: sim,
+                });
+                return (
+                    TicketUpdate {
+                        status: Some(TicketStatus::LinkedDuplicate),
+                        routing: Some(routing),
+                    },
+                    body,
+                );
             }
+            pool.push(Candidate {
+                id: p.ticket_id,
+                received_at: p.received_at,
+                shingles: mine,
+            });
         }
         let proto = Some(routing_proto(&routing));
         if routing.decision == AUTO {

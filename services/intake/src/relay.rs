@@ -18,6 +18,10 @@ pub struct RelayConfig {
     pub lease: Duration,
     /// Poll interval when nothing woke the relay (other processes may write the outbox).
     pub idle_poll: Duration,
+    /// Shortest time between two claims after a wake-up: under load the events of many
+    /// commits go out in one claim, publish and delete (each claim scans the outbox's head)
+    /// instead of one round of three statements per commit. An idle relay claims at once.
+    pub min_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -26,6 +30,7 @@ impl Default for RelayConfig {
             batch: 256,
             lease: Duration::from_secs(30),
             idle_poll: Duration::from_millis(100),
+            min_interval: Duration::from_millis(10),
         }
     }
 }
@@ -82,12 +87,19 @@ impl Relay {
             if *shutdown.borrow() {
                 break;
             }
+            let claimed_at = tokio::time::Instant::now();
             match self.relay_once().await {
                 Ok(n) if n == self.config.batch => continue,
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     tokio::select! {
-                        _ = self.wake.notified() => {}
+                        _ = self.wake.notified() => {
+                            // Let more commits' events gather (see `min_interval`).
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(claimed_at + self.config.min_interval) => {}
+                                _ = shutdown.changed() => {}
+                            }
+                        }
                         _ = tokio::time::sleep(self.config.idle_poll) => {}
                         _ = shutdown.changed() => {}
                     }

@@ -526,7 +526,7 @@ impl TicketStore for MemoryStore {
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, StoreError> {
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
         let state = self.lock();
         Ok(state
             .by_received
@@ -537,7 +537,7 @@ impl TicketStore for MemoryStore {
             .filter(|t| t.status.is_open())
             .filter(|t| t.routing.as_ref().is_some_and(|r| r.community == community))
             .take(limit)
-            .map(|t| t.id)
+            .map(|t| (t.id, t.received_at))
             .collect())
     }
 }

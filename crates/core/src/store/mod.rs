@@ -130,6 +130,48 @@ pub struct TicketUpdate {
     pub routing: Option<RoutingRecord>,
 }
 
+/// One consumer effect for [`TicketStore::apply_effects`]: the event handled, the ticket's
+/// update and the events it publishes.
+#[derive(Debug, Clone)]
+pub struct Effect {
+    pub event_id: Uuid,
+    pub ticket_id: Uuid,
+    pub update: TicketUpdate,
+    pub events: Vec<Message>,
+}
+
+/// What [`TicketStore::apply_effects`] made of one effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectOutcome {
+    /// Committed now.
+    Applied,
+    /// The event was handled before (a redelivery): nothing changed.
+    AlreadyApplied,
+    /// No such ticket: nothing changed, and the event is not marked handled.
+    NotFound,
+}
+
+/// [`TicketStore::apply_effects`] one effect at a time, with [`TicketStore::apply_effect`].
+pub async fn apply_one_by_one<S: TicketStore + ?Sized>(
+    store: &S,
+    consumer: &str,
+    effects: Vec<Effect>,
+) -> Result<Vec<EffectOutcome>, StoreError> {
+    let mut out = Vec::with_capacity(effects.len());
+    for e in effects {
+        let applied = store
+            .apply_effect(consumer, e.event_id, e.ticket_id, e.update, e.events)
+            .await;
+        out.push(match applied {
+            Ok(true) => EffectOutcome::Applied,
+            Ok(false) => EffectOutcome::AlreadyApplied,
+            Err(StoreError::NotFound(_)) => EffectOutcome::NotFound,
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FollowUpRecord {
     pub text: String,
@@ -261,6 +303,18 @@ pub trait TicketStore: Send + Sync + 'static {
         events: Vec<Message>,
     ) -> Result<bool, StoreError>;
 
+    /// [`TicketStore::apply_effect`] for several events of different tickets, one outcome per
+    /// effect, in order. Adapters that can commit them together do (PostgreSQL: one
+    /// statement); on an error some may be committed and others not, and applying them all
+    /// again is safe (the committed ones come back [`EffectOutcome::AlreadyApplied`]).
+    async fn apply_effects(
+        &self,
+        consumer: &str,
+        effects: Vec<Effect>,
+    ) -> Result<Vec<EffectOutcome>, StoreError> {
+        apply_one_by_one(self, consumer, effects).await
+    }
+
     /// Applies a dispatch transition atomically: ticket status, dispatch record (and routing),
     /// one audit line, inbox entries and events, if the ticket is still at the expected
     /// version (and, for a consumer, the event was not applied before).
@@ -282,14 +336,14 @@ pub trait TicketStore: Send + Sync + 'static {
     ) -> Result<Vec<InboxRecord>, StoreError>;
 
     /// Open tickets received since `since` whose routing resolved to `community`, newest first:
-    /// the duplicate check's candidates, ids only (it runs for every petition; the caller keeps
-    /// what it compares by id and reads texts only for tickets it has not seen).
+    /// the duplicate check's candidates, ids and receipt times only (the caller keeps what it
+    /// compares by id and reads texts only for tickets it has not seen).
     async fn duplicate_candidate_ids(
         &self,
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, StoreError>;
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError>;
 }
 
 pub(crate) fn headers_to_json(h: &BTreeMap<String, String>) -> serde_json::Value {

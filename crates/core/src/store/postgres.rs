@@ -6,8 +6,8 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
-    TicketStore, Transition, TransitionOutcome, headers_to_json,
+    AuditRecord, Effect, EffectOutcome, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
+    TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome, headers_to_json,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -288,6 +288,8 @@ impl TicketStore for PostgresStore {
             "{SELECT_TICKET} WHERE id = ANY($1)"
         )))
         .bind(ids)
+        // Planned for each call (see `apply_effects`).
+        .persistent(false)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ticket_from_row).collect()
@@ -359,6 +361,9 @@ impl TicketStore for PostgresStore {
                            ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING seq, event_id, routing_key, payload, headers",
         )
+        // Planned for each call: a plan cached while the outbox was small scans the whole
+        // table, dead rows included, on every claim.
+        .persistent(false)
         .bind(limit as i64)
         .bind(
             sqlx::postgres::types::PgInterval::try_from(lease)
@@ -463,6 +468,112 @@ impl TicketStore for PostgresStore {
                 Err(StoreError::NotFound(ticket_id.to_string()))
             }
         }
+    }
+
+    async fn apply_effects(
+        &self,
+        consumer: &str,
+        effects: Vec<Effect>,
+    ) -> Result<Vec<EffectOutcome>, StoreError> {
+        // One UPDATE applies one row per ticket: a ticket twice in the batch goes one by one.
+        let mut tickets = std::collections::HashSet::new();
+        if effects.len() < 2 || !effects.iter().all(|e| tickets.insert(e.ticket_id)) {
+            return super::apply_one_by_one(self, consumer, effects).await;
+        }
+        let mut routings = Vec::with_capacity(effects.len());
+        for e in &effects {
+            routings.push(e.update.routing.as_ref().map(json).transpose()?);
+        }
+        // Events, each with the event id of the effect it belongs to.
+        let (sources, events): (Vec<Uuid>, Vec<&Message>) = effects
+            .iter()
+            .flat_map(|e| e.events.iter().map(|m| (e.event_id, m)))
+            .unzip();
+        // Dedupe marks, updates and events of the whole batch in one statement: one round
+        // trip, one commit. Effects whose event was handled before change nothing.
+        let rows = sqlx::query(
+            "WITH i AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::jsonb[]) \
+                 AS i(event_id, ticket_id, status, routing)), \
+             first AS (INSERT INTO processed_events (consumer, event_id) \
+               SELECT $1, event_id FROM i ON CONFLICT DO NOTHING RETURNING event_id), \
+             upd AS (UPDATE tickets t SET status = COALESCE(i.status, t.status), \
+                 routing = COALESCE(i.routing, t.routing), version = t.version + 1 \
+               FROM i JOIN first f ON f.event_id = i.event_id \
+               WHERE t.id = i.ticket_id RETURNING i.event_id), \
+             ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers) \
+               SELECT e.event_id, e.routing_key, e.payload, e.headers \
+               FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::bytea[], $10::jsonb[]) \
+                 WITH ORDINALITY AS e(source, event_id, routing_key, payload, headers, n) \
+               WHERE e.source IN (SELECT event_id FROM upd) ORDER BY e.n) \
+             SELECT i.event_id, \
+               EXISTS (SELECT 1 FROM first f WHERE f.event_id = i.event_id) AS first, \
+               EXISTS (SELECT 1 FROM upd u WHERE u.event_id = i.event_id) AS updated \
+             FROM i",
+        )
+        .bind(consumer)
+        .bind(effects.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(effects.iter().map(|e| e.ticket_id).collect::<Vec<_>>())
+        .bind(
+            effects
+                .iter()
+                .map(|e| e.update.status.map(TicketStatus::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(routings)
+        .bind(sources)
+        .bind(events.iter().map(|m| m.event_id).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|m| m.routing_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|m| m.payload.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|m| headers_to_json(&m.headers))
+                .collect::<Vec<_>>(),
+        )
+        // Planned for each call, with the batch's real size: a generic plan made while the
+        // tickets table was small joins the batch by scanning the whole table, and is kept
+        // (a fresh database goes unanalyzed for its first minutes).
+        .persistent(false)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_event = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let id: Uuid = r.try_get("event_id")?;
+            let first: bool = r.try_get("first")?;
+            let updated: bool = r.try_get("updated")?;
+            by_event.insert(id, (first, updated));
+        }
+        let mut missing = Vec::new();
+        let outcomes = effects
+            .iter()
+            .map(|e| match by_event.get(&e.event_id) {
+                Some((false, _)) => EffectOutcome::AlreadyApplied,
+                Some((true, true)) => EffectOutcome::Applied,
+                _ => {
+                    missing.push(e.event_id);
+                    EffectOutcome::NotFound
+                }
+            })
+            .collect();
+        if !missing.is_empty() {
+            // No such ticket: take the dedupe marks back, so those events are not "done".
+            sqlx::query("DELETE FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)")
+                .bind(consumer)
+                .bind(&missing)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(outcomes)
     }
 
     async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError> {
@@ -584,9 +695,9 @@ impl TicketStore for PostgresStore {
         community: &str,
         since: chrono::DateTime<chrono::Utc>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE routing->>'community' = $1 AND received_at >= $2 \
+    ) -> Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, received_at FROM tickets WHERE routing->>'community' = $1 AND received_at >= $2 \
                AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
              ORDER BY received_at DESC LIMIT $3",
         )

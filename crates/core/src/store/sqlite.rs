@@ -549,9 +549,9 @@ impl TicketStore for SqliteStore {
         community: &str,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM tickets \
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, received_at FROM tickets \
              WHERE community = ?1 AND received_at >= ?2 \
                AND status NOT IN ('completed', 'archived', 'linked_duplicate') \
              ORDER BY received_at DESC LIMIT ?3",
@@ -561,6 +561,8 @@ impl TicketStore for SqliteStore {
         .bind(limit as i64)
         .fetch_all(&self.reader)
         .await?;
-        ids.iter().map(|id| uuid(id)).collect()
+        rows.iter()
+            .map(|(id, us)| Ok((uuid(id)?, at(*us)?)))
+            .collect()
     }
 }
