@@ -38,6 +38,17 @@ impl Shingles {
         Self(pairs)
     }
 
+    /// An upper bound of [`Shingles::similarity`] from the sizes alone (the overlap is at most
+    /// the smaller set, the union at least the larger): candidates that cannot reach a
+    /// threshold are skipped without merging.
+    pub fn similarity_bound(&self, other: &Shingles) -> f64 {
+        let (a, b) = (self.0.len(), other.0.len());
+        if a == 0 || b == 0 {
+            return 0.0;
+        }
+        a.min(b) as f64 / a.max(b) as f64
+    }
+
     /// Jaccard similarity, in [0, 1]; 0 when either side has no bigram.
     pub fn similarity(&self, other: &Shingles) -> f64 {
         let (a, b) = (&self.0, &other.0);
@@ -190,6 +201,8 @@ mod tests {
                     (got - want).abs() < 1e-12,
                     "{a:?} vs {b:?}: {got} != {want}"
                 );
+                let bound = Shingles::of(a).similarity_bound(&Shingles::of(b));
+                assert!(bound >= got, "{a:?} vs {b:?}: bound {bound} < {got}");
             }
         }
     }

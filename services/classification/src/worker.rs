@@ -362,13 +362,16 @@ impl Worker {
                 .collect();
             window.sort_by_key(|c| std::cmp::Reverse(c.received_at));
             window.truncate(CANDIDATES);
+            let threshold = self.config.duplicate_threshold;
             let best = window
                 .iter()
+                // Only a similarity at the threshold or above can link.
+                .filter(|c| c.shingles.similarity_bound(&mine) >= threshold)
                 .map(|c| (c.shingles.similarity(&mine), c.id))
                 // The most similar; among equals the oldest.
                 .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
             if let Some((sim, original)) = best
-                && sim >= self.config.duplicate_threshold
+                && sim >= threshold
             {
                 routing.duplicate_of = original.to_string();
                 let body = Body::DuplicateLinked(DuplicateLinked {
