@@ -3,7 +3,8 @@
 # submit → dispatched (embedded, and one and two replicas of every service), and a million SLA
 # timers in Redis. Starts each cluster shape from the release binary, drives it with
 # `minyi bench intake|pipeline|timers`, and writes the results to target/bench/*.jsonl and,
-# through deploy/bench-report.py, between the markers in BENCHMARKS.md.
+# through deploy/bench-report.py, between the markers in BENCHMARKS.md. Ports are below the
+# kernel's ephemeral range (32768-60999), where an outgoing connection could already hold one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MINYI_BIN:-target/release/minyi}
@@ -28,13 +29,13 @@ results=()
 
 # --- embedded ---------------------------------------------------------------------------
 DATA=$(mktemp -d)
-MINYI_DATA_DIR=$DATA MINYI_GRPC_ADDR=127.0.0.1:50151 MINYI_HTTP_ADDR=127.0.0.1:50181 \
+MINYI_DATA_DIR=$DATA MINYI_GRPC_ADDR=127.0.0.1:21151 MINYI_HTTP_ADDR=127.0.0.1:21181 \
   MINYI_JWT_SECRET=$JWT MINYI_ENCRYPTION_KEY=$KEY RUST_LOG=warn "$BIN" dev >"$OUT/embedded.log" 2>&1 &
 PID=$!
-wait_port 50151
+wait_port 21151
 T=$(token)
-results+=("$(run_bench embedded-closed-32 50151 "$T" --clients 32)")
-results+=("$(run_bench embedded-open-1000 50151 "$T" --clients 32 --rate 1000)")
+results+=("$(run_bench embedded-closed-32 21151 "$T" --clients 32)")
+results+=("$(run_bench embedded-open-1000 21151 "$T" --clients 32 --rate 1000)")
 kill -TERM $PID; wait $PID || true
 rm -rf "$DATA"
 
@@ -45,15 +46,15 @@ export MINYI_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disabl
 export MINYI_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f" MINYI_AMQP_PREFIX="bench$$" MINYI_AMQP_QUEUE_EXPIRES_SECS=600
 export MINYI_REDIS_URL="redis://127.0.0.1:6379/" MINYI_REDIS_PREFIX="bench$$"
 export MINYI_JWT_SECRET=$JWT MINYI_ENCRYPTION_KEY=$KEY MINYI_DATABASE_MAX_CONNECTIONS=32
-MINYI_GRPC_ADDR=127.0.0.1:50152 MINYI_HTTP_ADDR=127.0.0.1:50182 RUST_LOG=warn \
+MINYI_GRPC_ADDR=127.0.0.1:21152 MINYI_HTTP_ADDR=127.0.0.1:21182 RUST_LOG=warn \
   "$BIN" serve intake >"$OUT/production.log" 2>&1 &
 PID=$!
-wait_port 50152
+wait_port 21152
 T=$(token)
-results+=("$(run_bench production-closed-32 50152 "$T" --clients 32)")
-results+=("$(run_bench production-closed-64 50152 "$T" --clients 64)")
-results+=("$(run_bench production-open-1000 50152 "$T" --clients 32 --rate 1000)")
-results+=("$(run_bench production-open-2000 50152 "$T" --clients 64 --rate 2000)")
+results+=("$(run_bench production-closed-32 21152 "$T" --clients 32)")
+results+=("$(run_bench production-closed-64 21152 "$T" --clients 64)")
+results+=("$(run_bench production-open-1000 21152 "$T" --clients 32 --rate 1000)")
+results+=("$(run_bench production-open-2000 21152 "$T" --clients 64 --rate 2000)")
 kill -TERM $PID; wait $PID || true
 psql "$PG_ADMIN" -qc "DROP DATABASE $DB" || true
 
@@ -73,11 +74,11 @@ run_pipe() { # label intake_port dispatch_port extra-args... (one result line pe
 pipes=()
 
 DATA=$(mktemp -d)
-MINYI_DATA_DIR=$DATA MINYI_GRPC_ADDR=127.0.0.1:50153 MINYI_HTTP_ADDR=127.0.0.1:50183 \
+MINYI_DATA_DIR=$DATA MINYI_GRPC_ADDR=127.0.0.1:21153 MINYI_HTTP_ADDR=127.0.0.1:21183 \
   MINYI_JWT_SECRET=$JWT MINYI_ENCRYPTION_KEY=$KEY RUST_LOG=warn "$BIN" dev >"$OUT/pipeline-embedded.log" 2>&1 &
 PID=$!
-wait_port 50153
-pipes+=("$(run_pipe embedded 50153 50153)")
+wait_port 21153
+pipes+=("$(run_pipe embedded 21153 21153)")
 kill -TERM $PID; wait $PID || true
 rm -rf "$DATA"
 
@@ -92,7 +93,7 @@ start_svc() { # service grpc_port
   wait_port "$2"
 }
 run_cluster() { # replicas
-  local n=$1 db=minyi_bench_r$1_$$ base=$(( 50300 + $1 * 20 ))
+  local n=$1 db=minyi_bench_r$1_$$ base=$(( 21300 + $1 * 20 ))
   psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
   export MINYI_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
   export MINYI_AMQP_PREFIX="bench$$r$n" MINYI_REDIS_PREFIX="bench$$r$n"
