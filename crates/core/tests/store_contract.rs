@@ -400,6 +400,34 @@ async fn batched_effects(store: &dyn TicketStore) {
     assert_eq!(store.outbox_len().await.unwrap(), outbox + 2);
 }
 
+/// A relay removes what it published with its next claim; a failed claim removes nothing.
+async fn published_entries_go_with_the_next_claim(store: &dyn TicketStore) {
+    for minute in 0..2 {
+        store
+            .create_ticket(ticket(None, minute), vec![event("ticket.received")])
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let first = store.claim_outbox(1, lease).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let second = store
+        .complete_and_claim_outbox(&[first[0].seq], 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert!(second[0].seq > first[0].seq);
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    assert!(
+        store
+            .complete_and_claim_outbox(&[second[0].seq], 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
 fn dispatched(lead: &str, co: &[&str]) -> DispatchRecord {
     let at = Utc.with_ymd_and_hms(2026, 11, 25, 3, 0, 0).unwrap();
     DispatchRecord {
@@ -664,6 +692,7 @@ async fn one_key_makes_one_ticket(store: std::sync::Arc<dyn TicketStore>) {
 async fn memory_store_keeps_the_contract() {
     contract(&MemoryStore::ephemeral()).await;
     batched_effects(&MemoryStore::ephemeral()).await;
+    published_entries_go_with_the_next_claim(&MemoryStore::ephemeral()).await;
     dispatch_contract(&MemoryStore::ephemeral()).await;
     expired_leases_are_reclaimed(&MemoryStore::ephemeral()).await;
 }
@@ -733,6 +762,10 @@ async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     expired_leases_are_reclaimed(&SqliteStore::open(&dir.path().join("l.db")).await.unwrap()).await;
     batched_effects(&SqliteStore::open(&dir.path().join("b.db")).await.unwrap()).await;
+    published_entries_go_with_the_next_claim(
+        &SqliteStore::open(&dir.path().join("o.db")).await.unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -816,6 +849,8 @@ async fn postgres_store_keeps_the_contract() {
     contract(&store).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();
     batched_effects(&PostgresStore::connect(&url, 4).await.unwrap()).await;
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    published_entries_go_with_the_next_claim(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();
     dispatch_contract(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();

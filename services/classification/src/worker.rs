@@ -186,9 +186,17 @@ impl Worker {
                 if results.contains(&EffectOutcome::Applied) {
                     self.outbox_written.notify_one();
                 }
-                // The batch's originals are candidates for the next batches.
+                // The batch's originals are candidates for the next batches (not those whose
+                // ticket turned out to be missing).
+                let missing: Vec<Uuid> = petitions
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, r)| **r == EffectOutcome::NotFound)
+                    .map(|(p, _)| p.ticket_id)
+                    .collect();
                 let mut cache = self.pools.lock().unwrap_or_else(|e| e.into_inner());
                 for (community, mut pool) in pools {
+                    pool.candidates.retain(|c| !missing.contains(&c.id));
                     if pool.candidates.len() > 2 * CANDIDATES + self.config.max_batch {
                         pool.candidates
                             .sort_by_key(|c| std::cmp::Reverse(c.received_at));

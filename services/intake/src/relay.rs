@@ -1,8 +1,9 @@
 //! The outbox relay: moves committed events from the ticket store to the bus.
 //!
-//! Entries are leased, published with confirms, and only then deleted. If the relay dies
-//! after publishing but before deleting, the lease runs out and the events are published
-//! again: consumers dedupe on the event id. Several relays may run at once.
+//! Entries are leased, published with confirms, and only then deleted (in the same statement
+//! as the relay's next claim). If the relay dies after publishing but before deleting, the
+//! lease runs out and the events are published again: consumers dedupe on the event id.
+//! Several relays may run at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,38 +58,39 @@ impl Relay {
         }
     }
 
-    /// Publishes one batch; returns how many events went out.
-    pub async fn relay_once(&self) -> Result<usize, String> {
+    /// Removes the entries in `published` (already published by this relay) and publishes
+    /// one more batch, whose entries `published` then holds, for the next call to remove (in
+    /// the same statement as its claim). Returns how many events went out.
+    pub async fn relay_once(&self, published: &mut Vec<i64>) -> Result<usize, String> {
         let entries = self
             .store
-            .claim_outbox(self.config.batch, self.config.lease)
+            .complete_and_claim_outbox(published, self.config.batch, self.config.lease)
             .await
             .map_err(|e| e.to_string())?;
+        published.clear();
         if entries.is_empty() {
             return Ok(0);
         }
         let messages: Vec<_> = entries.iter().map(|e| e.message.clone()).collect();
+        // Not published: the entries stay leased and go out again when the lease runs out.
         self.bus
             .publish(&messages)
             .await
             .map_err(|e| e.to_string())?;
-        let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-        self.store
-            .complete_outbox(&seqs)
-            .await
-            .map_err(|e| e.to_string())?;
+        published.extend(entries.iter().map(|e| e.seq));
         Ok(entries.len())
     }
 
     /// Runs until `shutdown` turns true; the batch in flight is finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
+        let mut published = Vec::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let claimed_at = tokio::time::Instant::now();
-            match self.relay_once().await {
+            match self.relay_once(&mut published).await {
                 Ok(n) if n == self.config.batch => continue,
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
@@ -113,6 +115,13 @@ impl Relay {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        if !published.is_empty()
+            && let Err(e) = self.store.complete_outbox(&published).await
+        {
+            // Published but still in the outbox: sent again once their lease runs out, and
+            // consumers dedupe them.
+            tracing::warn!(error = %e, "relay: published events not removed from the outbox");
         }
         tracing::info!("relay stopped");
     }

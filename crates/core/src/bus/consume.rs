@@ -1,10 +1,12 @@
-//! The consumer loop every service shares: subscribe (retrying until the broker answers),
+//! The consumer loops the services share: subscribe (retrying until the broker answers),
 //! hand deliveries to a handler, settle each by the handler's [`Outcome`], back off on
 //! infrastructure trouble, stop cleanly on shutdown.
 //!
-//! Deliveries are handled `lanes` at a time. Messages about the same ticket always go to the
-//! same lane, so they are handled one after the other in the order the broker delivered them;
-//! different tickets proceed side by side. Settling is per delivery, so acks may go out of
+//! [`consume`] handles deliveries `lanes` at a time. Messages about the same ticket always go
+//! to the same lane, so they are handled one after the other in the order the broker
+//! delivered them; different tickets proceed side by side. [`consume_batches`] hands the
+//! handler whatever has arrived as one batch (one ticket at most once), for handlers that
+//! commit many messages in one statement. Settling is per delivery, so acks may go out of
 //! order: the broker allows that, and every effect is idempotent (see
 //! [`crate::store::TicketStore::apply_effect`]).
 
@@ -253,7 +255,7 @@ pub async fn consume_batches<H, F>(
     let reader = tokio::spawn(read_into(sub, tx));
     let mut held: VecDeque<Delivery> = VecDeque::new();
     let mut backoff = Duration::from_millis(100);
-    'run: loop {
+    loop {
         if held.is_empty() {
             let first = tokio::select! {
                 r = rx.recv() => match r { Some(r) => r, None => break },
@@ -277,7 +279,7 @@ pub async fn consume_batches<H, F>(
             }
         }
         if *shutdown.borrow() {
-            break 'run;
+            break;
         }
         // This batch: each ticket's first held message; later ones wait their turn.
         let mut tickets = HashSet::new();

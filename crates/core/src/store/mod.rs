@@ -283,6 +283,21 @@ pub trait TicketStore: Send + Sync + 'static {
     /// Removes published entries.
     async fn complete_outbox(&self, seqs: &[i64]) -> Result<(), StoreError>;
 
+    /// [`TicketStore::complete_outbox`] of `published`, then [`TicketStore::claim_outbox`]:
+    /// a busy relay removes what it published with its next claim (PostgreSQL: one statement,
+    /// where the two took a statement and a commit each). If it fails, neither happened.
+    async fn complete_and_claim_outbox(
+        &self,
+        published: &[i64],
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        if !published.is_empty() {
+            self.complete_outbox(published).await?;
+        }
+        self.claim_outbox(limit, lease).await
+    }
+
     /// Number of entries not yet published (for metrics and tests).
     async fn outbox_len(&self) -> Result<u64, StoreError>;
 

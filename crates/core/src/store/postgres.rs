@@ -355,8 +355,19 @@ impl TicketStore for PostgresStore {
         limit: usize,
         lease: std::time::Duration,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.complete_and_claim_outbox(&[], limit, lease).await
+    }
+
+    async fn complete_and_claim_outbox(
+        &self,
+        published: &[i64],
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        // The published rows are leased, so the claim never picks them.
         let rows = sqlx::query(
-            "UPDATE outbox SET leased_until = now() + $2 \
+            "WITH done AS (DELETE FROM outbox WHERE seq = ANY($3)) \
+             UPDATE outbox SET leased_until = now() + $2 \
              WHERE seq IN (SELECT seq FROM outbox WHERE leased_until < now() \
                            ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING seq, event_id, routing_key, payload, headers",
@@ -369,6 +380,7 @@ impl TicketStore for PostgresStore {
             sqlx::postgres::types::PgInterval::try_from(lease)
                 .map_err(|e| StoreError::Internal(e.to_string()))?,
         )
+        .bind(published)
         .fetch_all(&self.pool)
         .await?;
         let mut out = rows
