@@ -26,8 +26,10 @@ struct Seen {
     retried: bool,
 }
 
-async fn shared_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
-    bus.declare(QUEUE, KEYS).await.unwrap();
+/// Declares `queue` and publishes five follow-ups (0..5) for each of six tickets, then one
+/// poison message (not an event at all). Returns the tickets.
+async fn publish_test_messages(bus: &dyn Bus, queue: &str) -> Vec<Uuid> {
+    bus.declare(queue, KEYS).await.unwrap();
     let tickets: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
     let mut messages = Vec::new();
     for n in 0..5u32 {
@@ -41,12 +43,57 @@ async fn shared_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
             ));
         }
     }
-    // One poison message: not an event at all.
     let mut poison = messages[0].clone();
     poison.event_id = Uuid::now_v7();
     poison.payload = b"not an event".to_vec();
     messages.push(poison);
     bus.publish(&messages).await.unwrap();
+    tickets
+}
+
+/// Waits until `handled()` counts all 30 good messages.
+async fn wait_for_all(handled: impl Fn() -> usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = handled();
+        if done == 30 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {done} of 30 handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Each ticket's events in delivery order; a retried one (ticket 0's) comes back later, so
+/// only its ticket may see it after its successors.
+fn assert_in_order(order: &HashMap<String, Vec<u32>>, tickets: &[Uuid]) {
+    for t in &tickets[1..] {
+        assert_eq!(
+            order[&t.to_string()],
+            [0, 1, 2, 3, 4],
+            "ticket {t} out of order"
+        );
+    }
+    let mut flaky = order[&tickets[0].to_string()].clone();
+    flaky.sort_unstable();
+    assert_eq!(flaky, [0, 1, 2, 3, 4]);
+}
+
+/// Nothing left in `queue`; the poison message dead-lettered.
+async fn assert_drained(bus: &dyn Bus, queue: &str) {
+    assert_eq!(bus.queue_depth(queue).await.unwrap(), 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bus.dead_letter_depth(queue).await.unwrap() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the poison message was not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn shared_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
+    let tickets = publish_test_messages(&*bus, QUEUE).await;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let (stop, stopped) = watch::channel(false);
@@ -91,15 +138,7 @@ async fn shared_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
             }
         },
     ));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done: usize = seen.lock().unwrap().order.values().map(Vec::len).sum();
-        if done == 30 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {done} of 30 handled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_all(|| seen.lock().unwrap().order.values().map(Vec::len).sum()).await;
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -108,29 +147,10 @@ async fn shared_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
 
     let s = std::mem::take(&mut *seen.lock().unwrap());
     assert!(s.retried);
-    // Each ticket's events in delivery order; a retried one comes back later, so only its
-    // ticket may see it after its successors.
-    for t in &tickets[1..] {
-        assert_eq!(
-            s.order[&t.to_string()],
-            [0, 1, 2, 3, 4],
-            "ticket {t} out of order"
-        );
-    }
-    let mut flaky = s.order[&tickets[0].to_string()].clone();
-    flaky.sort_unstable();
-    assert_eq!(flaky, [0, 1, 2, 3, 4]);
+    assert_in_order(&s.order, &tickets);
     assert!(s.max_in_flight > 1, "tickets were handled one at a time");
     assert!(s.max_in_flight <= 4, "more lanes than asked for");
-    assert_eq!(bus.queue_depth(QUEUE).await.unwrap(), 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bus.dead_letter_depth(QUEUE).await.unwrap() != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the poison message was not dead-lettered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_drained(&*bus, QUEUE).await;
 }
 
 #[tokio::test]
@@ -153,25 +173,7 @@ async fn the_loop_on_rabbitmq() {
 /// events in order, batches no bigger than asked, retries redelivered, poison dead-lettered.
 async fn batch_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
     const BATCH_QUEUE: &str = "consume-batch-test";
-    bus.declare(BATCH_QUEUE, KEYS).await.unwrap();
-    let tickets: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
-    let mut messages = Vec::new();
-    for n in 0..5u32 {
-        for t in &tickets {
-            messages.push(new_event(
-                *t,
-                Utc::now(),
-                Body::FollowUpAdded(FollowUpAdded {
-                    text: n.to_string(),
-                }),
-            ));
-        }
-    }
-    let mut poison = messages[0].clone();
-    poison.event_id = Uuid::now_v7();
-    poison.payload = b"not an event".to_vec();
-    messages.push(poison);
-    bus.publish(&messages).await.unwrap();
+    let tickets = publish_test_messages(&*bus, BATCH_QUEUE).await;
 
     #[derive(Default)]
     struct Batches {
@@ -225,15 +227,7 @@ async fn batch_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
             }
         },
     ));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let done: usize = seen.lock().unwrap().order.values().map(Vec::len).sum();
-        if done == 30 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {done} of 30 handled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_all(|| seen.lock().unwrap().order.values().map(Vec::len).sum()).await;
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -242,31 +236,14 @@ async fn batch_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
 
     let s = std::mem::take(&mut *seen.lock().unwrap());
     assert!(s.retried);
-    for t in &tickets[1..] {
-        assert_eq!(
-            s.order[&t.to_string()],
-            [0, 1, 2, 3, 4],
-            "ticket {t} out of order"
-        );
-    }
-    let mut flaky = s.order[&tickets[0].to_string()].clone();
-    flaky.sort_unstable();
-    assert_eq!(flaky, [0, 1, 2, 3, 4]);
+    assert_in_order(&s.order, &tickets);
     assert!(s.sizes.iter().all(|n| *n <= 4), "{:?}", s.sizes);
     assert!(
         s.sizes.iter().any(|n| *n > 1),
         "never batched: {:?}",
         s.sizes
     );
-    assert_eq!(bus.queue_depth(BATCH_QUEUE).await.unwrap(), 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bus.dead_letter_depth(BATCH_QUEUE).await.unwrap() != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the poison message was not dead-lettered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_drained(&*bus, BATCH_QUEUE).await;
 }
 
 #[tokio::test]

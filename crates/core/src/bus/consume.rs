@@ -181,26 +181,34 @@ async fn lane<H, F>(
         crate::trace_context::follow(&span, &delivery.message.headers);
         crate::metrics::observe_delivery(consumer, &delivery.message);
         let message = Arc::new(delivery.message.clone());
-        let settled = match handle(message).instrument(span).await {
-            Outcome::Done => {
-                backoff = Duration::from_millis(100);
-                delivery.ack().await
-            }
+        let outcome = handle(message).instrument(span).await;
+        match outcome {
+            Outcome::Done => backoff = Duration::from_millis(100),
             Outcome::Retry => {
                 // Wait before the broker redelivers, so a short outage does not burn through
                 // the delivery limit.
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
-                delivery.retry().await
             }
-            Outcome::Poison(why) => {
-                tracing::error!(consumer, event_id = %delivery.message.event_id, why, "dead-lettering a message");
-                delivery.dead_letter().await
-            }
-        };
-        if let Err(e) = settled {
-            tracing::warn!(consumer, error = %e, "could not settle a delivery; the broker will redeliver it");
+            Outcome::Poison(_) => {}
         }
+        settle(consumer, delivery, outcome).await;
+    }
+}
+
+/// Settles `delivery` by `outcome` (ack, redeliver, dead-letter); a failure only means the
+/// broker redelivers it.
+async fn settle(consumer: &'static str, delivery: Delivery, outcome: Outcome) {
+    let settled = match outcome {
+        Outcome::Done => delivery.ack().await,
+        Outcome::Retry => delivery.retry().await,
+        Outcome::Poison(why) => {
+            tracing::error!(consumer, event_id = %delivery.message.event_id, why, "dead-lettering a message");
+            delivery.dead_letter().await
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(consumer, error = %e, "could not settle a delivery; the broker will redeliver it");
     }
 }
 
@@ -253,7 +261,8 @@ pub async fn consume_batches<H, F>(
     // halfway; this loop takes whatever has arrived.
     let (tx, mut rx) = mpsc::channel::<Result<Delivery, BusError>>(max);
     let reader = tokio::spawn(read_into(sub, tx));
-    let mut held: VecDeque<Delivery> = VecDeque::new();
+    // Deliveries not yet handled, with their ticket (decoded once).
+    let mut held: VecDeque<(String, Delivery)> = VecDeque::new();
     let mut backoff = Duration::from_millis(100);
     loop {
         if held.is_empty() {
@@ -262,7 +271,7 @@ pub async fn consume_batches<H, F>(
                 _ = shutdown.wait_for(|s| *s) => break,
             };
             match first {
-                Ok(d) => held.push_back(d),
+                Ok(d) => held.push_back((ticket_key(&d.message), d)),
                 Err(e) => {
                     tracing::warn!(consumer, error = %e, "bus error");
                     tokio::time::sleep(backoff).await;
@@ -273,7 +282,7 @@ pub async fn consume_batches<H, F>(
         }
         while held.len() < max {
             match rx.try_recv() {
-                Ok(Ok(d)) => held.push_back(d),
+                Ok(Ok(d)) => held.push_back((ticket_key(&d.message), d)),
                 Ok(Err(e)) => tracing::warn!(consumer, error = %e, "bus error"),
                 Err(_) => break,
             }
@@ -285,17 +294,17 @@ pub async fn consume_batches<H, F>(
         let mut tickets = HashSet::new();
         let mut batch = Vec::new();
         let mut rest = VecDeque::new();
-        for d in held.drain(..) {
-            if batch.len() < max && tickets.insert(ticket_key(&d.message)) {
-                batch.push(d);
+        for (key, d) in held.drain(..) {
+            if batch.len() < max && tickets.insert(key.clone()) {
+                batch.push((key, d));
             } else {
-                rest.push_back(d);
+                rest.push_back((key, d));
             }
         }
         held = rest;
         let items: Vec<BatchItem> = batch
             .iter()
-            .map(|d| {
+            .map(|(_, d)| {
                 let span = (options.span)(&d.message);
                 crate::trace_context::follow(&span, &d.message.headers);
                 crate::metrics::observe_delivery(consumer, &d.message);
@@ -306,34 +315,20 @@ pub async fn consume_batches<H, F>(
             })
             .collect();
         let outcomes = handle(items).await;
-        let mut retried = false;
-        for (n, d) in batch.into_iter().enumerate() {
-            let outcome = outcomes.get(n).copied().unwrap_or(Outcome::Retry);
-            let settled = match outcome {
-                Outcome::Done => d.ack().await,
-                Outcome::Retry => {
-                    if !retried {
-                        // Wait before the broker redelivers, so a short outage does not burn
-                        // through the delivery limit.
-                        tokio::time::sleep(backoff).await;
-                        retried = true;
-                    }
-                    d.retry().await
-                }
-                Outcome::Poison(why) => {
-                    tracing::error!(consumer, event_id = %d.message.event_id, why, "dead-lettering a message");
-                    d.dead_letter().await
-                }
-            };
-            if let Err(e) = settled {
-                tracing::warn!(consumer, error = %e, "could not settle a delivery; the broker will redeliver it");
-            }
-        }
-        backoff = if retried {
-            (backoff * 2).min(Duration::from_secs(10))
+        let outcomes: Vec<Outcome> = (0..batch.len())
+            .map(|n| outcomes.get(n).copied().unwrap_or(Outcome::Retry))
+            .collect();
+        if outcomes.contains(&Outcome::Retry) {
+            // Once per batch: wait before the broker redelivers, so a short outage does not
+            // burn through the delivery limit.
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
         } else {
-            Duration::from_millis(100)
-        };
+            backoff = Duration::from_millis(100);
+        }
+        for ((_, d), outcome) in batch.into_iter().zip(outcomes) {
+            settle(consumer, d, outcome).await;
+        }
     }
     reader.abort();
     // Held but not started: the broker redelivers them once this consumer is gone.
