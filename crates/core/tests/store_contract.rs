@@ -688,9 +688,76 @@ async fn one_key_makes_one_ticket(store: std::sync::Arc<dyn TicketStore>) {
     assert_eq!(store.outbox_len().await.unwrap(), 1);
 }
 
+/// Many submits at once (a store may write them together): each gets its own answer, one
+/// idempotency key still makes one ticket, tracking numbers stay unique, and every created
+/// ticket's events are queued in order, none for a submit that lost its key.
+async fn concurrent_submits_each_get_their_own_answer(store: std::sync::Arc<dyn TicketStore>) {
+    let mut tasks = Vec::new();
+    for n in 0..60u32 {
+        let s = store.clone();
+        let key = match n % 3 {
+            0 => None,
+            1 => Some(format!("own-{n}")),
+            _ => Some("shared".to_owned()),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut t = ticket(key.as_deref(), n % 60);
+            t.text = format!("第{n}件");
+            let events = vec![event("ticket.received"), event("ticket.noted")];
+            let first = events[0].event_id;
+            let answer = s.create_ticket(t.clone(), events).await.unwrap();
+            (t, first, answer)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut shared = std::collections::HashSet::new();
+    for task in tasks {
+        let (sent, first_event, (stored, was_created)) = task.await.unwrap();
+        if sent.idempotency_key.as_deref() == Some("shared") {
+            shared.insert(stored.id);
+        } else {
+            // Its own ticket, as sent, with a tracking number.
+            assert!(was_created);
+            assert_eq!(stored.id, sent.id);
+            assert_eq!(stored.text, sent.text);
+        }
+        if was_created {
+            assert!(!stored.tracking_number.is_empty());
+            created.push((stored, first_event));
+        }
+    }
+    assert_eq!(shared.len(), 1, "one ticket for the shared key");
+    assert_eq!(created.len(), 41);
+    let numbers: std::collections::HashSet<_> = created
+        .iter()
+        .map(|(t, _)| t.tracking_number.clone())
+        .collect();
+    assert_eq!(numbers.len(), created.len(), "tracking numbers are unique");
+    for (t, _) in &created {
+        let read = store.get_ticket(&t.tracking_number).await.unwrap();
+        assert_eq!(read.id, t.id);
+    }
+    // Two events per created ticket, in order (seq order is the order of the claim).
+    let queued = store
+        .claim_outbox(1_000, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2 * created.len());
+    for (_, first) in &created {
+        let at = queued
+            .iter()
+            .position(|e| e.message.event_id == *first)
+            .unwrap();
+        assert_eq!(queued[at].message.routing_key, "ticket.received");
+        assert_eq!(queued[at + 1].message.routing_key, "ticket.noted");
+    }
+}
+
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(&MemoryStore::ephemeral()).await;
+    concurrent_submits_each_get_their_own_answer(std::sync::Arc::new(MemoryStore::ephemeral()))
+        .await;
     batched_effects(&MemoryStore::ephemeral()).await;
     published_entries_go_with_the_next_claim(&MemoryStore::ephemeral()).await;
     dispatch_contract(&MemoryStore::ephemeral()).await;
@@ -773,6 +840,8 @@ async fn sqlite_concurrent_submits_with_one_key_make_one_ticket() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
     one_key_makes_one_ticket(std::sync::Arc::new(store)).await;
+    let store = SqliteStore::open(&dir.path().join("n.db")).await.unwrap();
+    concurrent_submits_each_get_their_own_answer(std::sync::Arc::new(store)).await;
 }
 
 /// An earlier version's journal moves into SQLite whole: tickets with their numbers, unpublished
@@ -862,4 +931,32 @@ async fn postgres_concurrent_submits_with_one_key_make_one_ticket() {
     let url = minyi_core::testing::fresh_database().await.unwrap();
     let store = PostgresStore::connect(&url, 8).await.unwrap();
     one_key_makes_one_ticket(std::sync::Arc::new(store)).await;
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    let store = PostgresStore::connect(&url, 8).await.unwrap();
+    concurrent_submits_each_get_their_own_answer(std::sync::Arc::new(store)).await;
+}
+
+/// PostgreSQL writes concurrent submits together: one it cannot store (a NUL character) fails
+/// alone, the others are written.
+#[tokio::test]
+async fn postgres_a_refused_submit_fails_alone() {
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    let store = std::sync::Arc::new(PostgresStore::connect(&url, 8).await.unwrap());
+    let mut tasks = Vec::new();
+    for n in 0..40u32 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut t = ticket(None, n);
+            if n == 17 {
+                t.text = "bad\0text".into();
+            }
+            s.create_ticket(t, vec![event("ticket.received")]).await
+        }));
+    }
+    for (n, task) in tasks.into_iter().enumerate() {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.is_err(), n == 17, "submit {n}: {answer:?}");
+    }
+    assert_eq!(store.count_tickets().await.unwrap(), 39);
+    assert_eq!(store.outbox_len().await.unwrap(), 39);
 }

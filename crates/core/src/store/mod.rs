@@ -18,6 +18,7 @@ use crate::petition::{Channel, TicketStatus};
 
 mod dispatch;
 mod memory;
+mod pg_intake;
 mod postgres;
 mod sqlite;
 

@@ -5,6 +5,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use super::pg_intake::{self, IntakeWriter};
 use super::{
     AuditRecord, Effect, EffectOutcome, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
     TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome, headers_to_json,
@@ -16,6 +17,7 @@ use crate::petition::{Channel, TicketStatus};
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    writer: IntakeWriter,
 }
 
 impl PostgresStore {
@@ -31,7 +33,8 @@ impl PostgresStore {
             .connect(url)
             .await?;
         Self::migrate(&pool).await?;
-        Ok(Self { pool })
+        let writer = IntakeWriter::start(pool.clone());
+        Ok(Self { pool, writer })
     }
 
     pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
@@ -111,12 +114,12 @@ fn bind_outbox<'q, O>(
         )
 }
 
-const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
+pub(super) const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
      caller_name, caller_phone, caller_id_number, address, latitude, longitude, event_time, \
      attachment_urls, idempotency_key, received_at, received_by, follow_ups, routing, dispatch, \
      version FROM tickets";
 
-fn ticket_from_row(row: &PgRow) -> Result<TicketRecord, StoreError> {
+pub(super) fn ticket_from_row(row: &PgRow) -> Result<TicketRecord, StoreError> {
     let status: String = row.try_get("status")?;
     let channel: String = row.try_get("channel")?;
     let attachments: serde_json::Value = row.try_get("attachment_urls")?;
@@ -208,55 +211,13 @@ impl TicketStore for PostgresStore {
         t: TicketRecord,
         events: Vec<Message>,
     ) -> Result<(TicketRecord, bool), StoreError> {
-        // Ticket and events in one statement (one round trip, atomic).
-        let sql = format!(
-            "WITH s AS (SELECT nextval('ticket_seq') AS n), \
-             t AS (INSERT INTO tickets (id, tracking_number, status, channel, title, body, \
-               anonymous, caller_name, caller_phone, caller_id_number, address, latitude, \
-               longitude, event_time, attachment_urls, idempotency_key, received_at, received_by) \
-             SELECT $1, 'MY-' || to_char($16 AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' \
-                      || lpad(s.n::text, greatest(6, length(s.n::text)), '0'), \
-                    $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM s \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING tracking_number), {} \
-             SELECT tracking_number FROM t",
-            outbox_cte(18, "EXISTS (SELECT 1 FROM t)")
-        );
-        let q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(t.id)
-            .bind(t.status.as_str())
-            .bind(t.channel.as_str())
-            .bind(&t.title)
-            .bind(&t.text)
-            .bind(t.anonymous)
-            .bind(&t.caller_name)
-            .bind(&t.caller_phone)
-            .bind(&t.caller_id_number)
-            .bind(&t.address)
-            .bind(t.latitude)
-            .bind(t.longitude)
-            .bind(t.event_time)
-            .bind(serde_json::to_value(&t.attachment_urls).unwrap_or_default())
-            .bind(&t.idempotency_key)
-            .bind(t.received_at)
-            .bind(&t.received_by);
-        let inserted: Option<String> = bind_outbox(q, &events).fetch_optional(&self.pool).await?;
-        match inserted {
-            Some(tracking_number) => Ok((
-                TicketRecord {
-                    tracking_number,
-                    ..t
-                },
-                true,
-            )),
-            None => {
-                let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{SELECT_TICKET} WHERE idempotency_key = $1"
-                )))
-                .bind(&t.idempotency_key)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok((ticket_from_row(&existing)?, false))
-            }
+        // Ticket and events in one statement, with whatever other submits are waiting (see
+        // `pg_intake`).
+        match self.writer.create(t, events).await {
+            Ok(result) => result,
+            Err(ticket) => pg_intake::insert(&self.pool, &[ticket])
+                .await
+                .map(|mut r| r.remove(0)),
         }
     }
 
