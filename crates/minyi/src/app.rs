@@ -141,7 +141,7 @@ impl Scrape {
         out.header(
             "minyi_bus_queue_depth",
             "gauge",
-            "Messages ready in a consumer queue.",
+            "Broker messages ready in a consumer queue (a pack of events counts once).",
         );
         for (queue, n) in depths {
             out.sample("minyi_bus_queue_depth", &[("queue", queue)], n as f64);
@@ -784,6 +784,7 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
         .await
         .context("connecting to PostgreSQL")?;
     let mut amqp_config = AmqpConfig::new(amqp, &config.amqp_prefix);
+    amqp_config.pack_max = config.amqp_pack.max(1);
     amqp_config.queue_expires = config
         .amqp_queue_expires_secs
         .map(std::time::Duration::from_secs);

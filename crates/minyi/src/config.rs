@@ -36,6 +36,11 @@ pub struct Config {
     /// Delete queues idle this long, in seconds (`MINYI_AMQP_QUEUE_EXPIRES_SECS`). For tests and
     /// throwaway prefixes only: unset in production, where queues must outlive any outage.
     pub amqp_queue_expires_secs: Option<u64>,
+    /// The most events one RabbitMQ message carries (`MINYI_AMQP_PACK`): a publish's
+    /// consecutive events of one routing key travel together, since the broker's cost is per
+    /// message. 1 sends each alone, as versions before packs did: set it while a rolling
+    /// upgrade from such a version still runs their consumers.
+    pub amqp_pack: usize,
     /// Redis URL (`MINYI_REDIS_URL`); production mode. `rediss://` for TLS.
     pub redis_url: Option<String>,
     /// PEM CA bundle trusted for `rediss://` instead of the system store
@@ -140,6 +145,7 @@ impl Default for Config {
             amqp_ca_file: None,
             amqp_prefix: "minyi".into(),
             amqp_queue_expires_secs: None,
+            amqp_pack: 32,
             redis_url: None,
             redis_ca_file: None,
             redis_prefix: "minyi".into(),

@@ -6,8 +6,18 @@
 //!   `x-delivery-limit` so a message retried too often is dead-lettered rather than looping.
 //!   Quorum queues write to disk before confirming, which classic queues may skip.
 //! - `{prefix}.dead` (direct exchange) → `{prefix}.{queue}.dead`: the dead-letter queues.
+//!
+//! Packs: consecutive messages of one `publish` with the same routing key travel as one broker
+//! message (up to [`AmqpConfig::pack_max`]; content type [`PACK_CONTENT_TYPE`]), because the
+//! broker's cost is per message, not per byte. A subscription unpacks them into deliveries of
+//! their own, each settled on its own: the pack is acked when all of its deliveries are
+//! settled; a retried one is put back into the queue alone (its attempt counted in the
+//! `x-minyi-attempt` header), a dead-lettered one goes to the dead-letter queue alone. If that
+//! fails, the whole pack is requeued (consumers dedupe what they already applied).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,6 +54,35 @@ pub struct AmqpConfig {
     pub connect_timeout: Duration,
     /// PEM CA certificates trusted for `amqps://` besides the system store (an internal CA).
     pub ca_pem: Option<String>,
+    /// The most messages one broker message carries (see "Packs" above); 1 sends each alone,
+    /// which consumers of every version understand.
+    pub pack_max: usize,
+}
+
+/// Content type of a broker message that carries several messages ([`Pack`]).
+pub const PACK_CONTENT_TYPE: &str = "application/x-minyi-pack";
+/// Header counting the attempts a message put back alone has had (see "Packs" above).
+const ATTEMPT_HEADER: &str = "x-minyi-attempt";
+/// Header keeping the routing key of a message put back alone (it goes through the default
+/// exchange, whose routing key is the queue's name).
+const ROUTING_KEY_HEADER: &str = "x-minyi-routing-key";
+
+/// Several messages of one routing key, in order, as one broker message.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Pack {
+    #[prost(message, repeated, tag = "1")]
+    items: Vec<PackItem>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PackItem {
+    /// The event id's 16 bytes.
+    #[prost(bytes = "vec", tag = "1")]
+    event_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    payload: Vec<u8>,
+    #[prost(btree_map = "string, string", tag = "3")]
+    headers: BTreeMap<String, String>,
 }
 
 impl AmqpConfig {
@@ -56,6 +95,7 @@ impl AmqpConfig {
             queue_expires: None,
             connect_timeout: Duration::from_secs(20),
             ca_pem: None,
+            pack_max: 32,
         }
     }
 
@@ -252,33 +292,19 @@ impl AmqpBus {
         channel: &Channel,
         exchange: &str,
         messages: &[Message],
+        pack_max: usize,
     ) -> Result<(), BusError> {
-        // Pipelined: send every message, then await every confirm.
+        // Pipelined: send every message (runs of one routing key packed), then await every
+        // confirm.
         let mut confirms = Vec::with_capacity(messages.len());
-        for m in messages {
-            let mut headers = FieldTable::default();
-            for (k, v) in &m.headers {
-                headers.insert(
-                    ShortString::from(k.as_str()),
-                    AMQPValue::LongString(LongString::from(v.as_str())),
-                );
+        for run in messages.chunk_by(|a, b| a.routing_key == b.routing_key) {
+            for chunk in run.chunks(pack_max.max(1)) {
+                let confirm = match chunk {
+                    [one] => send(channel, exchange, &one.routing_key, one, None).await?,
+                    many => send_pack(channel, exchange, many).await?,
+                };
+                confirms.push(confirm);
             }
-            let props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_message_id(ShortString::from(m.event_id.to_string()))
-                .with_content_type(ShortString::from("application/x-protobuf"))
-                .with_headers(headers);
-            let confirm = channel
-                .basic_publish(
-                    exchange.into(),
-                    m.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &m.payload,
-                    props,
-                )
-                .await
-                .map_err(unavailable)?;
-            confirms.push(confirm);
         }
         for c in confirms {
             match c.await.map_err(unavailable)? {
@@ -287,6 +313,39 @@ impl AmqpBus {
             }
         }
         Ok(())
+    }
+
+    /// Publishes one message to `exchange` with `routing_key` on the publisher channel and
+    /// waits for its confirm (a packed message retried or dead-lettered alone).
+    async fn publish_one(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        m: &Message,
+        attempt: Option<u32>,
+    ) -> Result<(), BusError> {
+        let mut guard = self.publisher.lock().await;
+        if guard
+            .as_ref()
+            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+        {
+            *guard = Some(self.open_channel(true).await?);
+        }
+        let Some((_, channel)) = guard.as_ref() else {
+            return Err(BusError::Unavailable("no channel".into()));
+        };
+        let result = match send(channel, exchange, routing_key, m, attempt).await {
+            Ok(confirm) => match confirm.await.map_err(unavailable) {
+                Ok(Confirmation::Nack(_)) => Err(BusError::Nacked("nack".into())),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            *guard = None;
+        }
+        result
     }
 
     async fn passive_count(&self, queue: &str) -> Result<u64, BusError> {
@@ -322,7 +381,13 @@ impl Bus for AmqpBus {
         let Some((_, channel)) = guard.as_ref() else {
             return Err(BusError::Unavailable("no channel".into()));
         };
-        let result = Self::publish_on(channel, &self.config.exchange(), messages).await;
+        let result = Self::publish_on(
+            channel,
+            &self.config.exchange(),
+            messages,
+            self.config.pack_max,
+        )
+        .await;
         if result.is_err() {
             // Start afresh next time; the caller keeps the messages (the outbox) and retries.
             *guard = None;
@@ -340,6 +405,8 @@ impl Bus for AmqpBus {
             queue: queue.to_owned(),
             keys: routing_keys.iter().map(|k| (*k).to_owned()).collect(),
             consumer: None,
+            consuming: String::new(),
+            unpacked: VecDeque::new(),
             transient: false,
             gaps: 0,
         };
@@ -357,6 +424,8 @@ impl Bus for AmqpBus {
             queue: name.to_owned(),
             keys: routing_keys.iter().map(|k| (*k).to_owned()).collect(),
             consumer: None,
+            consuming: String::new(),
+            unpacked: VecDeque::new(),
             transient: true,
             gaps: 0,
         };
@@ -387,6 +456,11 @@ struct AmqpSubscription {
     queue: String,
     keys: Vec<String>,
     consumer: Option<(Connection, lapin::Consumer)>,
+    /// The broker's name of the queue consumed now (transient queues get a new one on
+    /// reconnect).
+    consuming: String,
+    /// The rest of a pack being handed out.
+    unpacked: VecDeque<Delivery>,
     /// An exclusive, auto-deleted queue of this subscription's own (`subscribe_transient`).
     transient: bool,
     /// Transient queues declared after the first one.
@@ -429,6 +503,7 @@ impl AmqpSubscription {
             )
             .await
             .map_err(unavailable)?;
+        self.consuming = queue;
         if let Some((old, _)) = self.consumer.replace((conn, consumer)) {
             let _ = old.close(200, "bye".into()).await;
         }
@@ -489,22 +564,39 @@ impl Subscription for AmqpSubscription {
     }
 
     async fn next(&mut self) -> Result<Delivery, BusError> {
+        if let Some(d) = self.unpacked.pop_front() {
+            return Ok(d);
+        }
         let mut backoff = Duration::from_millis(100);
         loop {
             if let Some((_, consumer)) = self.consumer.as_mut() {
                 match consumer.next().await {
                     Some(Ok(d)) => {
                         let props = d.properties.clone();
+                        if props
+                            .content_type()
+                            .as_ref()
+                            .is_some_and(|t| t.as_str() == PACK_CONTENT_TYPE)
+                            && let Some(first) = self.unpack(&d)
+                        {
+                            return Ok(first);
+                        }
                         let event_id = props
                             .message_id()
                             .as_ref()
                             .and_then(|id| Uuid::parse_str(id.as_str()).ok())
                             .unwrap_or_else(Uuid::nil);
                         let mut headers = std::collections::BTreeMap::new();
-                        let mut attempt = 0u32;
+                        let (mut attempt, mut earlier) = (0u32, 0u32);
+                        let mut routing_key = d.routing_key.to_string();
                         if let Some(h) = props.headers() {
                             for (k, v) in h.inner() {
                                 match v {
+                                    AMQPValue::LongString(s)
+                                        if k.as_str() == ROUTING_KEY_HEADER =>
+                                    {
+                                        routing_key = s.to_string();
+                                    }
                                     AMQPValue::LongString(s) => {
                                         headers.insert(k.to_string(), s.to_string());
                                     }
@@ -516,21 +608,28 @@ impl Subscription for AmqpSubscription {
                                     AMQPValue::LongInt(n) if k.as_str() == "x-delivery-count" => {
                                         attempt = u32::try_from(*n).unwrap_or(u32::MAX);
                                     }
+                                    AMQPValue::LongLongInt(n) if k.as_str() == ATTEMPT_HEADER => {
+                                        earlier = u32::try_from(*n).unwrap_or(u32::MAX);
+                                    }
                                     _ => {}
                                 }
                             }
                         }
                         let message = Message {
                             event_id,
-                            routing_key: d.routing_key.to_string(),
+                            routing_key,
                             payload: d.data.clone(),
                             headers,
                         };
-                        return Ok(Delivery::new(
-                            message,
-                            attempt,
-                            Box::new(AmqpAcker(d.acker)),
-                        ));
+                        let attempt = attempt.saturating_add(earlier);
+                        let acker = AmqpAcker {
+                            acker: d.acker,
+                            // Past the limit a message put back alone is dead-lettered here:
+                            // the broker counts only its own deliveries of it.
+                            last_attempt: earlier > 0
+                                && attempt + 1 >= self.bus.config.max_deliveries,
+                        };
+                        return Ok(Delivery::new(message, attempt, Box::new(acker)));
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, queue = %self.queue, "consumer failed; reconnecting");
@@ -559,23 +658,228 @@ impl Subscription for AmqpSubscription {
     }
 }
 
-struct AmqpAcker(lapin::Acker);
+impl AmqpSubscription {
+    /// Queues the messages of a pack as deliveries of their own and returns the first; `None`
+    /// (the broker message is then handed out as it is, and so dead-lettered as undecodable)
+    /// when it is not a pack.
+    fn unpack(&mut self, d: &lapin::message::Delivery) -> Option<Delivery> {
+        use prost::Message as _;
+        let pack = Pack::decode(d.data.as_slice()).ok()?;
+        let mut messages = Vec::with_capacity(pack.items.len());
+        for item in pack.items {
+            messages.push(Message {
+                event_id: Uuid::from_slice(&item.event_id).ok()?,
+                routing_key: d.routing_key.to_string(),
+                payload: item.payload,
+                headers: item.headers,
+            });
+        }
+        if messages.is_empty() {
+            return None;
+        }
+        // Redelivered packs count as a retry of each of their messages.
+        let attempt = d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delivery-count").cloned())
+            .and_then(|v| match v {
+                AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
+                AMQPValue::LongInt(n) => u32::try_from(n).ok(),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let pack = Arc::new(PackState {
+            acker: d.acker.clone(),
+            unsettled: AtomicUsize::new(messages.len()),
+            failed: AtomicBool::new(false),
+        });
+        for message in messages {
+            let acker = PackAcker {
+                pack: pack.clone(),
+                bus: self.bus.clone(),
+                queue: self.consuming.clone(),
+                dead_key: (!self.transient).then(|| self.queue.clone()),
+                message: message.clone(),
+                attempt,
+            };
+            self.unpacked
+                .push_back(Delivery::new(message, attempt, Box::new(acker)));
+        }
+        self.unpacked.pop_front()
+    }
+}
+
+/// Sends one message (not waiting for its confirm). `attempt`: it is put back after that many
+/// attempts (see "Packs").
+async fn send(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    m: &Message,
+    attempt: Option<u32>,
+) -> Result<lapin::PublisherConfirm, BusError> {
+    let mut headers = FieldTable::default();
+    for (k, v) in &m.headers {
+        headers.insert(
+            ShortString::from(k.as_str()),
+            AMQPValue::LongString(LongString::from(v.as_str())),
+        );
+    }
+    if let Some(n) = attempt {
+        headers.insert(
+            ShortString::from(ATTEMPT_HEADER),
+            AMQPValue::LongLongInt(i64::from(n)),
+        );
+        headers.insert(
+            ShortString::from(ROUTING_KEY_HEADER),
+            AMQPValue::LongString(LongString::from(m.routing_key.as_str())),
+        );
+    }
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(ShortString::from(m.event_id.to_string()))
+        .with_content_type(ShortString::from("application/x-protobuf"))
+        .with_headers(headers);
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            &m.payload,
+            props,
+        )
+        .await
+        .map_err(unavailable)
+}
+
+/// Sends `messages` (one routing key) as one pack (not waiting for its confirm).
+async fn send_pack(
+    channel: &Channel,
+    exchange: &str,
+    messages: &[Message],
+) -> Result<lapin::PublisherConfirm, BusError> {
+    use prost::Message as _;
+    let pack = Pack {
+        items: messages
+            .iter()
+            .map(|m| PackItem {
+                event_id: m.event_id.as_bytes().to_vec(),
+                payload: m.payload.clone(),
+                headers: m.headers.clone(),
+            })
+            .collect(),
+    };
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(ShortString::from(messages[0].event_id.to_string()))
+        .with_content_type(ShortString::from(PACK_CONTENT_TYPE));
+    channel
+        .basic_publish(
+            exchange.into(),
+            messages[0].routing_key.as_str().into(),
+            BasicPublishOptions::default(),
+            &pack.encode_to_vec(),
+            props,
+        )
+        .await
+        .map_err(unavailable)
+}
+
+/// A pack's broker delivery, settled once every message in it is.
+struct PackState {
+    acker: lapin::Acker,
+    unsettled: AtomicUsize,
+    /// A message could not be put back or dead-lettered alone: requeue the whole pack.
+    failed: AtomicBool,
+}
+
+/// Settles one message of a pack.
+struct PackAcker {
+    pack: Arc<PackState>,
+    bus: AmqpBus,
+    /// The broker's name of the queue it came from (a retry goes back there).
+    queue: String,
+    /// Routing key of its dead-letter queue on the dead exchange; `None` for transient
+    /// queues, which have none (a dead-lettered message is dropped, as the broker would).
+    dead_key: Option<String>,
+    message: Message,
+    attempt: u32,
+}
+
+#[async_trait]
+impl Acker for PackAcker {
+    async fn settle(&self, how: Settle) -> Result<(), BusError> {
+        let how = match how {
+            Settle::Retry if self.attempt + 1 >= self.bus.config.max_deliveries => {
+                Settle::DeadLetter
+            }
+            how => how,
+        };
+        let result = match (how, &self.dead_key) {
+            (Settle::Ack, _) | (Settle::DeadLetter, None) => Ok(()),
+            // Back into its queue alone, through the default exchange.
+            (Settle::Retry, _) => {
+                self.bus
+                    .publish_one("", &self.queue, &self.message, Some(self.attempt + 1))
+                    .await
+            }
+            (Settle::DeadLetter, Some(key)) => {
+                self.bus
+                    .publish_one(&self.bus.config.dead_exchange(), key, &self.message, None)
+                    .await
+            }
+        };
+        if result.is_err() {
+            self.pack.failed.store(true, Ordering::SeqCst);
+        }
+        if self.pack.unsettled.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let settled = if self.pack.failed.load(Ordering::SeqCst) {
+                self.pack
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            } else {
+                self.pack.acker.ack(BasicAckOptions::default()).await
+            };
+            settled.map_err(unavailable)?;
+        }
+        result
+    }
+}
+
+struct AmqpAcker {
+    acker: lapin::Acker,
+    /// Its retry would exceed the delivery limit: dead-letter it instead.
+    last_attempt: bool,
+}
 
 #[async_trait]
 impl Acker for AmqpAcker {
     async fn settle(&self, how: Settle) -> Result<(), BusError> {
+        let how = match how {
+            Settle::Retry if self.last_attempt => Settle::DeadLetter,
+            how => how,
+        };
         match how {
-            Settle::Ack => self.0.ack(BasicAckOptions::default()).await,
+            Settle::Ack => self.acker.ack(BasicAckOptions::default()).await,
             // Requeue: the quorum queue counts deliveries and dead-letters past the limit.
             Settle::Retry => {
-                self.0
+                self.acker
                     .nack(BasicNackOptions {
                         requeue: true,
                         ..BasicNackOptions::default()
                     })
                     .await
             }
-            Settle::DeadLetter => self.0.reject(BasicRejectOptions { requeue: false }).await,
+            Settle::DeadLetter => {
+                self.acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await
+            }
         }
         .map(|_| ())
         .map_err(unavailable)

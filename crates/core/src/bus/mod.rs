@@ -140,7 +140,8 @@ pub trait Bus: Send + Sync + 'static {
     /// published before its first consumer starts wait for it.
     async fn declare(&self, queue: &str, routing_keys: &[&str]) -> Result<(), BusError>;
 
-    /// Messages waiting in `queue` (ready, not delivered), for metrics and tests.
+    /// Messages waiting in `queue` (ready, not delivered), for metrics and tests. On RabbitMQ
+    /// a pack (several events of one publish) counts once.
     async fn queue_depth(&self, queue: &str) -> Result<u64, BusError>;
 
     /// Messages in `queue`'s dead-letter queue.
