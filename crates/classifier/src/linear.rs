@@ -56,10 +56,14 @@ impl LinearWeights {
             let (Some(&start), Some(&end)) = (self.offsets.get(j), self.offsets.get(j + 1)) else {
                 continue;
             };
-            for k in start as usize..end as usize {
-                if let (Some(&c), Some(&w)) = (self.classes.get(k), self.values.get(k))
-                    && let Some(s) = scores.get_mut(c as usize)
-                {
+            let (Some(classes), Some(weights)) = (
+                self.classes.get(start as usize..end as usize),
+                self.values.get(start as usize..end as usize),
+            ) else {
+                continue;
+            };
+            for (&c, &w) in classes.iter().zip(weights) {
+                if let Some(s) = scores.get_mut(c as usize) {
                     *s += v * w;
                 }
             }

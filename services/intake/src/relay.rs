@@ -31,7 +31,7 @@ impl Default for RelayConfig {
             batch: 256,
             lease: Duration::from_secs(30),
             idle_poll: Duration::from_millis(100),
-            min_interval: Duration::from_millis(10),
+            min_interval: Duration::from_millis(20),
         }
     }
 }
