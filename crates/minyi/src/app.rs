@@ -563,7 +563,12 @@ impl App {
                 self.backends.store.clone(),
                 self.backends.bus.clone(),
                 outbox_written.clone(),
-                RelayConfig::default(),
+                RelayConfig {
+                    min_interval: std::time::Duration::from_millis(
+                        self.config.relay_min_interval_ms,
+                    ),
+                    ..RelayConfig::default()
+                },
             );
             workers.push(tokio::spawn(relay.run(stop_rx.clone())));
         }

@@ -63,6 +63,10 @@ pub struct Config {
     pub open311_jurisdiction: String,
     /// Run the outbox relay in intake processes.
     pub relay_enabled: bool,
+    /// Shortest time between two outbox claims of a busy relay, in milliseconds
+    /// (`MINYI_RELAY_MIN_INTERVAL_MS`): the events of the commits in between go out together.
+    /// An idle relay claims at once.
+    pub relay_min_interval_ms: u64,
     /// `text` (default) or `json` logs.
     pub log_format: String,
     /// OTLP/gRPC collector for traces, e.g. `http://otel-collector:4317`
@@ -156,6 +160,7 @@ impl Default for Config {
             max_text_chars: 20_000,
             open311_jurisdiction: minyi_intake::open311::DEFAULT_JURISDICTION.to_owned(),
             relay_enabled: true,
+            relay_min_interval_ms: 20,
             log_format: "text".into(),
             otlp_endpoint: None,
             catalog_dir: None,

@@ -32,7 +32,7 @@ struct Submit {
     reply: Reply,
 }
 
-/// The submit side of the writers; cheap to clone.
+/// The submit side of the writer task; cheap to clone.
 #[derive(Debug, Clone)]
 pub(super) struct IntakeWriter {
     tx: mpsc::Sender<Submit>,
@@ -55,8 +55,8 @@ impl IntakeWriter {
         Self { tx }
     }
 
-    /// Queues the ticket and waits for its statement. Gives the ticket back when the writers
-    /// are gone (their runtime ended): the caller writes it itself.
+    /// Queues the ticket and waits for its statement. Gives the ticket back when the writer is
+    /// gone (its runtime ended): the caller writes it itself.
     pub(super) async fn create(
         &self,
         ticket: TicketRecord,
@@ -87,7 +87,7 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Submit>) {
             return;
         }
         // Under load, let the next submits gather (an idle writer starts at once).
-        if started.elapsed() < MIN_INTERVAL {
+        if batch.len() < MAX_BATCH && started.elapsed() < MIN_INTERVAL {
             tokio::time::sleep_until(started + MIN_INTERVAL).await;
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -107,7 +107,14 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Submit>) {
                     let _ = reply.send(Ok(result));
                 }
             }
-            // One submit at a time, so each gets its own outcome.
+            // The store is down: every submit of the batch fails alike (trying them one by
+            // one would only wait out the outage once per submit).
+            Err(StoreError::Unavailable(why)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
+                }
+            }
+            // Refused: one submit at a time, so each gets its own outcome.
             Err(e) if tickets.len() > 1 => {
                 tracing::debug!(error = %e, submits = tickets.len(), "batch refused; writing one by one");
                 for (ticket, reply) in tickets.into_iter().zip(replies) {
