@@ -306,13 +306,31 @@ impl AmqpBus {
                 confirms.push(confirm);
             }
         }
-        for c in confirms {
-            match c.await.map_err(unavailable)? {
-                Confirmation::Nack(_) => return Err(BusError::Nacked("nack".into())),
-                Confirmation::Ack(_) | Confirmation::NotRequested => {}
-            }
+        confirmed(confirms).await
+    }
+
+    /// Runs `publish` on the publisher channel (opened again when it was lost), one publisher
+    /// at a time; a failure drops the channel, so the next call starts afresh.
+    async fn on_publisher<F, Fut>(&self, publish: F) -> Result<(), BusError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<(), BusError>>,
+    {
+        let mut guard = self.publisher.lock().await;
+        if guard
+            .as_ref()
+            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+        {
+            *guard = Some(self.open_channel(true).await?);
         }
-        Ok(())
+        let Some((_, channel)) = guard.as_ref() else {
+            return Err(BusError::Unavailable("no channel".into()));
+        };
+        let result = publish(channel.clone()).await;
+        if result.is_err() {
+            *guard = None;
+        }
+        result
     }
 
     /// Publishes one message to `exchange` with `routing_key` on the publisher channel and
@@ -324,28 +342,11 @@ impl AmqpBus {
         m: &Message,
         attempt: Option<u32>,
     ) -> Result<(), BusError> {
-        let mut guard = self.publisher.lock().await;
-        if guard
-            .as_ref()
-            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
-        {
-            *guard = Some(self.open_channel(true).await?);
-        }
-        let Some((_, channel)) = guard.as_ref() else {
-            return Err(BusError::Unavailable("no channel".into()));
-        };
-        let result = match send(channel, exchange, routing_key, m, attempt).await {
-            Ok(confirm) => match confirm.await.map_err(unavailable) {
-                Ok(Confirmation::Nack(_)) => Err(BusError::Nacked("nack".into())),
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            *guard = None;
-        }
-        result
+        self.on_publisher(|channel| async move {
+            let confirm = send(&channel, exchange, routing_key, m, attempt).await?;
+            confirmed(vec![confirm]).await
+        })
+        .await
     }
 
     async fn passive_count(&self, queue: &str) -> Result<u64, BusError> {
@@ -371,28 +372,12 @@ impl AmqpBus {
 #[async_trait]
 impl Bus for AmqpBus {
     async fn publish(&self, messages: &[Message]) -> Result<(), BusError> {
-        let mut guard = self.publisher.lock().await;
-        if guard
-            .as_ref()
-            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
-        {
-            *guard = Some(self.open_channel(true).await?);
-        }
-        let Some((_, channel)) = guard.as_ref() else {
-            return Err(BusError::Unavailable("no channel".into()));
-        };
-        let result = Self::publish_on(
-            channel,
-            &self.config.exchange(),
-            messages,
-            self.config.pack_max,
-        )
-        .await;
-        if result.is_err() {
-            // Start afresh next time; the caller keeps the messages (the outbox) and retries.
-            *guard = None;
-        }
-        result
+        // On failure the caller keeps the messages (the outbox) and retries.
+        let exchange = self.config.exchange();
+        self.on_publisher(|channel| async move {
+            Self::publish_on(&channel, &exchange, messages, self.config.pack_max).await
+        })
+        .await
     }
 
     async fn subscribe(
@@ -708,6 +693,17 @@ impl AmqpSubscription {
         }
         self.unpacked.pop_front()
     }
+}
+
+/// Waits for every confirm; a nack is an error.
+async fn confirmed(confirms: Vec<lapin::PublisherConfirm>) -> Result<(), BusError> {
+    for c in confirms {
+        match c.await.map_err(unavailable)? {
+            Confirmation::Nack(_) => return Err(BusError::Nacked("nack".into())),
+            Confirmation::Ack(_) | Confirmation::NotRequested => {}
+        }
+    }
+    Ok(())
 }
 
 /// Sends one message (not waiting for its confirm). `attempt`: it is put back after that many
