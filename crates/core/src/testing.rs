@@ -22,6 +22,14 @@ pub fn redis_url() -> String {
     std::env::var("MINYI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
+/// RabbitMQ settings for a test: a prefix of its own, and queues that go away two minutes
+/// after their last use (left-over test queues would pile up on the shared broker).
+pub fn amqp_config() -> crate::bus::AmqpConfig {
+    let mut config = crate::bus::AmqpConfig::new(&amqp_url(), &random_name());
+    config.queue_expires = Some(std::time::Duration::from_secs(120));
+    config
+}
+
 /// A short random name, e.g. `t3f9a1c2d`.
 pub fn random_name() -> String {
     format!("t{}", &Uuid::new_v4().simple().to_string()[..12])

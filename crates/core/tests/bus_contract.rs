@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use minyi_core::bus::{AmqpBus, AmqpConfig, Bus, MemoryBus, Message};
+use minyi_core::bus::{AmqpBus, Bus, MemoryBus, Message};
 use uuid::Uuid;
 
 fn msg(key: &str, n: u8) -> Message {
@@ -179,12 +179,8 @@ async fn memory_bus_keeps_the_contract() {
 
 #[tokio::test]
 async fn rabbitmq_bus_keeps_the_contract() {
-    let mut config = AmqpConfig::new(
-        &minyi_core::testing::amqp_url(),
-        &minyi_core::testing::random_name(),
-    );
+    let mut config = minyi_core::testing::amqp_config();
     config.max_deliveries = 3;
-    config.queue_expires = Some(Duration::from_secs(120));
     let bus = AmqpBus::connect(config).await.unwrap();
     contract(&bus, 3).await;
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use minyi_core::bus::{AmqpBus, AmqpConfig, Bus, ConsumeOptions, MemoryBus, Outcome, consume};
+use minyi_core::bus::{AmqpBus, Bus, ConsumeOptions, MemoryBus, Outcome, consume};
 use minyi_core::event::{decode, new_event};
 use minyi_proto::events::FollowUpAdded;
 use minyi_proto::events::event::Body;
@@ -160,12 +160,9 @@ async fn the_loop_on_the_memory_bus() {
 
 #[tokio::test]
 async fn the_loop_on_rabbitmq() {
-    let mut config = AmqpConfig::new(
-        &minyi_core::testing::amqp_url(),
-        &minyi_core::testing::random_name(),
-    );
-    config.queue_expires = Some(Duration::from_secs(120));
-    let bus = AmqpBus::connect(config).await.unwrap();
+    let bus = AmqpBus::connect(minyi_core::testing::amqp_config())
+        .await
+        .unwrap();
     shared_loop_keeps_its_promises(Arc::new(bus)).await;
 }
 
@@ -253,11 +250,8 @@ async fn the_batch_loop_on_the_memory_bus() {
 
 #[tokio::test]
 async fn the_batch_loop_on_rabbitmq() {
-    let mut config = AmqpConfig::new(
-        &minyi_core::testing::amqp_url(),
-        &minyi_core::testing::random_name(),
-    );
-    config.queue_expires = Some(Duration::from_secs(120));
-    let bus = AmqpBus::connect(config).await.unwrap();
+    let bus = AmqpBus::connect(minyi_core::testing::amqp_config())
+        .await
+        .unwrap();
     batch_loop_keeps_its_promises(Arc::new(bus)).await;
 }

@@ -71,14 +71,16 @@ impl Relay {
         if entries.is_empty() {
             return Ok(0);
         }
-        let messages: Vec<_> = entries.iter().map(|e| e.message.clone()).collect();
+        let n = entries.len();
+        let (seqs, messages): (Vec<i64>, Vec<_>) =
+            entries.into_iter().map(|e| (e.seq, e.message)).unzip();
         // Not published: the entries stay leased and go out again when the lease runs out.
         self.bus
             .publish(&messages)
             .await
             .map_err(|e| e.to_string())?;
-        published.extend(entries.iter().map(|e| e.seq));
-        Ok(entries.len())
+        published.extend(seqs);
+        Ok(n)
     }
 
     /// Runs until `shutdown` turns true; the batch in flight is finished first.

@@ -676,18 +676,15 @@ impl AmqpSubscription {
             .unwrap_or(0);
         let pack = Arc::new(PackState {
             acker: d.acker.clone(),
+            bus: self.bus.clone(),
+            queue: self.consuming.clone(),
+            dead_key: (!self.transient).then(|| self.queue.clone()),
+            attempt,
             unsettled: AtomicUsize::new(messages.len()),
             failed: AtomicBool::new(false),
         });
         for message in messages {
-            let acker = PackAcker {
-                pack: pack.clone(),
-                bus: self.bus.clone(),
-                queue: self.consuming.clone(),
-                dead_key: (!self.transient).then(|| self.queue.clone()),
-                message: message.clone(),
-                attempt,
-            };
+            let acker = PackAcker(pack.clone());
             self.unpacked
                 .push_back(Delivery::new(message, attempt, Box::new(acker)));
         }
@@ -785,61 +782,59 @@ async fn send_pack(
 /// A pack's broker delivery, settled once every message in it is.
 struct PackState {
     acker: lapin::Acker,
-    unsettled: AtomicUsize,
-    /// A message could not be put back or dead-lettered alone: requeue the whole pack.
-    failed: AtomicBool,
-}
-
-/// Settles one message of a pack.
-struct PackAcker {
-    pack: Arc<PackState>,
     bus: AmqpBus,
     /// The broker's name of the queue it came from (a retry goes back there).
     queue: String,
     /// Routing key of its dead-letter queue on the dead exchange; `None` for transient
     /// queues, which have none (a dead-lettered message is dropped, as the broker would).
     dead_key: Option<String>,
-    message: Message,
+    /// Attempts before this delivery (the broker's count for the whole pack).
     attempt: u32,
+    unsettled: AtomicUsize,
+    /// A message could not be put back or dead-lettered alone: requeue the whole pack.
+    failed: AtomicBool,
 }
+
+/// Settles one message of a pack.
+struct PackAcker(Arc<PackState>);
 
 #[async_trait]
 impl Acker for PackAcker {
-    async fn settle(&self, how: Settle) -> Result<(), BusError> {
+    async fn settle(&self, how: Settle, message: &Message) -> Result<(), BusError> {
+        let pack = &self.0;
         let how = match how {
-            Settle::Retry if self.attempt + 1 >= self.bus.config.max_deliveries => {
+            Settle::Retry if pack.attempt + 1 >= pack.bus.config.max_deliveries => {
                 Settle::DeadLetter
             }
             how => how,
         };
-        let result = match (how, &self.dead_key) {
+        let result = match (how, &pack.dead_key) {
             (Settle::Ack, _) | (Settle::DeadLetter, None) => Ok(()),
             // Back into its queue alone, through the default exchange.
             (Settle::Retry, _) => {
-                self.bus
-                    .publish_one("", &self.queue, &self.message, Some(self.attempt + 1))
+                pack.bus
+                    .publish_one("", &pack.queue, message, Some(pack.attempt + 1))
                     .await
             }
             (Settle::DeadLetter, Some(key)) => {
-                self.bus
-                    .publish_one(&self.bus.config.dead_exchange(), key, &self.message, None)
+                pack.bus
+                    .publish_one(&pack.bus.config.dead_exchange(), key, message, None)
                     .await
             }
         };
         if result.is_err() {
-            self.pack.failed.store(true, Ordering::SeqCst);
+            pack.failed.store(true, Ordering::SeqCst);
         }
-        if self.pack.unsettled.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let settled = if self.pack.failed.load(Ordering::SeqCst) {
-                self.pack
-                    .acker
+        if pack.unsettled.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let settled = if pack.failed.load(Ordering::SeqCst) {
+                pack.acker
                     .nack(BasicNackOptions {
                         requeue: true,
                         ..BasicNackOptions::default()
                     })
                     .await
             } else {
-                self.pack.acker.ack(BasicAckOptions::default()).await
+                pack.acker.ack(BasicAckOptions::default()).await
             };
             settled.map_err(unavailable)?;
         }
@@ -855,7 +850,7 @@ struct AmqpAcker {
 
 #[async_trait]
 impl Acker for AmqpAcker {
-    async fn settle(&self, how: Settle) -> Result<(), BusError> {
+    async fn settle(&self, how: Settle, _: &Message) -> Result<(), BusError> {
         let how = match how {
             Settle::Retry if self.last_attempt => Settle::DeadLetter,
             how => how,

@@ -191,7 +191,7 @@ struct MemoryAcker {
 
 #[async_trait]
 impl Acker for MemoryAcker {
-    async fn settle(&self, how: Settle) -> Result<(), BusError> {
+    async fn settle(&self, how: Settle, _: &Message) -> Result<(), BusError> {
         let Some((message, attempt)) = self
             .unsettled
             .lock()

@@ -73,17 +73,17 @@ impl Delivery {
 
     /// The effect is committed: forget the message.
     pub async fn ack(self) -> Result<(), BusError> {
-        self.acker.settle(Settle::Ack).await
+        self.acker.settle(Settle::Ack, &self.message).await
     }
 
     /// Try again later; dead-lettered once the queue's delivery limit is reached.
     pub async fn retry(self) -> Result<(), BusError> {
-        self.acker.settle(Settle::Retry).await
+        self.acker.settle(Settle::Retry, &self.message).await
     }
 
     /// Poison: straight to the dead-letter queue, never dropped.
     pub async fn dead_letter(self) -> Result<(), BusError> {
-        self.acker.settle(Settle::DeadLetter).await
+        self.acker.settle(Settle::DeadLetter, &self.message).await
     }
 }
 
@@ -96,7 +96,8 @@ pub(crate) enum Settle {
 
 #[async_trait]
 pub(crate) trait Acker: Send + Sync {
-    async fn settle(&self, how: Settle) -> Result<(), BusError>;
+    /// Settles the delivery of `message`.
+    async fn settle(&self, how: Settle, message: &Message) -> Result<(), BusError>;
 }
 
 /// A consumer's stream of deliveries from one queue.

@@ -38,14 +38,6 @@ pub(super) struct IntakeWriter {
     tx: mpsc::Sender<Submit>,
 }
 
-impl std::fmt::Debug for Submit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Submit")
-            .field("ticket", &self.ticket.id)
-            .finish()
-    }
-}
-
 impl IntakeWriter {
     /// Starts the writer task on the current runtime. It ends when every `IntakeWriter` is
     /// dropped, after writing what was queued.
