@@ -172,7 +172,7 @@ impl Default for Config {
             sla_warning_fractions: vec![0.75, 0.9],
             reconcile_secs: 30,
             consumer_lanes: 8,
-            classification_batch: 64,
+            classification_batch: 256,
         }
     }
 }

@@ -47,7 +47,7 @@ impl Default for WorkerConfig {
         Self {
             duplicate_window: chrono::Duration::days(3),
             duplicate_threshold: 0.6,
-            max_batch: 64,
+            max_batch: 256,
         }
     }
 }
@@ -142,6 +142,12 @@ impl Worker {
         if petitions.is_empty() {
             return outcomes;
         }
+        let started = std::time::Instant::now();
+        let waited_ms = petitions
+            .iter()
+            .map(|p| (self.clock.now() - p.received_at).num_milliseconds())
+            .max()
+            .unwrap_or(0);
         let router = self.router.wait_ready().await;
         let routings: Vec<RoutingRecord> = petitions
             .iter()
@@ -159,7 +165,9 @@ impl Worker {
                 routing
             })
             .collect();
+        let classified = started.elapsed();
         let mut pools = self.candidate_pools(&petitions, &routings).await;
+        let pooled = started.elapsed();
         let mut effects = Vec::with_capacity(petitions.len());
         let mut statuses = Vec::with_capacity(petitions.len());
         for (p, routing) in petitions.iter().zip(routings) {
@@ -181,6 +189,14 @@ impl Worker {
                 tickets = petitions.len()
             ))
             .await;
+        tracing::debug!(
+            petitions = petitions.len(),
+            waited_ms,
+            classify_ms = classified.as_millis() as u64,
+            pools_ms = (pooled - classified).as_millis() as u64,
+            commit_ms = (started.elapsed() - pooled).as_millis() as u64,
+            "classification batch"
+        );
         match applied {
             Ok(results) => {
                 if results.contains(&EffectOutcome::Applied) {

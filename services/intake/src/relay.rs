@@ -62,6 +62,7 @@ impl Relay {
     /// one more batch, whose entries `published` then holds, for the next call to remove (in
     /// the same statement as its claim). Returns how many events went out.
     pub async fn relay_once(&self, published: &mut Vec<i64>) -> Result<usize, String> {
+        let started = std::time::Instant::now();
         let entries = self
             .store
             .complete_and_claim_outbox(published, self.config.batch, self.config.lease)
@@ -72,6 +73,7 @@ impl Relay {
             return Ok(0);
         }
         let n = entries.len();
+        let claimed = started.elapsed();
         let (seqs, messages): (Vec<i64>, Vec<_>) =
             entries.into_iter().map(|e| (e.seq, e.message)).unzip();
         // Not published: the entries stay leased and go out again when the lease runs out.
@@ -79,6 +81,12 @@ impl Relay {
             .publish(&messages)
             .await
             .map_err(|e| e.to_string())?;
+        tracing::debug!(
+            events = n,
+            claim_ms = claimed.as_millis() as u64,
+            publish_ms = (started.elapsed() - claimed).as_millis() as u64,
+            "relayed"
+        );
         published.extend(seqs);
         Ok(n)
     }

@@ -91,7 +91,7 @@ impl AmqpConfig {
             url: url.to_owned(),
             prefix: prefix.to_owned(),
             max_deliveries: 5,
-            prefetch: 64,
+            prefetch: 256,
             queue_expires: None,
             connect_timeout: Duration::from_secs(20),
             ca_pem: None,
