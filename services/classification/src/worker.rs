@@ -384,8 +384,14 @@ impl Worker {
                 // first of a matter classified stays the original.
                 .filter(|c| c.id != p.ticket_id && c.received_at >= since)
                 .collect();
-            window.sort_by_key(|c| std::cmp::Reverse(c.received_at));
-            window.truncate(CANDIDATES);
+            if window.len() > CANDIDATES {
+                // The newest CANDIDATES, in no particular order (linear, not a sort per
+                // petition: the best match below does not depend on order).
+                window.select_nth_unstable_by_key(CANDIDATES - 1, |c| {
+                    std::cmp::Reverse(c.received_at)
+                });
+                window.truncate(CANDIDATES);
+            }
             let threshold = self.config.duplicate_threshold;
             let best = window
                 .iter()
