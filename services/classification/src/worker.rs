@@ -145,9 +145,9 @@ impl Worker {
         let started = std::time::Instant::now();
         let waited_ms = petitions
             .iter()
-            .map(|p| (self.clock.now() - p.received_at).num_milliseconds())
-            .max()
-            .unwrap_or(0);
+            .map(|p| p.received_at)
+            .min()
+            .map_or(0, |oldest| (self.clock.now() - oldest).num_milliseconds());
         let router = self.router.wait_ready().await;
         let routings: Vec<RoutingRecord> = petitions
             .iter()
@@ -384,14 +384,7 @@ impl Worker {
                 // first of a matter classified stays the original.
                 .filter(|c| c.id != p.ticket_id && c.received_at >= since)
                 .collect();
-            if window.len() > CANDIDATES {
-                // The newest CANDIDATES, in no particular order (linear, not a sort per
-                // petition: the best match below does not depend on order).
-                window.select_nth_unstable_by_key(CANDIDATES - 1, |c| {
-                    std::cmp::Reverse(c.received_at)
-                });
-                window.truncate(CANDIDATES);
-            }
+            keep_newest(&mut window, CANDIDATES);
             let threshold = self.config.duplicate_threshold;
             let best = window
                 .iter()
@@ -440,5 +433,45 @@ impl Worker {
                 Body::NeedsDispatcher(NeedsDispatcher { routing: proto }),
             )
         }
+    }
+}
+
+/// Keeps the newest `n` candidates of `window`, in no particular order: a selection, not a
+/// sort, since it runs for every petition and the best match does not depend on order.
+fn keep_newest(window: &mut Vec<&Candidate>, n: usize) {
+    if window.len() > n {
+        window.select_nth_unstable_by_key(n - 1, |c| std::cmp::Reverse(c.received_at));
+        window.truncate(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_newest_keeps_exactly_the_newest() {
+        let start = chrono::Utc::now();
+        let shingles = Arc::new(Shingles::of("路灯不亮"));
+        // Received in a shuffled order: minute k for k = (7 * i) mod 300.
+        let candidates: Vec<Candidate> = (0..300)
+            .map(|i| Candidate {
+                id: Uuid::new_v4(),
+                received_at: start + chrono::Duration::minutes((7 * i) % 300),
+                shingles: shingles.clone(),
+            })
+            .collect();
+        let mut window: Vec<&Candidate> = candidates.iter().collect();
+        keep_newest(&mut window, CANDIDATES);
+        let mut kept: Vec<i64> = window
+            .iter()
+            .map(|c| (c.received_at - start).num_minutes())
+            .collect();
+        kept.sort_unstable();
+        assert_eq!(kept, (100..300).collect::<Vec<i64>>());
+
+        let mut few: Vec<&Candidate> = candidates[..5].iter().collect();
+        keep_newest(&mut few, CANDIDATES);
+        assert_eq!(few.len(), 5, "a window smaller than n is left whole");
     }
 }
