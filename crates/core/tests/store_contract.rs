@@ -617,6 +617,138 @@ async fn dispatch_contract(store: &dyn TicketStore) {
     ));
 }
 
+/// Several tickets' transitions in one call: each applies or not on its own, and the applied
+/// ones write what a single transition writes.
+async fn batched_transitions(store: &dyn TicketStore) {
+    let mut ids = Vec::new();
+    for minute in 1..=4 {
+        ids.push(
+            store
+                .create_ticket(ticket(None, minute), vec![])
+                .await
+                .unwrap()
+                .0
+                .id,
+        );
+    }
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    let tr = |id: Uuid, version: i64, lead: &str, co: &[&str], dedupe: Option<Uuid>| {
+        let record = dispatched(lead, co);
+        Transition {
+            ticket_id: id,
+            expected_version: version,
+            status: record.state.ticket_status(),
+            inbox: record
+                .units()
+                .map(|u| (u.to_owned(), "dispatched".to_owned()))
+                .collect(),
+            dispatch: record,
+            routing: None,
+            audit: audit(id, "dispatch", true),
+            events: vec![event("ticket.dispatched")],
+            dedupe: dedupe.map(|e| ("dispatch".to_owned(), e)),
+        }
+    };
+    let (ea, eb, ec, em) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    // c's event was applied before: the batch brings it again.
+    store
+        .transition(tr(c, 0, "ST-C", &[], Some(ec)))
+        .await
+        .unwrap();
+    let before = store.outbox_len().await.unwrap();
+    let missing = Uuid::now_v7();
+    let outcomes = store
+        .transitions(vec![
+            tr(a, 0, "ST-GM", &["DEP-ZJ"], Some(ea)),
+            tr(b, 5, "ST-GM", &[], Some(eb)),
+            tr(c, 1, "ST-C", &[], Some(ec)),
+            tr(missing, 0, "ST-GM", &[], Some(em)),
+            tr(d, 0, "ST-GM", &[], None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            TransitionOutcome::Applied { version: 1 },
+            TransitionOutcome::Conflict { current_version: 0 },
+            TransitionOutcome::AlreadyApplied,
+            TransitionOutcome::NotFound,
+            TransitionOutcome::Applied { version: 1 },
+        ]
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), before + 2);
+    let get = |id: Uuid| async move { store.get_ticket(&id.to_string()).await.unwrap() };
+    let stored = get(a).await;
+    assert_eq!(
+        (stored.version, stored.status),
+        (1, TicketStatus::Dispatched)
+    );
+    assert_eq!(stored.dispatch, Some(dispatched("ST-GM", &["DEP-ZJ"])));
+    assert_eq!(get(b).await.version, 0);
+    assert_eq!(get(b).await.dispatch, None);
+    assert_eq!(get(c).await.version, 1);
+    assert_eq!(get(d).await.version, 1);
+    for (id, lines) in [(a, 1), (b, 0), (c, 1), (d, 1)] {
+        assert_eq!(store.audit_trail(id).await.unwrap().len(), lines);
+    }
+    // Inbox entries of the applied ones, in batch order.
+    let gm: Vec<Uuid> = store
+        .inbox("ST-GM", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.ticket_id)
+        .collect();
+    assert_eq!(gm, vec![a, d]);
+    assert_eq!(store.inbox("DEP-ZJ", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.inbox("ST-C", 0, 10).await.unwrap().len(), 1);
+    let mine = TicketQuery {
+        unit: Some("DEP-ZJ".into()),
+        limit: 10,
+        ..TicketQuery::default()
+    };
+    assert_eq!(
+        store
+            .list_tickets(&mine)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect::<Vec<_>>(),
+        vec![a]
+    );
+    // What did not apply left no dedupe mark: its event applies when it comes again.
+    assert!(store.mark_processed("dispatch", em).await.unwrap());
+    assert!(!store.mark_processed("dispatch", ea).await.unwrap());
+    assert_eq!(
+        store
+            .transitions(vec![tr(b, 0, "ST-GM", &[], Some(eb))])
+            .await
+            .unwrap(),
+        vec![TransitionOutcome::Applied { version: 1 }]
+    );
+    // One ticket twice in a batch: in order, the second one is stale.
+    assert_eq!(
+        store
+            .transitions(vec![
+                tr(a, 1, "ST-GM", &[], None),
+                tr(a, 1, "ST-GM", &[], None)
+            ])
+            .await
+            .unwrap(),
+        vec![
+            TransitionOutcome::Applied { version: 2 },
+            TransitionOutcome::Conflict { current_version: 2 }
+        ]
+    );
+}
+
 async fn expired_leases_are_reclaimed(store: &dyn TicketStore) {
     store
         .create_ticket(ticket(None, 1), vec![event("ticket.received")])
@@ -761,6 +893,7 @@ async fn memory_store_keeps_the_contract() {
     batched_effects(&MemoryStore::ephemeral()).await;
     published_entries_go_with_the_next_claim(&MemoryStore::ephemeral()).await;
     dispatch_contract(&MemoryStore::ephemeral()).await;
+    batched_transitions(&MemoryStore::ephemeral()).await;
     expired_leases_are_reclaimed(&MemoryStore::ephemeral()).await;
 }
 
@@ -829,6 +962,7 @@ async fn sqlite_store_keeps_the_contract_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     expired_leases_are_reclaimed(&SqliteStore::open(&dir.path().join("l.db")).await.unwrap()).await;
     batched_effects(&SqliteStore::open(&dir.path().join("b.db")).await.unwrap()).await;
+    batched_transitions(&SqliteStore::open(&dir.path().join("t.db")).await.unwrap()).await;
     published_entries_go_with_the_next_claim(
         &SqliteStore::open(&dir.path().join("o.db")).await.unwrap(),
     )
@@ -922,6 +1056,8 @@ async fn postgres_store_keeps_the_contract() {
     published_entries_go_with_the_next_claim(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();
     dispatch_contract(&PostgresStore::connect(&url, 4).await.unwrap()).await;
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    batched_transitions(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();
     expired_leases_are_reclaimed(&PostgresStore::connect(&url, 4).await.unwrap()).await;
 }

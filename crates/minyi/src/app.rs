@@ -526,7 +526,7 @@ impl App {
             let worker = minyi_dispatch::worker::Worker {
                 engine: engine.clone(),
                 bus: self.backends.bus.clone(),
-                lanes: self.config.consumer_lanes,
+                max_batch: self.config.dispatch_batch.max(1),
             };
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
         }

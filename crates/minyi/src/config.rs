@@ -93,9 +93,10 @@ pub struct Config {
     /// How often the routing state and the SLA timers are checked for loss (Redis flushed)
     /// and rebuilt from PostgreSQL, in seconds.
     pub reconcile_secs: u64,
-    /// Events the dispatch consumer of one process handles at once, each for a different
-    /// ticket (`MINYI_CONSUMER_LANES`); 1 handles them strictly one by one.
-    pub consumer_lanes: usize,
+    /// Most routed tickets the dispatch consumer applies and commits together
+    /// (`MINYI_DISPATCH_BATCH`); batches form from what has arrived. 1 commits each ticket
+    /// on its own.
+    pub dispatch_batch: usize,
     /// Most received petitions the classification consumer decides and commits together
     /// (`MINYI_CLASSIFICATION_BATCH`); batches form from what has arrived. 1 commits each
     /// petition on its own.
@@ -171,7 +172,7 @@ impl Default for Config {
             duplicate_threshold: 0.6,
             sla_warning_fractions: vec![0.75, 0.9],
             reconcile_secs: 30,
-            consumer_lanes: 8,
+            dispatch_batch: 256,
             classification_batch: 256,
         }
     }

@@ -383,6 +383,7 @@ impl Deadlines {
                 TransitionOutcome::Applied { .. } => true,
                 TransitionOutcome::AlreadyApplied => false,
                 TransitionOutcome::Conflict { .. } => return Err("ticket changed; retrying".into()),
+                TransitionOutcome::NotFound => return Err(format!("ticket {} not found", t.id)),
             }
         };
         self.timers

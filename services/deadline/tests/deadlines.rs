@@ -101,6 +101,21 @@ impl World {
 
     /// As [`World::dispatched`], with a first-response limit of `respond_hours`.
     async fn dispatched_with(&self, n: usize, respond_hours: u32) -> TicketRecord {
+        let t = self.routed(n, respond_hours).await;
+        self.engine
+            .apply(
+                &t.id.to_string(),
+                &Command::AutoDispatch,
+                &Actor::system(),
+                0,
+                None,
+            )
+            .await
+            .unwrap()
+    }
+
+    /// A ticket classification routed to DEP-ZJ, not yet dispatched.
+    async fn routed(&self, n: usize, respond_hours: u32) -> TicketRecord {
         let suggestion = |unit: &str| SuggestionRecord {
             item_code: "X".into(),
             item_name: "x".into(),
@@ -157,16 +172,7 @@ impl World {
             )
             .await
             .unwrap();
-        self.engine
-            .apply(
-                &t.id.to_string(),
-                &Command::AutoDispatch,
-                &Actor::system(),
-                0,
-                None,
-            )
-            .await
-            .unwrap()
+        self.get(&t).await
     }
 
     async fn act(&self, t: &TicketRecord, cmd: Command, who: Actor) -> TicketRecord {
@@ -660,4 +666,76 @@ async fn the_first_response_clock_runs_until_the_first_progress_note() {
         "answered at 11:00"
     );
     w.forget_timers().await;
+}
+
+/// The dispatch consumer's path: routed tickets applied in one batch, each with its own
+/// outcome, and each written as a single transition would write it.
+#[tokio::test]
+async fn a_batch_of_routed_tickets_is_dispatched_together() {
+    use minyi_dispatch::engine::EngineError;
+    use minyi_dispatch::machine::Refusal;
+    let w = world().await;
+    let (a, b, c) = (
+        w.routed(1, 0).await,
+        w.routed(2, 0).await,
+        w.routed(3, 0).await,
+    );
+    let event = |e: Uuid| Some(("dispatch".to_owned(), e));
+    let (ea, eb, ec) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // c's event came before: c is dispatched already.
+    w.engine
+        .apply(
+            &c.id.to_string(),
+            &Command::AutoDispatch,
+            &Actor::system(),
+            0,
+            event(ec),
+        )
+        .await
+        .unwrap();
+    let missing = Uuid::now_v7();
+    let results = w
+        .engine
+        .apply_batch(
+            vec![
+                (a.id, Command::AutoDispatch, event(ea)),
+                (missing, Command::AutoDispatch, event(Uuid::now_v7())),
+                (b.id, Command::AutoDispatch, event(eb)),
+                (c.id, Command::AutoDispatch, event(ec)),
+            ],
+            &Actor::system(),
+        )
+        .await;
+    assert_eq!(results.len(), 4);
+    for (n, t) in [(0, &a), (2, &b)] {
+        let done = results[n].as_ref().unwrap();
+        assert_eq!(done.id, t.id);
+        assert_eq!(done.status, TicketStatus::Dispatched);
+        assert_eq!(done.dispatch.as_ref().unwrap().lead_unit, "DEP-ZJ");
+        let stored = w.get(t).await;
+        assert_eq!(stored.version, done.version);
+        assert_eq!(stored.dispatch, done.dispatch);
+        assert_eq!(w.audit_count(t, "dispatched").await, 1);
+        let assigned = w.engine.routing_state.assignment(t.id).await.unwrap();
+        assert_eq!(assigned.unwrap().lead_unit, "DEP-ZJ");
+    }
+    assert!(matches!(
+        results[1],
+        Err(EngineError::Store(minyi_core::store::StoreError::NotFound(
+            _
+        )))
+    ));
+    assert!(matches!(
+        results[3],
+        Err(EngineError::Refused(Refusal::Illegal { .. }))
+    ));
+    let inbox: Vec<Uuid> = w
+        .store
+        .inbox("DEP-ZJ", 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.ticket_id)
+        .collect();
+    assert_eq!(inbox, vec![c.id, a.id, b.id]);
 }

@@ -31,6 +31,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// `(consumer, event id)` of a consumer's command: applied at most once.
+pub type Dedupe = Option<(String, Uuid)>;
+
 /// The dispatch service's core, shared by the gRPC API and the routing consumer.
 #[derive(Clone)]
 pub struct Engine {
@@ -106,6 +109,9 @@ impl Engine {
                     return Ok(t);
                 }
                 TransitionOutcome::AlreadyApplied => return Err(EngineError::AlreadyApplied),
+                TransitionOutcome::NotFound => {
+                    return Err(StoreError::NotFound(ticket_ref.to_owned()).into());
+                }
                 TransitionOutcome::Conflict { current_version } => {
                     if expected_version != 0 || attempts >= 5 {
                         return Err(EngineError::Conflict {
@@ -116,6 +122,110 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// [`Engine::apply`] of a consumer's commands to different tickets (by id, current
+    /// version, `actor`), committed together in one store call; one result per command, in
+    /// order. A ticket that changed in the meantime is applied again on its own.
+    pub async fn apply_batch(
+        &self,
+        cmds: Vec<(Uuid, Command, Dedupe)>,
+        actor: &Actor,
+    ) -> Vec<Result<TicketRecord, EngineError>> {
+        let ids: Vec<Uuid> = cmds.iter().map(|(id, ..)| *id).collect();
+        let mut tickets: std::collections::HashMap<Uuid, TicketRecord> =
+            match self.store.get_tickets(&ids).await {
+                Ok(ts) => ts.into_iter().map(|t| (t.id, t)).collect(),
+                Err(e) => return cmds.iter().map(|_| Err(same_error(&e).into())).collect(),
+            };
+        let now = self.clock.now();
+        let mut results: Vec<Option<Result<TicketRecord, EngineError>>> = Vec::new();
+        // (position, ticket, step) of the commands that make a transition.
+        let mut pending = Vec::new();
+        let mut transitions = Vec::new();
+        for (n, (id, cmd, dedupe)) in cmds.iter().enumerate() {
+            results.push(None);
+            let Some(t) = tickets.remove(id) else {
+                results[n] = Some(Err(StoreError::NotFound(id.to_string()).into()));
+                continue;
+            };
+            match step(
+                &t,
+                cmd,
+                actor,
+                now,
+                &self.catalog,
+                &self.deadlines,
+                &self.rules,
+            ) {
+                Ok(s) => {
+                    transitions.push(self.transition(&t, &s, actor, now, dedupe.clone()));
+                    pending.push((n, t, s));
+                }
+                Err(refusal) => {
+                    if let Refusal::Denied(why) = &refusal {
+                        self.audit_refusal(&t, command_name(cmd), actor, why).await;
+                    }
+                    results[n] = Some(Err(EngineError::Refused(refusal)));
+                }
+            }
+        }
+        let outcomes = if transitions.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.store.transitions(transitions).await
+        };
+        match outcomes {
+            Ok(outcomes) => {
+                let mut applied = Vec::new();
+                for ((n, t, s), outcome) in pending.into_iter().zip(outcomes) {
+                    results[n] = Some(match outcome {
+                        TransitionOutcome::Applied { version } => {
+                            let inbox = !s.inbox.is_empty();
+                            let t = TicketRecord {
+                                status: s.status,
+                                dispatch: Some(s.dispatch),
+                                routing: s.routing.or(t.routing),
+                                version,
+                                ..t
+                            };
+                            applied.push((t.clone(), inbox));
+                            Ok(t)
+                        }
+                        TransitionOutcome::AlreadyApplied => Err(EngineError::AlreadyApplied),
+                        TransitionOutcome::NotFound => {
+                            Err(StoreError::NotFound(t.id.to_string()).into())
+                        }
+                        TransitionOutcome::Conflict { .. } => {
+                            let (_, cmd, dedupe) = &cmds[n];
+                            self.apply(&t.id.to_string(), cmd, actor, 0, dedupe.clone())
+                                .await
+                        }
+                    });
+                }
+                if !applied.is_empty() {
+                    self.outbox_written.notify_one();
+                    if applied.iter().any(|(_, inbox)| *inbox) {
+                        self.inbox_written.notify_waiters();
+                    }
+                    let records = applied.iter().map(|(t, _)| self.routing_state.record(t));
+                    for r in futures::future::join_all(records).await {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "routing state not updated; it is rebuilt on the next reconciliation");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for (n, ..) in pending {
+                    results[n] = Some(Err(same_error(&e).into()));
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Internal("no outcome".into()).into())))
+            .collect()
     }
 
     fn transition(
@@ -197,6 +307,19 @@ impl Engine {
         if let Err(e) = self.store.append_audit(record).await {
             tracing::warn!(error = %e, "could not audit a refusal");
         }
+    }
+}
+
+/// A store error for each command of a batch that failed as a whole.
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::NotFound(id) => StoreError::NotFound(id.clone()),
+        StoreError::Closed { id, status } => StoreError::Closed {
+            id: id.clone(),
+            status,
+        },
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Internal(m) => StoreError::Internal(m.clone()),
     }
 }
 

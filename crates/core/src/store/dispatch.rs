@@ -316,4 +316,7 @@ pub enum TransitionOutcome {
     Conflict { current_version: i64 },
     /// The consumer had already applied this event; nothing changed.
     AlreadyApplied,
+    /// No such ticket (only from [`super::TicketStore::transitions`];
+    /// [`super::TicketStore::transition`] reports it as [`super::StoreError::NotFound`]).
+    NotFound,
 }

@@ -173,6 +173,22 @@ pub async fn apply_one_by_one<S: TicketStore + ?Sized>(
     Ok(out)
 }
 
+/// [`TicketStore::transitions`] one transition at a time.
+pub async fn transition_one_by_one<S: TicketStore + ?Sized>(
+    store: &S,
+    ts: Vec<Transition>,
+) -> Result<Vec<TransitionOutcome>, StoreError> {
+    let mut out = Vec::with_capacity(ts.len());
+    for t in ts {
+        out.push(match store.transition(t).await {
+            Ok(outcome) => outcome,
+            Err(StoreError::NotFound(_)) => TransitionOutcome::NotFound,
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FollowUpRecord {
     pub text: String,
@@ -335,6 +351,16 @@ pub trait TicketStore: Send + Sync + 'static {
     /// one audit line, inbox entries and events, if the ticket is still at the expected
     /// version (and, for a consumer, the event was not applied before).
     async fn transition(&self, t: Transition) -> Result<TransitionOutcome, StoreError>;
+
+    /// [`TicketStore::transition`] for several tickets, one outcome per transition, in order
+    /// (a missing ticket is [`TransitionOutcome::NotFound`]). Adapters that can commit them
+    /// together do (PostgreSQL: one transaction of a few statements for the whole batch);
+    /// each transition still applies or not on its own (version, dedupe). On an error some
+    /// may be committed and others not; applying the rest again is safe (a consumer's
+    /// committed ones come back [`TransitionOutcome::AlreadyApplied`]).
+    async fn transitions(&self, ts: Vec<Transition>) -> Result<Vec<TransitionOutcome>, StoreError> {
+        transition_one_by_one(self, ts).await
+    }
 
     /// Appends one audit line on its own (refused attempts).
     async fn append_audit(&self, a: AuditRecord) -> Result<(), StoreError>;

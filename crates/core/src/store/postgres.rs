@@ -617,6 +617,204 @@ impl TicketStore for PostgresStore {
         Ok(TransitionOutcome::Applied { version })
     }
 
+    async fn transitions(&self, ts: Vec<Transition>) -> Result<Vec<TransitionOutcome>, StoreError> {
+        // One UPDATE changes one row per ticket: a ticket twice in the batch goes one by one.
+        let mut tickets = std::collections::HashSet::new();
+        if ts.len() < 2 || !ts.iter().all(|t| tickets.insert(t.ticket_id)) {
+            return super::transition_one_by_one(self, ts).await;
+        }
+        let mut dispatches = Vec::with_capacity(ts.len());
+        let mut routings = Vec::with_capacity(ts.len());
+        let mut units = Vec::with_capacity(ts.len());
+        for t in &ts {
+            dispatches.push(json(&t.dispatch)?);
+            routings.push(t.routing.as_ref().map(json).transpose()?);
+            units.push(json(&t.dispatch.units().collect::<Vec<_>>())?);
+        }
+        let (sources, events): (Vec<Uuid>, Vec<&Message>) = ts
+            .iter()
+            .flat_map(|t| t.events.iter().map(|m| (t.ticket_id, m)))
+            .unzip();
+        let audits: Vec<&AuditRecord> = ts.iter().map(|t| &t.audit).collect();
+        let mut tx = self.pool.begin().await?;
+        // Dedupe marks, version-checked updates, audit lines and events of the whole batch in
+        // one statement. A transition whose event was handled before, or whose ticket moved
+        // on, changes nothing. (All parts see the snapshot from before the update, so
+        // `current` is the version a conflicting transition did not find.)
+        let rows = sqlx::query(
+            "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::jsonb[], \
+                   $5::jsonb[], $6::jsonb[], $7::text[], $8::uuid[]) \
+                 AS i(ticket_id, expected, status, dispatch, routing, units, consumer, event_id)), \
+             first AS (INSERT INTO processed_events (consumer, event_id) \
+               SELECT consumer, event_id FROM i WHERE event_id IS NOT NULL \
+               ON CONFLICT DO NOTHING RETURNING event_id), \
+             upd AS (UPDATE tickets t SET status = i.status, dispatch = i.dispatch, \
+                 routing = COALESCE(i.routing, t.routing), \
+                 units = ARRAY(SELECT jsonb_array_elements_text(i.units)), \
+                 version = t.version + 1 \
+               FROM i WHERE t.id = i.ticket_id AND t.version = i.expected \
+                 AND (i.event_id IS NULL OR i.event_id IN (SELECT event_id FROM first)) \
+               RETURNING t.id, t.version), \
+             aud AS (INSERT INTO audit (ticket_id, at, actor, role, unit, action, from_state, \
+                 to_state, reason, allowed) \
+               SELECT a.ticket_id, a.at, a.actor, a.role, a.unit, a.action, a.from_state, \
+                 a.to_state, a.reason, a.allowed \
+               FROM unnest($9::uuid[], $10::timestamptz[], $11::text[], $12::text[], \
+                   $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], \
+                   $18::bool[]) WITH ORDINALITY \
+                 AS a(ticket_id, at, actor, role, unit, action, from_state, to_state, reason, \
+                   allowed, n) \
+               WHERE a.ticket_id IN (SELECT id FROM upd) ORDER BY a.n), \
+             ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers) \
+               SELECT e.event_id, e.routing_key, e.payload, e.headers \
+               FROM unnest($19::uuid[], $20::uuid[], $21::text[], $22::bytea[], $23::jsonb[]) \
+                 WITH ORDINALITY AS e(source, event_id, routing_key, payload, headers, n) \
+               WHERE e.source IN (SELECT id FROM upd) ORDER BY e.n) \
+             SELECT i.ticket_id, \
+               (i.event_id IS NULL OR EXISTS (SELECT 1 FROM first f WHERE f.event_id = i.event_id)) \
+                 AS first, \
+               (SELECT u.version FROM upd u WHERE u.id = i.ticket_id) AS applied, \
+               (SELECT t.version FROM tickets t WHERE t.id = i.ticket_id) AS current \
+             FROM i",
+        )
+        .bind(ts.iter().map(|t| t.ticket_id).collect::<Vec<_>>())
+        .bind(ts.iter().map(|t| t.expected_version).collect::<Vec<_>>())
+        .bind(ts.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
+        .bind(dispatches)
+        .bind(routings)
+        .bind(units)
+        .bind(
+            ts.iter()
+                .map(|t| t.dedupe.as_ref().map(|(c, _)| c.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ts.iter()
+                .map(|t| t.dedupe.as_ref().map(|(_, e)| *e))
+                .collect::<Vec<_>>(),
+        )
+        .bind(audits.iter().map(|a| a.ticket_id).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.at).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.actor.as_str()).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.role.as_str()).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.unit.as_str()).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.action.as_str()).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.from_state.as_str()).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.to_state.as_str()).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>())
+        .bind(audits.iter().map(|a| a.allowed).collect::<Vec<_>>())
+        .bind(sources)
+        .bind(events.iter().map(|m| m.event_id).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|m| m.routing_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|m| m.payload.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|m| headers_to_json(&m.headers))
+                .collect::<Vec<_>>(),
+        )
+        // Planned for each call, with the batch's real size (see `apply_effects`).
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_ticket = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let id: Uuid = r.try_get("ticket_id")?;
+            let first: bool = r.try_get("first")?;
+            let applied: Option<i64> = r.try_get("applied")?;
+            let current: Option<i64> = r.try_get("current")?;
+            by_ticket.insert(id, (first, applied, current));
+        }
+        let mut taken_back = Vec::new();
+        let mut inbox = std::collections::BTreeSet::new();
+        let outcomes: Vec<TransitionOutcome> = ts
+            .iter()
+            .map(|t| {
+                let outcome = match by_ticket.get(&t.ticket_id) {
+                    Some((false, _, _)) => TransitionOutcome::AlreadyApplied,
+                    Some((true, Some(version), _)) => {
+                        TransitionOutcome::Applied { version: *version }
+                    }
+                    Some((true, None, Some(current))) => TransitionOutcome::Conflict {
+                        current_version: *current,
+                    },
+                    _ => TransitionOutcome::NotFound,
+                };
+                match outcome {
+                    TransitionOutcome::Applied { .. } => {
+                        for (unit, kind) in &t.inbox {
+                            inbox.insert((unit.as_str(), t.ticket_id, kind.as_str(), t.audit.at));
+                        }
+                    }
+                    TransitionOutcome::Conflict { .. } | TransitionOutcome::NotFound => {
+                        if let Some((consumer, event_id)) = &t.dedupe {
+                            taken_back.push((consumer.as_str(), *event_id));
+                        }
+                    }
+                    TransitionOutcome::AlreadyApplied => {}
+                }
+                outcome
+            })
+            .collect();
+        if !taken_back.is_empty() {
+            // Not applied: take the dedupe marks back, so those events are not "done".
+            let (consumers, ids): (Vec<&str>, Vec<Uuid>) = taken_back.into_iter().unzip();
+            sqlx::query(
+                "DELETE FROM processed_events p USING unnest($1::text[], $2::uuid[]) AS d(c, e) \
+                 WHERE p.consumer = d.c AND p.event_id = d.e",
+            )
+            .bind(consumers)
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !inbox.is_empty() {
+            // Serializes writers per unit, so entries of a unit commit in `seq` order; the
+            // units are locked in name order, as every batch does, so batches cannot deadlock.
+            let mut locked: Vec<&str> = inbox.iter().map(|(u, ..)| *u).collect();
+            locked.dedup();
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtext('minyi.inbox:' || u)) \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS l(u, n) ORDER BY n",
+            )
+            .bind(&locked)
+            .execute(&mut *tx)
+            .await?;
+            // Entries in the order of the batch (a set of tuples sorts by unit first).
+            let mut entries: Vec<_> = inbox.into_iter().collect();
+            let order: std::collections::HashMap<Uuid, usize> = ts
+                .iter()
+                .enumerate()
+                .map(|(n, t)| (t.ticket_id, n))
+                .collect();
+            entries.sort_by_key(|(u, id, k, _)| (order[id], *u, *k));
+            sqlx::query(
+                "INSERT INTO inbox (unit, ticket_id, kind, at) \
+                 SELECT unit, ticket_id, kind, at \
+                 FROM unnest($1::text[], $2::uuid[], $3::text[], $4::timestamptz[]) \
+                   WITH ORDINALITY AS e(unit, ticket_id, kind, at, n) ORDER BY n",
+            )
+            .bind(entries.iter().map(|e| e.0).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.1).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.2).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.3).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
     async fn append_audit(&self, a: AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         insert_audit(&mut tx, &a).await?;
