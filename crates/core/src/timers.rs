@@ -33,6 +33,19 @@ pub trait TimerStore: Send + Sync + 'static {
     async fn schedule(&self, timer: &Timer) -> Result<(), TimerError>;
     /// Removes a timer; absent ids are fine.
     async fn cancel(&self, id: &str) -> Result<(), TimerError>;
+    /// Schedules `schedule` and cancels `cancel` (Redis: one atomic round trip). An id in
+    /// both is scheduled.
+    async fn update(&self, schedule: &[Timer], cancel: &[String]) -> Result<(), TimerError> {
+        for id in cancel {
+            if !schedule.iter().any(|t| &t.id == id) {
+                self.cancel(id).await?;
+            }
+        }
+        for timer in schedule {
+            self.schedule(timer).await?;
+        }
+        Ok(())
+    }
     /// Claims up to `limit` timers due at `now`, leasing each for `lease`.
     async fn claim_due(
         &self,
@@ -231,6 +244,40 @@ impl TimerStore for RedisTimers {
 
     async fn cancel(&self, id: &str) -> Result<(), TimerError> {
         self.complete(id).await
+    }
+
+    async fn update(&self, schedule: &[Timer], cancel: &[String]) -> Result<(), TimerError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let cancelled: Vec<&String> = cancel
+            .iter()
+            .filter(|id| !schedule.iter().any(|t| &t.id == *id))
+            .collect();
+        if !cancelled.is_empty() {
+            pipe.zrem(&self.zset, &cancelled)
+                .ignore()
+                .hdel(&self.hash, &cancelled)
+                .ignore();
+        }
+        if !schedule.is_empty() {
+            let payloads: Vec<(&str, &str)> = schedule
+                .iter()
+                .map(|t| (t.id.as_str(), t.payload.as_str()))
+                .collect();
+            let dues: Vec<(i64, &str)> = schedule
+                .iter()
+                .map(|t| (t.due.timestamp_millis(), t.id.as_str()))
+                .collect();
+            pipe.hset_multiple(&self.hash, &payloads)
+                .ignore()
+                .zadd_multiple(&self.zset, &dues)
+                .ignore();
+        }
+        if cancelled.is_empty() && schedule.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
     }
 
     async fn claim_due(

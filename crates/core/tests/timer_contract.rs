@@ -84,6 +84,51 @@ async fn contract(t: &dyn TimerStore) {
     );
 }
 
+/// Several timers scheduled and cancelled in one call.
+async fn updates_schedule_and_cancel_together(t: &dyn TimerStore) {
+    t.schedule(&timer("a", 10)).await.unwrap();
+    t.schedule(&timer("b", 20)).await.unwrap();
+    t.schedule(&timer("c", 30)).await.unwrap();
+    // Moves a, adds d, cancels b and an unknown id; c is named in both: it stays scheduled.
+    let mut c = timer("c", 40);
+    c.payload = "moved".into();
+    t.update(
+        &[timer("a", 50), timer("d", 5), c],
+        &["b".into(), "c".into(), "nobody".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.pending().await.unwrap(), 3);
+    let due = t
+        .claim_due(at(100), 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let got: Vec<(&str, i64, &str)> = due
+        .iter()
+        .map(|d| {
+            (
+                d.id.as_str(),
+                d.due.timestamp() - at(0).timestamp(),
+                d.payload.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("d", 5, "payload-d"),
+            ("c", 40, "moved"),
+            ("a", 50, "payload-a")
+        ]
+    );
+    // Nothing to do is fine.
+    t.update(&[], &[]).await.unwrap();
+    for d in &due {
+        t.complete(&d.id).await.unwrap();
+    }
+    assert_eq!(t.pending().await.unwrap(), 0);
+}
+
 async fn concurrent_workers_claim_each_timer_once(t: Arc<dyn TimerStore>) {
     for i in 0..200 {
         t.schedule(&timer(&format!("c{i}"), i % 20)).await.unwrap();
@@ -118,6 +163,7 @@ async fn concurrent_workers_claim_each_timer_once(t: Arc<dyn TimerStore>) {
 #[tokio::test]
 async fn memory_timers_keep_the_contract() {
     contract(&MemoryTimers::default()).await;
+    updates_schedule_and_cancel_together(&MemoryTimers::default()).await;
     concurrent_workers_claim_each_timer_once(Arc::new(MemoryTimers::default())).await;
 }
 
@@ -126,6 +172,8 @@ async fn redis_timers_keep_the_contract() {
     let url = minyi_core::testing::redis_url();
     let prefix = format!("test-{}", minyi_core::testing::random_name());
     contract(&RedisTimers::connect(&url, &prefix).await.unwrap()).await;
+    let prefix = format!("test-{}", minyi_core::testing::random_name());
+    updates_schedule_and_cancel_together(&RedisTimers::connect(&url, &prefix).await.unwrap()).await;
     let prefix = format!("test-{}", minyi_core::testing::random_name());
     let t: Arc<dyn TimerStore> = Arc::new(RedisTimers::connect(&url, &prefix).await.unwrap());
     concurrent_workers_claim_each_timer_once(t.clone()).await;

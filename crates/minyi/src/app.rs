@@ -473,7 +473,7 @@ impl App {
                 catalog_dir: self.config.catalog_dir(),
                 model_path: self.config.model_path(),
                 per_item: self.config.classifier_examples_per_item,
-                train: train_config(),
+                train: train_config(&self.config),
                 every: std::time::Duration::from_secs(self.config.catalog_poll_secs.max(1)),
             };
             workers.push(tokio::spawn(watch.run(stop_rx.clone())));
@@ -546,11 +546,11 @@ impl App {
             workers.push(tokio::spawn(
                 deadlines.clone().run_reconciler(stop_rx.clone()),
             ));
-            workers.push(tokio::spawn(
-                deadlines
-                    .clone()
-                    .run_consumer(self.backends.bus.clone(), stop_rx.clone()),
-            ));
+            workers.push(tokio::spawn(deadlines.clone().run_consumer(
+                self.backends.bus.clone(),
+                self.config.dispatch_batch.max(1),
+                stop_rx.clone(),
+            )));
             workers.push(tokio::spawn(deadlines.run_timers(stop_rx.clone())));
         }
         let router = router
@@ -721,12 +721,12 @@ fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
 fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<RouterHandle> {
     let model_path = config.model_path();
     let per_item = config.classifier_examples_per_item;
+    let train = train_config(config);
     let handle = RouterHandle::pending();
     let filled = handle.clone();
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let config = train_config();
-        match minyi_classification::model::load_or_train(&model_path, &catalog, per_item, &config) {
+        match minyi_classification::model::load_or_train(&model_path, &catalog, per_item, &train) {
             Ok((model, trained)) => {
                 tracing::info!(
                     catalog = %catalog.version,
@@ -751,8 +751,9 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
 }
 
 /// How the classifier is trained for a catalog (at start and after a catalog change).
-fn train_config() -> minyi_classifier::TrainConfig {
+fn train_config(config: &Config) -> minyi_classifier::TrainConfig {
     minyi_classifier::TrainConfig {
+        target_precision: config.auto_dispatch_precision,
         // Two folds suffice to calibrate on thousands of items and halve training time.
         threshold_folds: 2,
         ..minyi_classifier::TrainConfig::default()

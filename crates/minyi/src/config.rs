@@ -81,6 +81,11 @@ pub struct Config {
     pub model_path: Option<PathBuf>,
     /// Synthetic training petitions per catalog item when training from the catalog.
     pub classifier_examples_per_item: usize,
+    /// Precision the automatic dispatch must reach (`MINYI_AUTO_DISPATCH_PRECISION`, in
+    /// (0, 1]): training picks the lowest confidence whose cross-validated precision reaches
+    /// it; petitions below go to a human dispatcher with suggestions. A saved model trained
+    /// for another target is retrained at start.
+    pub auto_dispatch_precision: f64,
     /// How often classification checks the catalog directory for a newly activated version
     /// or new arbitration rulings, and retrains without a restart, in seconds.
     pub catalog_poll_secs: u64,
@@ -93,9 +98,9 @@ pub struct Config {
     /// How often the routing state and the SLA timers are checked for loss (Redis flushed)
     /// and rebuilt from PostgreSQL, in seconds.
     pub reconcile_secs: u64,
-    /// Most routed tickets the dispatch consumer applies and commits together
-    /// (`MINYI_DISPATCH_BATCH`); batches form from what has arrived. 1 commits each ticket
-    /// on its own.
+    /// Most events the dispatch consumer applies and commits together, and the deadline
+    /// consumer re-plans together (`MINYI_DISPATCH_BATCH`); batches form from what has
+    /// arrived. 1 handles each on its own.
     pub dispatch_batch: usize,
     /// Most received petitions the classification consumer decides and commits together
     /// (`MINYI_CLASSIFICATION_BATCH`); batches form from what has arrived. 1 commits each
@@ -167,6 +172,7 @@ impl Default for Config {
             catalog_dir: None,
             model_path: None,
             classifier_examples_per_item: 4,
+            auto_dispatch_precision: 0.98,
             catalog_poll_secs: 10,
             duplicate_window_days: 3,
             duplicate_threshold: 0.6,
@@ -188,6 +194,13 @@ impl Config {
             f = f.merge(Toml::file_exact(path));
         }
         let mut config: Config = f.merge(env()).extract().map_err(Box::new)?;
+        let p = config.auto_dispatch_precision;
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Box::new(figment::Error::from(format!(
+                "auto_dispatch_precision (MINYI_AUTO_DISPATCH_PRECISION) must be in (0, 1], \
+                 got {p}"
+            ))));
+        }
         if config.otlp_endpoint.is_none() {
             config.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .ok()
@@ -323,6 +336,28 @@ mod tests {
             ..exposed
         };
         assert_eq!(tls.check_plaintext(), Ok(()));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's error
+    fn auto_dispatch_precision_must_be_a_fraction() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.auto_dispatch_precision,
+                0.98
+            );
+            jail.set_env("MINYI_AUTO_DISPATCH_PRECISION", "0.9");
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.auto_dispatch_precision,
+                0.9
+            );
+            for bad in ["0", "1.5", "-0.2"] {
+                jail.set_env("MINYI_AUTO_DISPATCH_PRECISION", bad);
+                let e = Config::load(None).unwrap_err().to_string();
+                assert!(e.contains("auto_dispatch_precision"), "{e}");
+            }
+            Ok(())
+        });
     }
 
     #[test]

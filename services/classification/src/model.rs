@@ -17,8 +17,9 @@ pub fn catalog_examples(catalog: &Catalog, per_item: usize, history: &[Example])
     out
 }
 
-/// Loads the model at `path` if it knows every item of `catalog`; otherwise trains one and
-/// saves it there. Returns the model and whether it was trained now.
+/// Loads the model at `path` if it knows every item of `catalog` and was trained for
+/// `config`'s target precision; otherwise trains one and saves it there. Returns the model
+/// and whether it was trained now.
 pub fn load_or_train(
     path: &Path,
     catalog: &Catalog,
@@ -27,7 +28,15 @@ pub fn load_or_train(
 ) -> Result<(Model, bool), minyi_classifier::ClassifyError> {
     if path.exists() {
         match Model::load(path) {
-            Ok(m) if covers(&m, catalog) => return Ok((m, false)),
+            Ok(m) if covers(&m, catalog) && m.target_precision() == config.target_precision => {
+                return Ok((m, false));
+            }
+            Ok(m) if covers(&m, catalog) => tracing::info!(
+                path = %path.display(),
+                saved = m.target_precision(),
+                wanted = config.target_precision,
+                "saved model was trained for another auto-dispatch precision; retraining"
+            ),
             Ok(_) => {
                 tracing::info!(path = %path.display(), "saved model predates the catalog; retraining")
             }
@@ -57,4 +66,31 @@ fn covers(model: &Model, catalog: &Catalog) -> bool {
         .items()
         .iter()
         .all(|i| labels.contains(i.code.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_model_is_reused_only_for_the_same_catalog_and_precision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("classifier.model");
+        let catalog = minyi_catalog::demo_slice();
+        let config = |target_precision| TrainConfig {
+            target_precision,
+            threshold_folds: 2,
+            ..TrainConfig::default()
+        };
+        let (_, trained) = load_or_train(&path, &catalog, 2, &config(0.98)).unwrap();
+        assert!(trained);
+        let (m, trained) = load_or_train(&path, &catalog, 2, &config(0.98)).unwrap();
+        assert!(!trained, "same catalog and target: the saved model serves");
+        assert_eq!(m.target_precision(), 0.98);
+        let (m, trained) = load_or_train(&path, &catalog, 2, &config(0.9)).unwrap();
+        assert!(trained, "another target precision: retrained");
+        assert_eq!(m.target_precision(), 0.9);
+        let (_, trained) = load_or_train(&path, &catalog, 2, &config(0.9)).unwrap();
+        assert!(!trained);
+    }
 }

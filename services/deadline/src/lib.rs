@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use minyi_calendar::Calendar;
-use minyi_core::bus::{Bus, ConsumeOptions, Message, Outcome, consume};
+use minyi_core::bus::{BatchItem, BatchOptions, Bus, Outcome, consume_batches};
 use minyi_core::clock::Clock;
 use minyi_core::event::{decode, new_event, timestamp};
 use minyi_core::store::{
@@ -229,23 +229,36 @@ impl Deadlines {
 
     /// Schedules the timers the ticket needs and cancels the others (idempotent).
     pub async fn ensure(&self, t: &TicketRecord) -> Result<(), String> {
-        let planned = self.plan(t);
-        for timer in &planned {
-            self.timers
-                .schedule(timer)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let fractions = self.config.warning_fractions.iter().copied().chain([1.0]);
-        for fraction in fractions {
-            for clock in CLOCKS {
-                let id = Self::timer_id(t.id, clock, fraction);
-                if !planned.iter().any(|p| p.id == id) {
-                    self.timers.cancel(&id).await.map_err(|e| e.to_string())?;
+        self.ensure_all(std::slice::from_ref(t)).await
+    }
+
+    /// [`Deadlines::ensure`] for several tickets, in one timer-store update.
+    pub async fn ensure_all(&self, tickets: &[TicketRecord]) -> Result<(), String> {
+        let mut schedule = Vec::new();
+        let mut cancel = Vec::new();
+        let fractions: Vec<f64> = self
+            .config
+            .warning_fractions
+            .iter()
+            .copied()
+            .chain([1.0])
+            .collect();
+        for t in tickets {
+            let planned = self.plan(t);
+            for &fraction in &fractions {
+                for clock in CLOCKS {
+                    let id = Self::timer_id(t.id, clock, fraction);
+                    if !planned.iter().any(|p| p.id == id) {
+                        cancel.push(id);
+                    }
                 }
             }
+            schedule.extend(planned);
         }
-        Ok(())
+        self.timers
+            .update(&schedule, &cancel)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Rebuilds every timer from the ticket store if the timer store lost its data. Returns
@@ -502,49 +515,63 @@ impl Deadlines {
         }
     }
 
-    /// Follows dispatch events and re-plans the ticket's timers, until `shutdown`: a few
-    /// tickets at a time, each ticket's events in order.
-    pub async fn run_consumer(self, bus: Arc<dyn Bus>, shutdown: watch::Receiver<bool>) {
+    /// Follows dispatch events and re-plans their tickets' timers, until `shutdown`: whatever
+    /// has arrived (up to `max_batch` events, one per ticket, so a ticket's events stay in
+    /// order) is re-planned with one ticket read and one timer-store update.
+    pub async fn run_consumer(
+        self,
+        bus: Arc<dyn Bus>,
+        max_batch: usize,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let routing_keys = minyi_core::bus::TOPOLOGY
             .iter()
             .find(|(q, _)| *q == CONSUMER)
             .map(|(_, k)| *k)
             .unwrap_or_default();
         let me = Arc::new(self);
-        consume(
+        consume_batches(
             bus,
-            ConsumeOptions {
+            BatchOptions {
                 consumer: CONSUMER,
                 routing_keys,
-                lanes: 4,
-                transient: false,
+                max_batch,
                 span: |m| tracing::info_span!("deadline.consume", routing_key = %m.routing_key, trace_id = tracing::field::Empty),
             },
             shutdown,
-            move |m| {
+            move |items| {
                 let me = me.clone();
                 async move {
-                    match me.on_event(&m).await {
+                    let outcome = match me.on_events(&items).await {
                         Ok(()) => Outcome::Done,
                         Err(e) => {
                             tracing::warn!(error = %e, "re-planning failed; will retry");
                             Outcome::Retry
                         }
-                    }
+                    };
+                    vec![outcome; items.len()]
                 }
             },
         )
         .await;
     }
 
-    async fn on_event(&self, message: &Message) -> Result<(), String> {
-        let Some(event) = decode(&message.payload) else {
+    /// Re-plans the tickets of `items` from their current state (an unknown ticket or an
+    /// unreadable event has nothing to plan).
+    async fn on_events(&self, items: &[BatchItem]) -> Result<(), String> {
+        let ids: Vec<Uuid> = items
+            .iter()
+            .filter_map(|i| decode(&i.message.payload))
+            .filter_map(|e| Uuid::parse_str(&e.ticket_id).ok())
+            .collect();
+        if ids.is_empty() {
             return Ok(());
-        };
-        match self.store.get_ticket(&event.ticket_id).await {
-            Ok(t) => self.ensure(&t).await,
-            Err(StoreError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.to_string()),
         }
+        let tickets = match self.store.get_tickets(&ids).await {
+            Ok(t) => t,
+            Err(StoreError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.to_string()),
+        };
+        self.ensure_all(&tickets).await
     }
 }

@@ -739,3 +739,62 @@ async fn a_batch_of_routed_tickets_is_dispatched_together() {
         .collect();
     assert_eq!(inbox, vec![c.id, a.id, b.id]);
 }
+
+/// The consumer re-plans a ticket's timers from its current state whenever a dispatch event
+/// about it arrives; events that arrive together are re-planned together.
+#[tokio::test]
+async fn dispatch_events_re_plan_their_tickets_timers() {
+    use minyi_core::bus::{Bus, MemoryBus};
+    use minyi_proto::events::DispatchChanged;
+    use minyi_proto::events::event::Body;
+    let w = world().await;
+    let bus = Arc::new(MemoryBus::new(5));
+    bus.declare(minyi_deadline::CONSUMER, &minyi_deadline::watched_keys())
+        .await
+        .unwrap();
+    let event = |t: &TicketRecord, action: &str| {
+        minyi_core::event::new_event(
+            t.id,
+            w.clock.now(),
+            Body::DispatchChanged(DispatchChanged {
+                action: action.into(),
+                ..DispatchChanged::default()
+            }),
+        )
+    };
+    let mut tickets = Vec::new();
+    for n in 0..10 {
+        tickets.push(w.dispatched(n).await);
+    }
+    assert_eq!(w.timers.pending().await.unwrap(), 0);
+    // All ten events wait in the queue before the consumer starts: one batch.
+    let events: Vec<_> = tickets.iter().map(|t| event(t, "dispatched")).collect();
+    bus.publish(&events).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let consumer = tokio::spawn(w.deadlines(w.timers.clone()).run_consumer(
+        bus.clone(),
+        64,
+        stopped,
+    ));
+    let settled = |want: u64| {
+        let timers = w.timers.clone();
+        async move {
+            for _ in 0..100 {
+                if timers.pending().await.unwrap() == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("never reached {want} pending timers");
+        }
+    };
+    // Accept and complete clocks, two warnings and a deadline each.
+    settled(60).await;
+    // Accepted: its acceptance clock's three timers go.
+    let accepted = w.act(&tickets[0], Command::Accept, handler("DEP-ZJ")).await;
+    bus.publish(&[event(&accepted, "accepted")]).await.unwrap();
+    settled(57).await;
+    stop.send(true).unwrap();
+    consumer.await.unwrap();
+    w.forget_timers().await;
+}
