@@ -11,7 +11,7 @@ use minyi_core::store::{
     PostgresStore, RoutingRecord, SqliteStore, StoreError, SuggestionRecord, TicketQuery,
     TicketRecord, TicketStore, TicketUpdate, Transition, TransitionOutcome,
 };
-use minyi_core::store::{Effect, EffectOutcome};
+use minyi_core::store::{Effect, EffectOutcome, OutboxHandoff};
 use uuid::Uuid;
 
 fn ticket(key: Option<&str>, minute: u32) -> TicketRecord {
@@ -1060,6 +1060,128 @@ async fn postgres_store_keeps_the_contract() {
     batched_transitions(&PostgresStore::connect(&url, 4).await.unwrap()).await;
     let url = minyi_core::testing::fresh_database().await.unwrap();
     expired_leases_are_reclaimed(&PostgresStore::connect(&url, 4).await.unwrap()).await;
+}
+
+/// Publish right after commit: the hot writers' rows are leased to this process's relay and
+/// their events handed to it; no claim takes them while leased; the relay's next claim deletes
+/// what it published; rows it never published (a crash) come back to any claim after the lease.
+#[tokio::test]
+async fn postgres_hot_writers_hand_their_events_to_the_relay() {
+    let url = minyi_core::testing::fresh_database().await.unwrap();
+    let h = std::sync::Arc::new(OutboxHandoff::new(Duration::from_millis(500)));
+    let store = PostgresStore::connect_with_handoff(&url, 4, Some(h.clone()))
+        .await
+        .unwrap();
+    let other = PostgresStore::connect(&url, 2).await.unwrap();
+    let lease = Duration::from_secs(30);
+
+    // Intake's group insert: the event is handed over and not claimable.
+    let received = event("ticket.received");
+    let (t, _) = store
+        .create_ticket(ticket(None, 1), vec![received.clone()])
+        .await
+        .unwrap();
+    let handed = h.take();
+    assert_eq!(
+        handed.iter().map(|m| m.event_id).collect::<Vec<_>>(),
+        vec![received.event_id]
+    );
+    assert!(other.claim_outbox(10, lease).await.unwrap().is_empty());
+    assert!(store.claim_outbox(10, lease).await.unwrap().is_empty());
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    // Published by the relay: gone with its next claim.
+    h.mark_published(handed.iter().map(|m| m.event_id));
+    assert!(store.claim_outbox(10, lease).await.unwrap().is_empty());
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+
+    // Batched effects: only the applied effect's event is handed over.
+    let routed_event = event("ticket.routed");
+    let outcomes = store
+        .apply_effects(
+            "classification",
+            vec![
+                Effect {
+                    event_id: Uuid::now_v7(),
+                    ticket_id: t.id,
+                    update: TicketUpdate {
+                        status: Some(TicketStatus::Routed),
+                        routing: None,
+                    },
+                    events: vec![routed_event.clone()],
+                },
+                Effect {
+                    event_id: Uuid::now_v7(),
+                    ticket_id: Uuid::now_v7(),
+                    update: TicketUpdate::default(),
+                    events: vec![event("ticket.routed")],
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![EffectOutcome::Applied, EffectOutcome::NotFound]
+    );
+    let t = store.get_ticket(&t.id.to_string()).await.unwrap();
+
+    // Batched transitions: the applied one's event is handed over.
+    let dispatched_event = event("ticket.dispatched");
+    let record = dispatched("ST-GM", &[]);
+    let outcomes = store
+        .transitions(vec![
+            Transition {
+                ticket_id: t.id,
+                expected_version: t.version,
+                status: record.state.ticket_status(),
+                dispatch: record.clone(),
+                routing: None,
+                audit: audit(t.id, "dispatch", true),
+                inbox: vec![],
+                events: vec![dispatched_event.clone()],
+                dedupe: None,
+            },
+            Transition {
+                ticket_id: Uuid::now_v7(),
+                expected_version: 0,
+                status: record.state.ticket_status(),
+                dispatch: record,
+                routing: None,
+                audit: audit(t.id, "dispatch", true),
+                inbox: vec![],
+                events: vec![event("ticket.dispatched")],
+                dedupe: None,
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], TransitionOutcome::Applied { .. }));
+    assert_eq!(outcomes[1], TransitionOutcome::NotFound);
+    let handed: Vec<Uuid> = h.take().iter().map(|m| m.event_id).collect();
+    assert_eq!(
+        handed,
+        vec![routed_event.event_id, dispatched_event.event_id]
+    );
+    assert_eq!(store.outbox_len().await.unwrap(), 2);
+    assert!(other.claim_outbox(10, lease).await.unwrap().is_empty());
+
+    // The relay died before publishing them: once the lease runs out, any relay claims them.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let reclaimed: Vec<Uuid> = other
+        .claim_outbox(10, lease)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.message.event_id)
+        .collect();
+    assert_eq!(reclaimed, handed);
+
+    // A store without a handoff leaves its rows claimable at once.
+    other
+        .create_ticket(ticket(None, 2), vec![event("ticket.received")])
+        .await
+        .unwrap();
+    assert_eq!(store.claim_outbox(10, lease).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use minyi_core::clock::{Clock, SystemClock};
 use minyi_core::grpc::auth_interceptor;
 use minyi_core::petition::IntakeLimits;
 use minyi_core::pii::Keyring;
-use minyi_core::store::{MemoryStore, PostgresStore, SqliteStore, TicketStore};
+use minyi_core::store::{MemoryStore, OutboxHandoff, PostgresStore, SqliteStore, TicketStore};
 use minyi_core::timers::{MemoryTimers, RedisTimers, TimerStore};
 use minyi_dispatch::arbitration::ArbitrationApi;
 use minyi_dispatch::state::{MemoryRoutingState, RedisRoutingState, RoutingState};
@@ -73,6 +73,9 @@ pub struct Backends {
     pub bus: Arc<dyn Bus>,
     pub timers: Arc<dyn TimerStore>,
     pub routing_state: Arc<dyn RoutingState>,
+    /// Between the store's hot writers and this process's relay (production, with
+    /// `relay_handoff`): committed events go out at once instead of at the next claim.
+    pub handoff: Option<Arc<OutboxHandoff>>,
 }
 
 /// A built, not yet running, Minyi process.
@@ -281,6 +284,7 @@ impl App {
                 bus: Arc::new(MemoryBus::default()),
                 timers: Arc::new(MemoryTimers::default()),
                 routing_state: Arc::new(MemoryRoutingState::default()),
+                handoff: None,
             },
             Mode::Production(_) => production_backends(&config).await?,
         };
@@ -570,6 +574,10 @@ impl App {
                     ..RelayConfig::default()
                 },
             );
+            let relay = match &self.backends.handoff {
+                Some(h) => relay.with_handoff(h.clone()),
+                None => relay,
+            };
             workers.push(tokio::spawn(relay.run(stop_rx.clone())));
         }
 
@@ -786,9 +794,12 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
         .redis_url
         .as_deref()
         .context("redis_url is not set (MINYI_REDIS_URL)")?;
-    let store = PostgresStore::connect(db, config.database_max_connections)
-        .await
-        .context("connecting to PostgreSQL")?;
+    let handoff = (config.relay_enabled && config.relay_handoff)
+        .then(|| Arc::new(OutboxHandoff::new(RelayConfig::default().lease)));
+    let store =
+        PostgresStore::connect_with_handoff(db, config.database_max_connections, handoff.clone())
+            .await
+            .context("connecting to PostgreSQL")?;
     let mut amqp_config = AmqpConfig::new(amqp, &config.amqp_prefix);
     amqp_config.pack_max = config.amqp_pack.max(1);
     amqp_config.queue_expires = config
@@ -814,6 +825,7 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
         bus: Arc::new(bus),
         timers: Arc::new(timers),
         routing_state: Arc::new(routing_state),
+        handoff,
     })
 }
 

@@ -67,6 +67,11 @@ pub struct Config {
     /// (`MINYI_RELAY_MIN_INTERVAL_MS`): the events of the commits in between go out together.
     /// An idle relay claims at once.
     pub relay_min_interval_ms: u64,
+    /// Publish right after commit (`MINYI_RELAY_HANDOFF`, production only): intake's group
+    /// insert, classification's and dispatch's batch commits lease their outbox rows to this
+    /// process's relay and hand it the events, which it publishes at once instead of at its
+    /// next claim.
+    pub relay_handoff: bool,
     /// `text` (default) or `json` logs.
     pub log_format: String,
     /// OTLP/gRPC collector for traces, e.g. `http://otel-collector:4317`
@@ -167,6 +172,7 @@ impl Default for Config {
             open311_jurisdiction: minyi_intake::open311::DEFAULT_JURISDICTION.to_owned(),
             relay_enabled: true,
             relay_min_interval_ms: 20,
+            relay_handoff: true,
             log_format: "text".into(),
             otlp_endpoint: None,
             catalog_dir: None,

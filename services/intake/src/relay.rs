@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minyi_core::bus::Bus;
-use minyi_core::store::TicketStore;
+use minyi_core::store::{OutboxHandoff, TicketStore};
 use tokio::sync::{Notify, watch};
 
 /// Outbox relay settings.
@@ -41,6 +41,8 @@ pub struct Relay {
     bus: Arc<dyn Bus>,
     wake: Arc<Notify>,
     config: RelayConfig,
+    /// Events this process's writers committed leased to this relay: published at once.
+    handoff: Option<Arc<OutboxHandoff>>,
 }
 
 impl Relay {
@@ -55,6 +57,37 @@ impl Relay {
             bus,
             wake,
             config,
+            handoff: None,
+        }
+    }
+
+    /// Publishes what the store's writers hand over (see [`OutboxHandoff`]) as soon as it
+    /// arrives; the store deletes those rows with the relay's next claim.
+    pub fn with_handoff(mut self, handoff: Arc<OutboxHandoff>) -> Self {
+        self.handoff = Some(handoff);
+        self
+    }
+
+    /// Publishes the events handed over so far. Returns how many went out; on a failure they
+    /// are put back for the next attempt (and their rows, leased, come back to a claim once
+    /// the lease runs out, should this process die first).
+    pub async fn publish_handed_over(&self) -> Result<usize, String> {
+        let Some(h) = &self.handoff else {
+            return Ok(0);
+        };
+        let events = h.take();
+        if events.is_empty() {
+            return Ok(0);
+        }
+        match self.bus.publish(&events).await {
+            Ok(()) => {
+                h.mark_published(events.iter().map(|m| m.event_id));
+                Ok(events.len())
+            }
+            Err(e) => {
+                h.requeue(events);
+                Err(e.to_string())
+            }
         }
     }
 
@@ -95,38 +128,71 @@ impl Relay {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         let mut published = Vec::new();
+        // When the next claim is due; `None`: when woken, or after `idle_poll`.
+        let mut next_claim = Some(tokio::time::Instant::now());
+        let mut last_claim = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let claimed_at = tokio::time::Instant::now();
-            match self.relay_once(&mut published).await {
-                Ok(n) if n == self.config.batch => continue,
-                Ok(_) => {
-                    backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = self.wake.notified() => {
-                            // Let more commits' events gather (see `min_interval`).
-                            tokio::select! {
-                                _ = tokio::time::sleep_until(claimed_at + self.config.min_interval) => {}
-                                _ = shutdown.changed() => {}
-                            }
-                        }
-                        _ = tokio::time::sleep(self.config.idle_poll) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
+            match self.publish_handed_over().await {
+                Ok(0) => {}
+                Ok(_) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "relay failed; events stay in the outbox");
+                    tracing::warn!(error = %e, "relay: handed-over events not published; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
                 }
             }
+            let now = tokio::time::Instant::now();
+            if next_claim.is_some_and(|at| at <= now) {
+                last_claim = now;
+                match self.relay_once(&mut published).await {
+                    Ok(n) if n == self.config.batch => continue,
+                    Ok(_) => {
+                        backoff = Duration::from_millis(100);
+                        next_claim = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "relay failed; events stay in the outbox");
+                        next_claim = Some(now + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            let claim_at = next_claim.unwrap_or(last_claim + self.config.idle_poll);
+            let handed_over = async {
+                match &self.handoff {
+                    Some(h) => h.handed_over().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(claim_at) => next_claim = Some(claim_at),
+                // Let more commits' events gather (see `min_interval`).
+                _ = self.wake.notified(), if next_claim.is_none() => {
+                    next_claim = Some(last_claim + self.config.min_interval);
+                }
+                _ = handed_over => {}
+                _ = shutdown.changed() => {}
+            }
         }
-        if !published.is_empty()
+        if self.handoff.is_some() {
+            // Handed-over events published before the stop: their rows go with a last
+            // (empty) claim; the rest stay leased and come back to a claim after the lease.
+            let _ = self.publish_handed_over().await;
+            if let Err(e) = self
+                .store
+                .complete_and_claim_outbox(&published, 0, self.config.lease)
+                .await
+            {
+                tracing::warn!(error = %e, "relay: published events not removed from the outbox");
+            }
+        } else if !published.is_empty()
             && let Err(e) = self.store.complete_outbox(&published).await
         {
             // Published but still in the outbox: sent again once their lease runs out, and

@@ -17,6 +17,7 @@ use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
 
 mod dispatch;
+mod handoff;
 mod memory;
 mod pg_intake;
 mod postgres;
@@ -27,6 +28,7 @@ pub use dispatch::{
     DispatchState, ExtensionRecord, InboxRecord, NoteRecord, PauseRecord, ReturnRecord, Transition,
     TransitionOutcome,
 };
+pub use handoff::OutboxHandoff;
 pub use memory::{MemoryStore, Snapshot};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

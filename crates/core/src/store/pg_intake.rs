@@ -15,7 +15,9 @@ use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{StoreError, TicketRecord, headers_to_json};
+use std::sync::Arc;
+
+use super::{OutboxHandoff, StoreError, TicketRecord, headers_to_json};
 use crate::bus::Message;
 
 /// The least time between the starts of two statements: what a submit may wait, under load,
@@ -41,9 +43,9 @@ pub(super) struct IntakeWriter {
 impl IntakeWriter {
     /// Starts the writer task on the current runtime. It ends when every `IntakeWriter` is
     /// dropped, after writing what was queued.
-    pub(super) fn start(pool: PgPool) -> Self {
+    pub(super) fn start(pool: PgPool, handoff: Option<Arc<OutboxHandoff>>) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(pool, rx));
+        tokio::spawn(write_batches(pool, handoff, rx));
         Self { tx }
     }
 
@@ -71,7 +73,12 @@ impl IntakeWriter {
     }
 }
 
-async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Submit>) {
+async fn write_batches(
+    pool: PgPool,
+    handoff: Option<Arc<OutboxHandoff>>,
+    mut rx: mpsc::Receiver<Submit>,
+) {
+    let handoff = handoff.as_deref();
     let mut started = tokio::time::Instant::now() - MIN_INTERVAL;
     loop {
         let mut batch = Vec::new();
@@ -93,7 +100,7 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Submit>) {
             .into_iter()
             .map(|s| ((s.ticket, s.events), s.reply))
             .unzip();
-        match insert(&pool, &tickets).await {
+        match insert(&pool, handoff, &tickets).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -110,7 +117,7 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Submit>) {
             Err(e) if tickets.len() > 1 => {
                 tracing::debug!(error = %e, submits = tickets.len(), "batch refused; writing one by one");
                 for (ticket, reply) in tickets.into_iter().zip(replies) {
-                    let result = insert(&pool, std::slice::from_ref(&ticket))
+                    let result = insert(&pool, handoff, std::slice::from_ref(&ticket))
                         .await
                         .map(|mut r| r.remove(0));
                     let _ = reply.send(result);
@@ -127,9 +134,11 @@ async fn write_batches(pool: PgPool, mut rx: mpsc::Receiver<Submit>) {
 
 /// Inserts `tickets` (each with its events) in one statement; per ticket, the stored ticket
 /// and whether it was created (false: its idempotency key was already taken, and the ticket
-/// returned is the one holding it).
+/// returned is the one holding it). With a `handoff`, the events' rows are inserted leased and
+/// the events of the tickets created are handed to it after the commit.
 pub(super) async fn insert(
     pool: &PgPool,
+    handoff: Option<&OutboxHandoff>,
     tickets: &[(TicketRecord, Vec<Message>)],
 ) -> Result<Vec<(TicketRecord, bool)>, StoreError> {
     fn col<T>(tickets: &[(TicketRecord, Vec<Message>)], f: impl Fn(&TicketRecord) -> T) -> Vec<T> {
@@ -140,6 +149,9 @@ pub(super) async fn insert(
             .iter()
             .flat_map(|(t, ev)| ev.iter().map(|m| (t.id, m)))
     };
+    let leased = handoff
+        .and_then(|h| h.lease_for_next_write())
+        .map(|l| l.as_secs_f64());
     // Tracking numbers are drawn in submit order; events follow their tickets in order, and
     // only tickets actually inserted get theirs.
     let rows = sqlx::query(
@@ -161,8 +173,9 @@ pub(super) async fn insert(
                     idempotency_key, received_at, received_by \
              FROM s ORDER BY n \
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, tracking_number), \
-         ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers) \
-             SELECT e.event_id, e.routing_key, e.payload, e.headers \
+         ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers, leased_until) \
+             SELECT e.event_id, e.routing_key, e.payload, e.headers, \
+               COALESCE(now() + make_interval(secs => $23::float8), '-infinity') \
              FROM unnest($18::uuid[], $19::uuid[], $20::text[], $21::bytea[], $22::jsonb[]) \
                WITH ORDINALITY AS e(ticket_id, event_id, routing_key, payload, headers, n) \
              WHERE e.ticket_id IN (SELECT id FROM t) ORDER BY e.n) \
@@ -200,6 +213,7 @@ pub(super) async fn insert(
             .map(|(_, m)| headers_to_json(&m.headers))
             .collect::<Vec<_>>(),
     )
+    .bind(leased)
     .fetch_all(pool)
     .await?;
     let mut inserted = std::collections::HashMap::with_capacity(rows.len());
@@ -207,6 +221,13 @@ pub(super) async fn insert(
         let id: Uuid = row.try_get("id")?;
         let tracking_number: String = row.try_get("tracking_number")?;
         inserted.insert(id, tracking_number);
+    }
+    if let (Some(h), Some(_)) = (handoff, leased) {
+        h.push(
+            events()
+                .filter(|(id, _)| inserted.contains_key(id))
+                .map(|(_, m)| m.clone()),
+        );
     }
     // Those not inserted lost to a ticket holding their idempotency key (maybe one earlier in
     // this very batch): answer with that ticket.

@@ -5,10 +5,13 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use super::pg_intake::{self, IntakeWriter};
 use super::{
-    AuditRecord, Effect, EffectOutcome, FollowUpRecord, InboxRecord, OutboxEntry, StoreError,
-    TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome, headers_to_json,
+    AuditRecord, Effect, EffectOutcome, FollowUpRecord, InboxRecord, OutboxEntry, OutboxHandoff,
+    StoreError, TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome,
+    headers_to_json,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -18,12 +21,25 @@ use crate::petition::{Channel, TicketStatus};
 pub struct PostgresStore {
     pool: PgPool,
     writer: IntakeWriter,
+    /// This process's relay, to which the hot writers (intake's group insert, batched
+    /// effects and transitions) hand their committed events (see [`OutboxHandoff`]).
+    handoff: Option<Arc<OutboxHandoff>>,
 }
 
 impl PostgresStore {
     /// Connects and runs the migrations (idempotent; guarded by an advisory lock, so several
     /// replicas may start at once).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with_handoff(url, max_connections, None).await
+    }
+
+    /// [`PostgresStore::connect`]; with `handoff`, the hot writers insert their outbox rows
+    /// leased and hand the events to it, for this process's relay to publish at once.
+    pub async fn connect_with_handoff(
+        url: &str,
+        max_connections: u32,
+        handoff: Option<Arc<OutboxHandoff>>,
+    ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             // Pinging every connection before use costs 6-10% at low concurrency; a broken
@@ -33,8 +49,12 @@ impl PostgresStore {
             .connect(url)
             .await?;
         Self::migrate(&pool).await?;
-        let writer = IntakeWriter::start(pool.clone());
-        Ok(Self { pool, writer })
+        let writer = IntakeWriter::start(pool.clone(), handoff.clone());
+        Ok(Self {
+            pool,
+            writer,
+            handoff,
+        })
     }
 
     pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
@@ -55,6 +75,70 @@ impl PostgresStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The lease, in seconds, for the outbox rows a hot writer is about to insert: `None`
+    /// (claimable at once) without a handoff or while the relay is far behind.
+    fn handoff_lease(&self) -> Option<f64> {
+        self.handoff
+            .as_ref()
+            .and_then(|h| h.lease_for_next_write())
+            .map(|l| l.as_secs_f64())
+    }
+
+    /// After the commit of rows inserted with [`PostgresStore::handoff_lease`]'s lease.
+    fn hand_over<'a>(&self, leased: Option<f64>, events: impl IntoIterator<Item = &'a Message>) {
+        if let (Some(h), Some(_)) = (&self.handoff, leased) {
+            h.push(events.into_iter().cloned());
+        }
+    }
+
+    /// Deletes the published rows (by sequence number, and by event id for handed-over
+    /// ones) and claims up to `limit` entries, in one statement.
+    async fn claim(
+        &self,
+        published: &[i64],
+        handed: &[Uuid],
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        // The published rows are leased, so the claim never picks them.
+        let rows = sqlx::query(
+            "WITH done AS (DELETE FROM outbox WHERE seq = ANY($3) OR event_id = ANY($4)) \
+             UPDATE outbox SET leased_until = now() + $2 \
+             WHERE seq IN (SELECT seq FROM outbox WHERE leased_until < now() \
+                           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING seq, event_id, routing_key, payload, headers",
+        )
+        // Planned for each call: a plan cached while the outbox was small scans the whole
+        // table, dead rows included, on every claim.
+        .persistent(false)
+        .bind(limit as i64)
+        .bind(
+            sqlx::postgres::types::PgInterval::try_from(lease)
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+        )
+        .bind(published)
+        .bind(handed)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let headers: serde_json::Value = r.try_get("headers")?;
+                Ok(OutboxEntry {
+                    seq: r.try_get("seq")?,
+                    message: Message {
+                        event_id: r.try_get("event_id")?,
+                        routing_key: r.try_get("routing_key")?,
+                        payload: r.try_get("payload")?,
+                        headers: serde_json::from_value(headers).unwrap_or_default(),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
     }
 
     async fn insert_events(
@@ -215,7 +299,7 @@ impl TicketStore for PostgresStore {
         // `pg_intake`).
         match self.writer.create(t, events).await {
             Ok(result) => result,
-            Err(ticket) => pg_intake::insert(&self.pool, &[ticket])
+            Err(ticket) => pg_intake::insert(&self.pool, self.handoff.as_deref(), &[ticket])
                 .await
                 .map(|mut r| r.remove(0)),
         }
@@ -325,42 +409,19 @@ impl TicketStore for PostgresStore {
         limit: usize,
         lease: std::time::Duration,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        // The published rows are leased, so the claim never picks them.
-        let rows = sqlx::query(
-            "WITH done AS (DELETE FROM outbox WHERE seq = ANY($3)) \
-             UPDATE outbox SET leased_until = now() + $2 \
-             WHERE seq IN (SELECT seq FROM outbox WHERE leased_until < now() \
-                           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, event_id, routing_key, payload, headers",
-        )
-        // Planned for each call: a plan cached while the outbox was small scans the whole
-        // table, dead rows included, on every claim.
-        .persistent(false)
-        .bind(limit as i64)
-        .bind(
-            sqlx::postgres::types::PgInterval::try_from(lease)
-                .map_err(|e| StoreError::Internal(e.to_string()))?,
-        )
-        .bind(published)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                let headers: serde_json::Value = r.try_get("headers")?;
-                Ok(OutboxEntry {
-                    seq: r.try_get("seq")?,
-                    message: Message {
-                        event_id: r.try_get("event_id")?,
-                        routing_key: r.try_get("routing_key")?,
-                        payload: r.try_get("payload")?,
-                        headers: serde_json::from_value(headers).unwrap_or_default(),
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        out.sort_by_key(|e| e.seq);
-        Ok(out)
+        // Handed-over rows this process's relay published, deleted with this claim.
+        let handed = self
+            .handoff
+            .as_ref()
+            .map(|h| h.take_published())
+            .unwrap_or_default();
+        let claimed = self.claim(published, &handed, limit, lease).await;
+        if claimed.is_err()
+            && let Some(h) = &self.handoff
+        {
+            h.mark_published(handed);
+        }
+        claimed
     }
 
     async fn complete_outbox(&self, seqs: &[i64]) -> Result<(), StoreError> {
@@ -462,6 +523,7 @@ impl TicketStore for PostgresStore {
             .iter()
             .flat_map(|e| e.events.iter().map(|m| (e.event_id, m)))
             .unzip();
+        let leased = self.handoff_lease();
         // Dedupe marks, updates and events of the whole batch in one statement: one round
         // trip, one commit. Effects whose event was handled before change nothing.
         let rows = sqlx::query(
@@ -473,8 +535,9 @@ impl TicketStore for PostgresStore {
                  routing = COALESCE(i.routing, t.routing), version = t.version + 1 \
                FROM i JOIN first f ON f.event_id = i.event_id \
                WHERE t.id = i.ticket_id RETURNING i.event_id), \
-             ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers) \
-               SELECT e.event_id, e.routing_key, e.payload, e.headers \
+             ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers, leased_until) \
+               SELECT e.event_id, e.routing_key, e.payload, e.headers, \
+                 COALESCE(now() + make_interval(secs => $11::float8), '-infinity') \
                FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::bytea[], $10::jsonb[]) \
                  WITH ORDINALITY AS e(source, event_id, routing_key, payload, headers, n) \
                WHERE e.source IN (SELECT event_id FROM upd) ORDER BY e.n) \
@@ -513,6 +576,7 @@ impl TicketStore for PostgresStore {
                 .map(|m| headers_to_json(&m.headers))
                 .collect::<Vec<_>>(),
         )
+        .bind(leased)
         // Planned for each call, with the batch's real size: a generic plan made while the
         // tickets table was small joins the batch by scanning the whole table, and is kept
         // (a fresh database goes unanalyzed for its first minutes).
@@ -527,7 +591,7 @@ impl TicketStore for PostgresStore {
             by_event.insert(id, (first, updated));
         }
         let mut missing = Vec::new();
-        let outcomes = effects
+        let outcomes: Vec<EffectOutcome> = effects
             .iter()
             .map(|e| match by_event.get(&e.event_id) {
                 Some((false, _)) => EffectOutcome::AlreadyApplied,
@@ -538,6 +602,14 @@ impl TicketStore for PostgresStore {
                 }
             })
             .collect();
+        self.hand_over(
+            leased,
+            effects
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| **o == EffectOutcome::Applied)
+                .flat_map(|(e, _)| &e.events),
+        );
         if !missing.is_empty() {
             // No such ticket: take the dedupe marks back, so those events are not "done".
             sqlx::query("DELETE FROM processed_events WHERE consumer = $1 AND event_id = ANY($2)")
@@ -636,6 +708,7 @@ impl TicketStore for PostgresStore {
             .flat_map(|t| t.events.iter().map(|m| (t.ticket_id, m)))
             .unzip();
         let audits: Vec<&AuditRecord> = ts.iter().map(|t| &t.audit).collect();
+        let leased = self.handoff_lease();
         let mut tx = self.pool.begin().await?;
         // Dedupe marks, version-checked updates, audit lines and events of the whole batch in
         // one statement. A transition whose event was handled before, or whose ticket moved
@@ -665,8 +738,9 @@ impl TicketStore for PostgresStore {
                  AS a(ticket_id, at, actor, role, unit, action, from_state, to_state, reason, \
                    allowed, n) \
                WHERE a.ticket_id IN (SELECT id FROM upd) ORDER BY a.n), \
-             ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers) \
-               SELECT e.event_id, e.routing_key, e.payload, e.headers \
+             ev AS (INSERT INTO outbox (event_id, routing_key, payload, headers, leased_until) \
+               SELECT e.event_id, e.routing_key, e.payload, e.headers, \
+                 COALESCE(now() + make_interval(secs => $24::float8), '-infinity') \
                FROM unnest($19::uuid[], $20::uuid[], $21::text[], $22::bytea[], $23::jsonb[]) \
                  WITH ORDINALITY AS e(source, event_id, routing_key, payload, headers, n) \
                WHERE e.source IN (SELECT id FROM upd) ORDER BY e.n) \
@@ -723,6 +797,7 @@ impl TicketStore for PostgresStore {
                 .map(|m| headers_to_json(&m.headers))
                 .collect::<Vec<_>>(),
         )
+        .bind(leased)
         // Planned for each call, with the batch's real size (see `apply_effects`).
         .persistent(false)
         .fetch_all(&mut *tx)
@@ -812,6 +887,13 @@ impl TicketStore for PostgresStore {
             .await?;
         }
         tx.commit().await?;
+        self.hand_over(
+            leased,
+            ts.iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, TransitionOutcome::Applied { .. }))
+                .flat_map(|(t, _)| &t.events),
+        );
         Ok(outcomes)
     }
 
