@@ -135,9 +135,11 @@ impl Relay {
             if *shutdown.borrow() {
                 break;
             }
+            // Handed-over events first; a claim that is due still runs after them, so a
+            // steady stream of handed-over events never starves the claims (which delete
+            // what was published and pick up rows other processes left).
             match self.publish_handed_over().await {
-                Ok(0) => {}
-                Ok(_) => continue,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "relay: handed-over events not published; retrying");
                     tokio::select! {
