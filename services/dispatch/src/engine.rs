@@ -72,23 +72,7 @@ impl Engine {
                 });
             }
             let now = self.clock.now();
-            let s = match step(
-                &t,
-                cmd,
-                actor,
-                now,
-                &self.catalog,
-                &self.deadlines,
-                &self.rules,
-            ) {
-                Ok(s) => s,
-                Err(refusal) => {
-                    if let Refusal::Denied(why) = &refusal {
-                        self.audit_refusal(&t, command_name(cmd), actor, why).await;
-                    }
-                    return Err(EngineError::Refused(refusal));
-                }
-            };
+            let s = self.step(&t, cmd, actor, now).await?;
             let transition = self.transition(&t, &s, actor, now, dedupe.clone());
             match self.store.transition(transition).await? {
                 TransitionOutcome::Applied { version } => {
@@ -96,13 +80,7 @@ impl Engine {
                     if !s.inbox.is_empty() {
                         self.inbox_written.notify_waiters();
                     }
-                    let t = TicketRecord {
-                        status: s.status,
-                        dispatch: Some(s.dispatch),
-                        routing: s.routing.or(t.routing),
-                        version,
-                        ..t
-                    };
+                    let t = after(t, s, version);
                     if let Err(e) = self.routing_state.record(&t).await {
                         tracing::warn!(error = %e, "routing state not updated; it is rebuilt on the next reconciliation");
                     }
@@ -149,25 +127,12 @@ impl Engine {
                 results[n] = Some(Err(StoreError::NotFound(id.to_string()).into()));
                 continue;
             };
-            match step(
-                &t,
-                cmd,
-                actor,
-                now,
-                &self.catalog,
-                &self.deadlines,
-                &self.rules,
-            ) {
+            match self.step(&t, cmd, actor, now).await {
                 Ok(s) => {
                     transitions.push(self.transition(&t, &s, actor, now, dedupe.clone()));
                     pending.push((n, t, s));
                 }
-                Err(refusal) => {
-                    if let Refusal::Denied(why) = &refusal {
-                        self.audit_refusal(&t, command_name(cmd), actor, why).await;
-                    }
-                    results[n] = Some(Err(EngineError::Refused(refusal)));
-                }
+                Err(e) => results[n] = Some(Err(e)),
             }
         }
         let outcomes = if transitions.is_empty() {
@@ -182,13 +147,7 @@ impl Engine {
                     results[n] = Some(match outcome {
                         TransitionOutcome::Applied { version } => {
                             let inbox = !s.inbox.is_empty();
-                            let t = TicketRecord {
-                                status: s.status,
-                                dispatch: Some(s.dispatch),
-                                routing: s.routing.or(t.routing),
-                                version,
-                                ..t
-                            };
+                            let t = after(t, s, version);
                             applied.push((t.clone(), inbox));
                             Ok(t)
                         }
@@ -226,6 +185,29 @@ impl Engine {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(StoreError::Internal("no outcome".into()).into())))
             .collect()
+    }
+
+    /// Runs the state machine; a denied attempt is audited.
+    async fn step(
+        &self,
+        t: &TicketRecord,
+        cmd: &Command,
+        actor: &Actor,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Step, EngineError> {
+        let stepped = step(
+            t,
+            cmd,
+            actor,
+            now,
+            &self.catalog,
+            &self.deadlines,
+            &self.rules,
+        );
+        if let Err(Refusal::Denied(why)) = &stepped {
+            self.audit_refusal(t, command_name(cmd), actor, why).await;
+        }
+        stepped.map_err(EngineError::Refused)
     }
 
     fn transition(
@@ -307,6 +289,17 @@ impl Engine {
         if let Err(e) = self.store.append_audit(record).await {
             tracing::warn!(error = %e, "could not audit a refusal");
         }
+    }
+}
+
+/// The ticket as a transition applied at `version` left it.
+fn after(t: TicketRecord, s: Step, version: i64) -> TicketRecord {
+    TicketRecord {
+        status: s.status,
+        dispatch: Some(s.dispatch),
+        routing: s.routing.or(t.routing),
+        version,
+        ..t
     }
 }
 

@@ -178,6 +178,24 @@ fn outbox_cte(first: usize, guard: &str) -> String {
     )
 }
 
+/// The outbox columns of `events`, bound to `unnest(…::uuid[], …::text[], …::bytea[],
+/// …::jsonb[])`.
+type EventColumns<'a> = (
+    Vec<Uuid>,
+    Vec<&'a str>,
+    Vec<&'a [u8]>,
+    Vec<serde_json::Value>,
+);
+
+fn event_columns<'a>(events: &[&'a Message]) -> EventColumns<'a> {
+    (
+        events.iter().map(|m| m.event_id).collect(),
+        events.iter().map(|m| m.routing_key.as_str()).collect(),
+        events.iter().map(|m| m.payload.as_slice()).collect(),
+        events.iter().map(|m| headers_to_json(&m.headers)).collect(),
+    )
+}
+
 fn bind_outbox<'q, O>(
     q: sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments>,
     events: &[Message],
@@ -523,6 +541,7 @@ impl TicketStore for PostgresStore {
             .iter()
             .flat_map(|e| e.events.iter().map(|m| (e.event_id, m)))
             .unzip();
+        let (event_ids, routing_keys, payloads, headers) = event_columns(&events);
         let leased = self.handoff_lease();
         // Dedupe marks, updates and events of the whole batch in one statement: one round
         // trip, one commit. Effects whose event was handled before change nothing.
@@ -557,25 +576,10 @@ impl TicketStore for PostgresStore {
         )
         .bind(routings)
         .bind(sources)
-        .bind(events.iter().map(|m| m.event_id).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|m| m.routing_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|m| m.payload.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|m| headers_to_json(&m.headers))
-                .collect::<Vec<_>>(),
-        )
+        .bind(event_ids)
+        .bind(routing_keys)
+        .bind(payloads)
+        .bind(headers)
         .bind(leased)
         // Planned for each call, with the batch's real size: a generic plan made while the
         // tickets table was small joins the batch by scanning the whole table, and is kept
@@ -707,6 +711,7 @@ impl TicketStore for PostgresStore {
             .iter()
             .flat_map(|t| t.events.iter().map(|m| (t.ticket_id, m)))
             .unzip();
+        let (event_ids, routing_keys, payloads, headers) = event_columns(&events);
         let audits: Vec<&AuditRecord> = ts.iter().map(|t| &t.audit).collect();
         let leased = self.handoff_lease();
         let mut tx = self.pool.begin().await?;
@@ -778,25 +783,10 @@ impl TicketStore for PostgresStore {
         .bind(audits.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>())
         .bind(audits.iter().map(|a| a.allowed).collect::<Vec<_>>())
         .bind(sources)
-        .bind(events.iter().map(|m| m.event_id).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|m| m.routing_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|m| m.payload.as_slice())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|m| headers_to_json(&m.headers))
-                .collect::<Vec<_>>(),
-        )
+        .bind(event_ids)
+        .bind(routing_keys)
+        .bind(payloads)
+        .bind(headers)
         .bind(leased)
         // Planned for each call, with the batch's real size (see `apply_effects`).
         .persistent(false)
