@@ -205,9 +205,10 @@ impl Dashboard {
             }
         }
         self.announce(changed);
+        let found: std::collections::HashSet<Uuid> = tickets.iter().map(|t| t.id).collect();
         Ok(ids
             .iter()
-            .filter(|id| !tickets.iter().any(|t| t.id == **id))
+            .filter(|id| !found.contains(id))
             .copied()
             .collect())
     }
