@@ -14,8 +14,9 @@ use crate::facts::Fact;
 pub struct ReadModel {
     /// Boxed, so that growing the table (it doubles) moves small entries, not whole facts
     /// (several hundred bytes each): with 560-byte values the insert that grows a map to
-    /// 229,376 entries took 132 ms here, boxed 8 ms, and the dashboard holds the write lock
-    /// meanwhile (a CPU burst the whole pipeline on the same cores felt as a p99 spike).
+    /// 229,376 entries took 132 ms here, boxed 8 ms, with the write lock held meanwhile; and
+    /// the old and new tables no longer double the peak memory (619 → 317 MB at 252,000
+    /// tickets, BENCHMARKS.md).
     facts: HashMap<Uuid, Box<Fact>>,
     /// Bumped by every change; open pages re-read when it moves.
     version: u64,
