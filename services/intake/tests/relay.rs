@@ -15,27 +15,51 @@ use minyi_proto::events::TicketReceived;
 use minyi_proto::events::event::Body;
 use tokio::sync::{Notify, watch};
 
-#[tokio::test]
-async fn handed_over_events_are_published_once_and_their_rows_deleted() {
+/// A PostgreSQL store (a fresh database, `connections` in its pool) whose writers hand their
+/// events to a running relay publishing on `bus`, and a probe subscribed to every ticket event.
+struct Running {
+    url: String,
+    store: Arc<PostgresStore>,
+    sub: Box<dyn Subscription>,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+async fn start(bus: Arc<dyn Bus>, connections: u32) -> Running {
     let url = minyi_core::testing::fresh_database().await.unwrap();
     let handoff = Arc::new(OutboxHandoff::new(Duration::from_secs(30)));
     let store = Arc::new(
-        PostgresStore::connect_with_handoff(&url, 4, Some(handoff.clone()))
+        PostgresStore::connect_with_handoff(&url, connections, Some(handoff.clone()))
             .await
             .unwrap(),
     );
-    let bus = Arc::new(MemoryBus::default());
-    let mut sub = bus.subscribe("probe", &["ticket.#"]).await.unwrap();
+    let sub = bus.subscribe("probe", &["ticket.#"]).await.unwrap();
     let wake = Arc::new(Notify::new());
-    let relay = Relay::new(
-        store.clone(),
-        bus.clone(),
-        wake.clone(),
-        RelayConfig::default(),
-    )
-    .with_handoff(handoff.clone());
+    let relay =
+        Relay::new(store.clone(), bus, wake.clone(), RelayConfig::default()).with_handoff(handoff);
     let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(relay.run(stopped));
+    let relay = tokio::spawn(relay.run(stopped));
+    Running {
+        url,
+        store,
+        sub,
+        wake,
+        stop,
+        relay,
+    }
+}
+
+#[tokio::test]
+async fn handed_over_events_are_published_once_and_their_rows_deleted() {
+    let Running {
+        store,
+        mut sub,
+        wake,
+        stop,
+        relay,
+        ..
+    } = start(Arc::new(MemoryBus::default()), 4).await;
 
     let mut sent = HashSet::new();
     for n in 0..200 {
@@ -70,7 +94,7 @@ async fn handed_over_events_are_published_once_and_their_rows_deleted() {
     }
     assert_eq!(left, 0, "published rows are deleted");
     stop.send(true).unwrap();
-    running.await.unwrap();
+    relay.await.unwrap();
     // Nothing more was published (no claim picked a handed-over row).
     assert!(
         tokio::time::timeout(Duration::from_millis(300), sub.next())
@@ -121,30 +145,20 @@ impl Bus for SlowBus {
 /// out while the stream is still running, and the published rows are deleted meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_steady_handoff_stream_does_not_starve_the_claims() {
-    let url = minyi_core::testing::fresh_database().await.unwrap();
-    let handoff = Arc::new(OutboxHandoff::new(Duration::from_secs(30)));
-    let store = Arc::new(
-        PostgresStore::connect_with_handoff(&url, 8, Some(handoff.clone()))
-            .await
-            .unwrap(),
-    );
-    // Another process's writer: its rows reach the bus only through a claim.
-    let other = PostgresStore::connect(&url, 2).await.unwrap();
     let bus = Arc::new(SlowBus {
         inner: MemoryBus::default(),
         delay: Duration::from_millis(20),
     });
-    let mut sub = bus.subscribe("probe", &["ticket.#"]).await.unwrap();
-    let wake = Arc::new(Notify::new());
-    let relay = Relay::new(
-        store.clone(),
-        bus.clone(),
-        wake.clone(),
-        RelayConfig::default(),
-    )
-    .with_handoff(handoff.clone());
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(relay.run(stopped));
+    let Running {
+        url,
+        store,
+        mut sub,
+        stop,
+        relay,
+        ..
+    } = start(bus, 8).await;
+    // Another process's writer: its rows reach the bus only through a claim.
+    let other = PostgresStore::connect(&url, 2).await.unwrap();
 
     let (written, stopping) = (
         Arc::new(AtomicUsize::new(0)),
@@ -206,5 +220,5 @@ async fn a_steady_handoff_stream_does_not_starve_the_claims() {
         w.await.unwrap();
     }
     stop.send(true).unwrap();
-    running.await.unwrap();
+    relay.await.unwrap();
 }
