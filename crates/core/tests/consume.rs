@@ -1,30 +1,20 @@
-//! The shared consumer loop on both buses: every message settled once, a ticket's events in
-//! order, different tickets side by side, retries redelivered, poison dead-lettered, and a
-//! clean stop.
+//! The shared batch consumer loop on both buses: every message settled once, a ticket's
+//! events in order, never two of one ticket in a batch, retries redelivered, poison
+//! dead-lettered, and a clean stop.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use minyi_core::bus::{AmqpBus, Bus, ConsumeOptions, MemoryBus, Outcome, consume};
+use minyi_core::bus::{AmqpBus, Bus, MemoryBus, Outcome};
 use minyi_core::event::{decode, new_event};
 use minyi_proto::events::FollowUpAdded;
 use minyi_proto::events::event::Body;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-const QUEUE: &str = "consume-test";
 const KEYS: &[&str] = &["ticket.follow_up_added"];
-
-#[derive(Default)]
-struct Seen {
-    /// Per ticket, the sequence numbers in handling order.
-    order: HashMap<String, Vec<u32>>,
-    in_flight: usize,
-    max_in_flight: usize,
-    retried: bool,
-}
 
 /// Declares `queue` and publishes five follow-ups (0..5) for each of six tickets, then one
 /// poison message (not an event at all). Returns the tickets.
@@ -90,80 +80,6 @@ async fn assert_drained(bus: &dyn Bus, queue: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn shared_loop_keeps_its_promises(bus: Arc<dyn Bus>) {
-    let tickets = publish_test_messages(&*bus, QUEUE).await;
-
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let (stop, stopped) = watch::channel(false);
-    let handler_seen = seen.clone();
-    let flaky = tickets[0].to_string();
-    let task = tokio::spawn(consume(
-        bus.clone(),
-        ConsumeOptions {
-            consumer: QUEUE,
-            routing_keys: KEYS,
-            lanes: 4,
-            transient: false,
-            span: |m| tracing::info_span!("test.consume", routing_key = %m.routing_key),
-        },
-        stopped,
-        move |m| {
-            let seen = handler_seen.clone();
-            let flaky = flaky.clone();
-            async move {
-                let Some(event) = decode(&m.payload) else {
-                    return Outcome::Poison("not an event");
-                };
-                let Some(Body::FollowUpAdded(f)) = event.body else {
-                    return Outcome::Poison("unexpected body");
-                };
-                let n: u32 = f.text.parse().unwrap();
-                {
-                    let mut s = seen.lock().unwrap();
-                    // The first attempt at one ticket's message 2 fails: it must come back.
-                    if event.ticket_id == flaky && n == 2 && !s.retried {
-                        s.retried = true;
-                        return Outcome::Retry;
-                    }
-                    s.in_flight += 1;
-                    s.max_in_flight = s.max_in_flight.max(s.in_flight);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let mut s = seen.lock().unwrap();
-                s.in_flight -= 1;
-                s.order.entry(event.ticket_id.clone()).or_default().push(n);
-                Outcome::Done
-            }
-        },
-    ));
-    wait_for_all(|| seen.lock().unwrap().order.values().map(Vec::len).sum()).await;
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the loop stops when told")
-        .unwrap();
-
-    let s = std::mem::take(&mut *seen.lock().unwrap());
-    assert!(s.retried);
-    assert_in_order(&s.order, &tickets);
-    assert!(s.max_in_flight > 1, "tickets were handled one at a time");
-    assert!(s.max_in_flight <= 4, "more lanes than asked for");
-    assert_drained(&*bus, QUEUE).await;
-}
-
-#[tokio::test]
-async fn the_loop_on_the_memory_bus() {
-    shared_loop_keeps_its_promises(Arc::new(MemoryBus::default())).await;
-}
-
-#[tokio::test]
-async fn the_loop_on_rabbitmq() {
-    let bus = AmqpBus::connect(minyi_core::testing::amqp_config())
-        .await
-        .unwrap();
-    shared_loop_keeps_its_promises(Arc::new(bus)).await;
 }
 
 /// The batch loop: every message settled once, never two of one ticket in a batch, a ticket's

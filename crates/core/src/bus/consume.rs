@@ -1,13 +1,8 @@
-//! The consumer loops the services share: subscribe (retrying until the broker answers),
-//! hand deliveries to a handler, settle each by the handler's [`Outcome`], back off on
-//! infrastructure trouble, stop cleanly on shutdown.
-//!
-//! [`consume`] handles deliveries `lanes` at a time. Messages about the same ticket always go
-//! to the same lane, so they are handled one after the other in the order the broker
-//! delivered them; different tickets proceed side by side. [`consume_batches`] hands the
-//! handler whatever has arrived as one batch (one ticket at most once), for handlers that
-//! commit many messages in one statement. Settling is per delivery, so acks may go out of
-//! order: the broker allows that, and every effect is idempotent (see
+//! The consumer loop the services share: subscribe (retrying until the broker answers), hand
+//! the handler whatever has arrived as one batch (one ticket at most once, so a ticket's
+//! events keep their order), settle each delivery by the handler's [`Outcome`], back off on
+//! infrastructure trouble, stop cleanly on shutdown. Settling is per delivery, so acks may go
+//! out of order: the broker allows that, and every effect is idempotent (see
 //! [`crate::store::TicketStore::apply_effect`]).
 
 use std::collections::{HashSet, VecDeque};
@@ -16,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument;
 
 use super::{Bus, BusError, Delivery, Message, Subscription};
 
@@ -31,21 +25,6 @@ pub enum Outcome {
     Poison(&'static str),
 }
 
-/// How a consumer runs.
-#[derive(Debug, Clone)]
-pub struct ConsumeOptions {
-    /// Queue (consumer group) name.
-    pub consumer: &'static str,
-    pub routing_keys: &'static [&'static str],
-    /// Deliveries handled at once (different tickets). 1 handles strictly in order.
-    pub lanes: usize,
-    /// Use a transient queue of this subscriber's own (read models), not the shared durable one.
-    pub transient: bool,
-    /// The span each delivery is handled in (e.g. `classification.consume`); it continues the
-    /// trace the message carries.
-    pub span: fn(&Message) -> tracing::Span,
-}
-
 /// What orders a message: its ticket (its own event id when it names none).
 fn ticket_key(m: &Message) -> String {
     crate::event::decode(&m.payload)
@@ -53,31 +32,15 @@ fn ticket_key(m: &Message) -> String {
         .unwrap_or_else(|| m.event_id.to_string())
 }
 
-/// The lane of a message: its ticket, so one ticket's events stay in order.
-fn lane_of(m: &Message, lanes: usize) -> usize {
-    if lanes <= 1 {
-        return 0;
-    }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::hash::Hash::hash(&ticket_key(m), &mut h);
-    (std::hash::Hasher::finish(&h) % lanes as u64) as usize
-}
-
 /// Subscribes, retrying every second until the broker answers; `None` when shut down first.
 async fn subscribe(
     bus: &Arc<dyn Bus>,
     consumer: &'static str,
     routing_keys: &[&str],
-    transient: bool,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Box<dyn Subscription>> {
     loop {
-        let subscribed = if transient {
-            bus.subscribe_transient(consumer, routing_keys).await
-        } else {
-            bus.subscribe(consumer, routing_keys).await
-        };
-        match subscribed {
+        match bus.subscribe(consumer, routing_keys).await {
             Ok(s) => return Some(s),
             Err(e) => {
                 tracing::warn!(consumer, error = %e, "cannot subscribe; retrying");
@@ -87,112 +50,6 @@ async fn subscribe(
                 }
             }
         }
-    }
-}
-
-/// Runs a consumer until `shutdown` turns true: deliveries already being handled finish and
-/// are settled; deliveries not yet started are left unacknowledged for the broker to
-/// redeliver. `handle` gets each delivery's message inside its span
-/// ([`ConsumeOptions::span`]), which continues the trace the message carries.
-pub async fn consume<H, F>(
-    bus: Arc<dyn Bus>,
-    options: ConsumeOptions,
-    mut shutdown: watch::Receiver<bool>,
-    handle: H,
-) where
-    H: Fn(Arc<Message>) -> F + Send + Sync + 'static,
-    F: Future<Output = Outcome> + Send + 'static,
-{
-    let consumer = options.consumer;
-    let Some(mut sub) = subscribe(
-        &bus,
-        consumer,
-        options.routing_keys,
-        options.transient,
-        &mut shutdown,
-    )
-    .await
-    else {
-        return;
-    };
-    let handle = Arc::new(handle);
-    let lanes = options.lanes.max(1);
-    let mut senders = Vec::with_capacity(lanes);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..lanes {
-        // One waiting delivery per lane: the rest stay with the broker (prefetch) until a lane
-        // is free, so a slow ticket does not hoard messages.
-        let (tx, rx) = mpsc::channel::<Delivery>(1);
-        senders.push(tx);
-        workers.spawn(lane(
-            consumer,
-            options.span,
-            rx,
-            handle.clone(),
-            shutdown.clone(),
-        ));
-    }
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let delivery = tokio::select! {
-            d = sub.next() => d,
-            _ = shutdown.wait_for(|s| *s) => break,
-        };
-        let delivery = match delivery {
-            Ok(d) => {
-                backoff = Duration::from_millis(100);
-                d
-            }
-            Err(e) => {
-                tracing::warn!(consumer, error = %e, "bus error");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        let n = lane_of(&delivery.message, lanes);
-        tokio::select! {
-            sent = senders[n].send(delivery) => if sent.is_err() { break },
-            _ = shutdown.wait_for(|s| *s) => break,
-        }
-    }
-    drop(senders);
-    while workers.join_next().await.is_some() {}
-    tracing::info!(consumer, "consumer stopped");
-}
-
-async fn lane<H, F>(
-    consumer: &'static str,
-    make_span: fn(&Message) -> tracing::Span,
-    mut rx: mpsc::Receiver<Delivery>,
-    handle: Arc<H>,
-    shutdown: watch::Receiver<bool>,
-) where
-    H: Fn(Arc<Message>) -> F + Send + Sync + 'static,
-    F: Future<Output = Outcome> + Send + 'static,
-{
-    let mut backoff = Duration::from_millis(100);
-    while let Some(delivery) = rx.recv().await {
-        if *shutdown.borrow() {
-            // Not started: the broker redelivers it once this consumer is gone.
-            continue;
-        }
-        let span = make_span(&delivery.message);
-        crate::trace_context::follow(&span, &delivery.message.headers);
-        crate::metrics::observe_delivery(consumer, &delivery.message);
-        let message = Arc::new(delivery.message.clone());
-        let outcome = handle(message).instrument(span).await;
-        match outcome {
-            Outcome::Done => backoff = Duration::from_millis(100),
-            Outcome::Retry => {
-                // Wait before the broker redelivers, so a short outage does not burn through
-                // the delivery limit.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            Outcome::Poison(_) => {}
-        }
-        settle(consumer, delivery, outcome).await;
     }
 }
 
@@ -240,8 +97,8 @@ pub struct BatchItem {
 /// delivery is settled by its own. Batches are handled one at a time; under load they grow
 /// (everything the broker has prefetched), when idle a message is handled alone at once.
 ///
-/// Stops like [`consume`]: the batch in hand is finished and settled, the rest is left to the
-/// broker.
+/// Runs until `shutdown` turns true: the batch in hand is finished and settled, the rest is
+/// left unacknowledged for the broker to redeliver.
 pub async fn consume_batches<H, F>(
     bus: Arc<dyn Bus>,
     options: BatchOptions,
@@ -252,8 +109,7 @@ pub async fn consume_batches<H, F>(
     F: Future<Output = Vec<Outcome>> + Send + 'static,
 {
     let consumer = options.consumer;
-    let Some(sub) = subscribe(&bus, consumer, options.routing_keys, false, &mut shutdown).await
-    else {
+    let Some(sub) = subscribe(&bus, consumer, options.routing_keys, &mut shutdown).await else {
         return;
     };
     let max = options.max_batch.max(1);

@@ -20,7 +20,7 @@ pub mod consume;
 mod memory;
 
 pub use amqp::{AmqpBus, AmqpConfig};
-pub use consume::{BatchItem, BatchOptions, ConsumeOptions, Outcome, consume, consume_batches};
+pub use consume::{BatchItem, BatchOptions, Outcome, consume_batches};
 pub use memory::MemoryBus;
 
 #[derive(Debug, thiserror::Error)]
