@@ -198,22 +198,14 @@ fn event_columns<'a>(events: &[&'a Message]) -> EventColumns<'a> {
 
 fn bind_outbox<'q, O>(
     q: sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments>,
-    events: &[Message],
+    events: &'q [Message],
 ) -> sqlx::query::QueryScalar<'q, Postgres, O, sqlx::postgres::PgArguments> {
-    q.bind(events.iter().map(|m| m.event_id).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|m| m.routing_key.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|m| headers_to_json(&m.headers))
-                .collect::<Vec<_>>(),
-        )
+    let events: Vec<&Message> = events.iter().collect();
+    let (event_ids, routing_keys, payloads, headers) = event_columns(&events);
+    q.bind(event_ids)
+        .bind(routing_keys)
+        .bind(payloads)
+        .bind(headers)
 }
 
 pub(super) const SELECT_TICKET: &str = "SELECT id, tracking_number, status, channel, title, body, anonymous, \
