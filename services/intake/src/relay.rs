@@ -128,9 +128,12 @@ impl Relay {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
         let mut published = Vec::new();
-        // When the next claim is due; `None`: when woken, or after `idle_poll`.
+        // When the next claim is due; `None`: `idle_poll` after the last claim, or sooner
+        // when woken (see `min_interval`).
         let mut next_claim = Some(tokio::time::Instant::now());
         let mut last_claim = tokio::time::Instant::now();
+        let due =
+            |next: Option<tokio::time::Instant>, last| next.unwrap_or(last + self.config.idle_poll);
         loop {
             if *shutdown.borrow() {
                 break;
@@ -151,7 +154,7 @@ impl Relay {
                 }
             }
             let now = tokio::time::Instant::now();
-            if next_claim.is_some_and(|at| at <= now) {
+            if due(next_claim, last_claim) <= now {
                 last_claim = now;
                 match self.relay_once(&mut published).await {
                     Ok(n) if n == self.config.batch => continue,
@@ -166,7 +169,7 @@ impl Relay {
                     }
                 }
             }
-            let claim_at = next_claim.unwrap_or(last_claim + self.config.idle_poll);
+            let claim_at = due(next_claim, last_claim);
             let handed_over = async {
                 match &self.handoff {
                     Some(h) => h.handed_over().await,
@@ -174,7 +177,7 @@ impl Relay {
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep_until(claim_at) => next_claim = Some(claim_at),
+                _ = tokio::time::sleep_until(claim_at) => {}
                 // Let more commits' events gather (see `min_interval`).
                 _ = self.wake.notified(), if next_claim.is_none() => {
                     next_claim = Some(last_claim + self.config.min_interval);
