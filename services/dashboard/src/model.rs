@@ -13,9 +13,9 @@ use crate::facts::Fact;
 #[derive(Debug, Default)]
 pub struct ReadModel {
     /// Boxed, so that growing the table (it doubles) moves small entries, not whole facts
-    /// (several hundred bytes each): with 560-byte values the insert that grows a map to
+    /// (616 bytes each, plus their strings on the heap): with 560-byte values the insert that grows a map to
     /// 229,376 entries took 132 ms here, boxed 8 ms, with the write lock held meanwhile; and
-    /// the old and new tables no longer double the peak memory (619 → 317 MB at 252,000
+    /// the old and new tables no longer double the peak memory (605 → 309 MiB at 252,000
     /// tickets, BENCHMARKS.md).
     facts: HashMap<Uuid, Box<Fact>>,
     /// Bumped by every change; open pages re-read when it moves.
