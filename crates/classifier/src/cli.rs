@@ -90,17 +90,17 @@ pub struct TrainOptions {
     /// Characters analysed per text (default: tuned).
     #[arg(long)]
     pub max_chars: Option<usize>,
-    /// Advanced: a JSON object overriding any `TrainConfig` field, e.g. `{"nb_alpha":0.1}`
-    /// (applied before the flags above).
+    /// Advanced: a JSON object overriding any `TrainConfig` field, e.g. `{"knn_k":0}`
+    /// (applied before the flags above). Not `--config`: that is `minyi`'s configuration file.
     #[arg(long, value_name = "JSON")]
-    pub config: Option<String>,
+    pub train_config: Option<String>,
 }
 
 impl TrainOptions {
     fn config(&self) -> Result<TrainConfig> {
-        let base = match &self.config {
+        let base = match &self.train_config {
             Some(json) => serde_json::from_str(json)
-                .map_err(|e| invalid("--config", &format!("not a TrainConfig: {e}")))?,
+                .map_err(|e| invalid("--train-config", &format!("not a TrainConfig: {e}")))?,
             None => TrainConfig::default(),
         };
         let mut config = TrainConfig {

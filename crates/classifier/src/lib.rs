@@ -8,6 +8,9 @@
 //!   NB-scaled features (NB-SVM) and one plain, summed into a single sparse, feature-major weight
 //!   matrix (prediction cost does not grow with the ensemble, and stays proportional to the
 //!   text's features × classes per feature with thousands of labels).
+//! - `stack`: for small label sets, a cosine k-nearest-neighbour member beside the linear
+//!   ensemble and a multinomial logistic regression over both members' scores, fitted on the
+//!   out-of-fold scores of the internal cross-validation.
 //! - `centroid`: TF-IDF nearest centroid with class-frequency weighting, in the same sparse
 //!   feature-major weights, for label sets too large for the SVMs ([`Algorithm`]; the default
 //!   picks it above 200 labels).
@@ -16,10 +19,11 @@
 //! - [`metrics`]: accuracy, macro-F1, auto-dispatch coverage/precision, threshold selection.
 //! - [`cli`]: `minyi classify eval|cv|train|predict`.
 //!
-//! Confidences are a softmax of the SVM decision values with a temperature fitted on internal
-//! cross-validation; [`Model::auto_threshold`] is the lowest confidence whose out-of-fold
-//! precision reached [`TrainConfig::target_precision`]. Measured numbers and the design
-//! rationale are in `BENCHMARKS-classifier.md` next to this crate's `Cargo.toml`.
+//! Confidences are a softmax (temperature fitted on internal cross-validation) of the stacking
+//! regression's logits, or of the linear scores when the model is not stacked;
+//! [`Model::auto_threshold`] is the lowest confidence whose out-of-fold precision reached
+//! [`TrainConfig::target_precision`]. Measured numbers and the design rationale are in the
+//! repository's `BENCHMARKS.md` (section "Classifier").
 //!
 //! ```no_run
 //! use minyi_classifier::{Model, TrainConfig, read_csv};
@@ -38,6 +42,7 @@ mod features;
 mod linear;
 pub mod metrics;
 pub mod model;
+mod stack;
 
 pub use data::{Example, read_csv, stratified_folds};
 pub use error::{ClassifyError, Result};

@@ -15,6 +15,7 @@ use crate::error::{ClassifyError, Result};
 use crate::features::{self, FeatureConfig, RawDoc, SparseVec, Vocabulary};
 use crate::linear::{self, LinearWeights, Rows, SvmParams};
 use crate::metrics;
+use crate::stack::{Knn, Meta};
 
 /// Which classifier [`Model::train`] fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -85,6 +86,17 @@ pub struct TrainConfig {
     /// Which classifier to fit; the default picks by the number of labels (see [`Algorithm`]).
     /// The SVM settings above are ignored by the centroid classifier.
     pub algorithm: Algorithm,
+    /// Stacking (SVM algorithm with internal cross-validation only): a cosine
+    /// k-nearest-neighbour member with this `k` joins the linear ensemble, and a logistic
+    /// regression fitted on both members' out-of-fold scores gives the probabilities. `0`
+    /// disables it (confidence = softmax of the linear scores).
+    pub knn_k: usize,
+    /// Inverse L2 regularisation of the stacking logistic regression.
+    pub meta_c: f64,
+    /// Features in more than this share of the training texts are left out of the neighbour
+    /// index (0.05: about 15× less work per query than indexing every feature, the same
+    /// accuracy in the 5-fold CV).
+    pub knn_max_df: f64,
 }
 
 impl Default for TrainConfig {
@@ -102,6 +114,9 @@ impl Default for TrainConfig {
             plain_weight: 1.0,
             max_weights: 4_000_000,
             algorithm: Algorithm::Auto,
+            knn_k: 10,
+            meta_c: 0.3,
+            knn_max_df: 0.05,
         }
     }
 }
@@ -131,6 +146,7 @@ pub struct Model {
     header: Header,
     vocab: Vocabulary,
     weights: LinearWeights,
+    knn: Option<Knn>,
 }
 
 /// Everything but the big arrays; stored as JSON inside the model file.
@@ -152,6 +168,20 @@ struct Header {
     /// When set, confidences are a softmax over only this many best scores (at least `k`).
     #[serde(default)]
     softmax_top_k: Option<usize>,
+    /// Stacked model: the logistic regression over the member scores (linear, then
+    /// neighbours); the neighbour index follows the linear weights in the file.
+    #[serde(default)]
+    stack: Option<Stack>,
+}
+
+/// What the header says about a stacked model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stack {
+    meta: Meta,
+    knn_k: usize,
+    /// Training rows and stored entries of the neighbour index.
+    knn_rows: usize,
+    knn_entries: usize,
 }
 
 fn svm() -> Algorithm {
@@ -161,12 +191,15 @@ fn svm() -> Algorithm {
 const MAGIC: &[u8; 8] = b"MINYICLS";
 /// Bump when the file layout or the meaning of a stored field changes.
 /// 2: header gained `algorithm` and `softmax_top_k` (format 1 files still load, as SVM models).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: header gained `stack`; a stacked model's neighbour index follows the biases (formats 1
+/// and 2 still load).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The fitted text → scores pipeline, without calibration.
 struct Scorer {
     vocab: Vocabulary,
     weights: LinearWeights,
+    knn: Option<Knn>,
 }
 
 impl Scorer {
@@ -176,6 +209,7 @@ impl Scorer {
         n_classes: usize,
         config: &TrainConfig,
         algorithm: Algorithm,
+        with_knn: bool,
     ) -> Self {
         let vocab = Vocabulary::fit(
             docs,
@@ -190,7 +224,11 @@ impl Scorer {
                 config.max_weights.div_ceil(n_classes.max(1)).max(1)
             };
             let weights = centroid::train_centroids(&rows, y, n_classes, vocab.len(), per_class);
-            return Self { vocab, weights };
+            return Self {
+                vocab,
+                weights,
+                knn: None,
+            };
         }
         let params = SvmParams {
             c: config.c,
@@ -223,12 +261,35 @@ impl Scorer {
             );
             weights = weights.add_scaled(&plain, config.plain_weight as f32);
         }
-        Self { vocab, weights }
+        let knn = (with_knn && config.knn_k > 0).then(|| {
+            Knn::fit(
+                &rows,
+                y,
+                vocab.len(),
+                n_classes,
+                config.knn_k,
+                config.knn_max_df,
+            )
+        });
+        Self {
+            vocab,
+            weights,
+            knn,
+        }
     }
 
+    /// The members' scores: the linear ones, then (stacked) the neighbours' ones.
     fn scores(&self, doc: &RawDoc) -> Vec<f32> {
-        self.weights.scores(&self.vocab.transform(doc))
+        member_scores(&self.weights, self.knn.as_ref(), &self.vocab.transform(doc))
     }
+}
+
+fn member_scores(weights: &LinearWeights, knn: Option<&Knn>, x: &SparseVec) -> Vec<f32> {
+    let mut scores = weights.scores(x);
+    if let Some(knn) = knn {
+        scores.extend(knn.scores(x));
+    }
+    scores
 }
 
 /// Softmax of `temperature × scores`, numerically stable; all-finite output summing to 1.
@@ -296,11 +357,16 @@ impl Model {
     /// whose out-of-fold precision reaches `config.target_precision`; then it trains the final
     /// model on all examples. `progress`, if given, advances once per fitted model.
     ///
+    /// Stacked (SVM, `knn_k > 0`, internal CV on): every internal fold also scores its held-out
+    /// texts with a neighbour index of the fold's training rows; a logistic regression on these
+    /// out-of-fold member scores gives the probabilities, and the calibration and threshold are
+    /// fitted to its own out-of-fold logits (it is cross-validated over the same folds).
+    ///
     /// Cost with [`Algorithm::Svm`]: `(threshold_folds + 1) × 2 × classes` binary SVMs, each a
     /// few passes over all non-zeros, on the rayon pool. Fine for tens of classes; with
     /// thousands it is far too slow. [`Algorithm::Centroid`] (the default above
     /// [`AUTO_CENTROID_ABOVE_LABELS`] labels) costs about one pass over the examples per fit
-    /// (see BENCHMARKS-classifier.md).
+    /// (see BENCHMARKS.md, section "Classifier").
     pub fn train(
         examples: &[Example],
         config: &TrainConfig,
@@ -341,6 +407,9 @@ impl Model {
 
         let folds = config.threshold_folds;
         let run_cv = folds >= 2 && examples.len() >= 2 * folds;
+        // The meta-model of a stack is fitted on out-of-fold scores, so stacking needs the
+        // internal cross-validation.
+        let stacked = algorithm == Algorithm::Svm && config.knn_k > 0 && run_cv;
         if let Some(bar) = progress {
             bar.set_length(if run_cv { folds as u64 + 1 } else { 1 });
             bar.set_position(0);
@@ -350,6 +419,7 @@ impl Model {
         let mut auto_threshold = None;
         let mut cv_accuracy = None;
         let mut cv_coverage = None;
+        let mut meta = None;
         if run_cv {
             let assignment = stratified_folds(
                 &examples
@@ -371,7 +441,8 @@ impl Model {
                     (0..docs.len()).filter(|&i| assignment[i] != fold).collect();
                 let train_docs: Vec<&RawDoc> = train_idx.iter().map(|&i| &docs[i]).collect();
                 let train_y: Vec<u32> = train_idx.iter().map(|&i| y[i]).collect();
-                let scorer = Scorer::fit(&train_docs, &train_y, n_classes, config, algorithm);
+                let scorer =
+                    Scorer::fit(&train_docs, &train_y, n_classes, config, algorithm, stacked);
                 let held: Vec<usize> = (0..docs.len()).filter(|&i| assignment[i] == fold).collect();
                 let scores: Vec<(Vec<f32>, u32)> = held
                     .par_iter()
@@ -398,6 +469,31 @@ impl Model {
                     bar.inc(1);
                 }
             }
+            if stacked {
+                // Out-of-fold logits of the meta-model (cross-validated over the same folds),
+                // then the meta-model on all out-of-fold member scores.
+                let fits: Vec<(usize, Meta)> = (0..folds)
+                    .into_par_iter()
+                    .map(|fold| {
+                        let (x, t): (Vec<Vec<f32>>, Vec<u32>) = (0..oof.len())
+                            .filter(|&i| assignment[i] != fold)
+                            .map(|i| (oof[i].clone(), y[i]))
+                            .unzip();
+                        (fold, Meta::fit(&x, &t, n_classes, config.meta_c))
+                    })
+                    .collect();
+                let logits: Vec<Vec<f32>> = oof
+                    .iter()
+                    .zip(&assignment)
+                    .map(|(s, &fold)| {
+                        fits.iter()
+                            .find(|f| f.0 == fold)
+                            .map_or_else(|| s.clone(), |f| f.1.logits(s))
+                    })
+                    .collect();
+                meta = Some(Meta::fit(&oof, &y, n_classes, config.meta_c));
+                oof = logits;
+            }
             temperature = fit_temperature(&oof, &oof_y);
             let items: Vec<(f64, bool)> = oof
                 .iter()
@@ -417,7 +513,7 @@ impl Model {
             bar.set_message("final model");
         }
         let all: Vec<&RawDoc> = docs.iter().collect();
-        let scorer = Scorer::fit(&all, &y, n_classes, config, algorithm);
+        let scorer = Scorer::fit(&all, &y, n_classes, config, algorithm, stacked);
         if let Some(bar) = progress {
             bar.inc(1);
         }
@@ -447,11 +543,21 @@ impl Model {
             n_weights: scorer.weights.values.len(),
             algorithm,
             softmax_top_k,
+            stack: match (meta, &scorer.knn) {
+                (Some(meta), Some(knn)) => Some(Stack {
+                    meta,
+                    knn_k: knn.k,
+                    knn_rows: knn.labels.len(),
+                    knn_entries: knn.index.values.len(),
+                }),
+                _ => None,
+            },
         };
         Ok(Model {
             header,
             vocab: scorer.vocab,
             weights: scorer.weights,
+            knn: scorer.knn,
         })
     }
 
@@ -461,7 +567,13 @@ impl Model {
     /// bias ranking with low confidence.
     pub fn predict(&self, text: &str, k: usize) -> Vec<Prediction> {
         let doc = features::extract(text, &self.header.features);
-        let scores = self.weights.scores(&self.vocab.transform(&doc));
+        let x = self.vocab.transform(&doc);
+        let scores = match &self.header.stack {
+            Some(stack) => stack
+                .meta
+                .logits(&member_scores(&self.weights, self.knn.as_ref(), &x)),
+            None => self.weights.scores(&x),
+        };
         let ranked: Vec<(usize, f64)> = match self.header.softmax_top_k {
             Some(top) => {
                 let best = centroid::top_k(&scores, top.max(k));
@@ -520,6 +632,12 @@ impl Model {
         &self.header.labels
     }
 
+    /// Whether confidences come from the stacking regression over the linear and the
+    /// neighbour members (see [`TrainConfig::knn_k`]).
+    pub fn is_stacked(&self) -> bool {
+        self.header.stack.is_some()
+    }
+
     /// The algorithm this model was trained with (never [`Algorithm::Auto`]).
     pub fn algorithm(&self) -> Algorithm {
         self.header.algorithm
@@ -568,6 +686,17 @@ impl Model {
         w.bias
             .iter()
             .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        if let (Some(_), Some(knn)) = (&self.header.stack, &self.knn) {
+            let k = &knn.index;
+            k.offsets
+                .iter()
+                .chain(&k.classes)
+                .chain(&knn.labels)
+                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+            k.values
+                .iter()
+                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        }
         // Write to a sibling file and rename, so a crash never leaves a truncated model behind.
         let tmp = path.with_extension("tmp-minyi");
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
@@ -595,7 +724,7 @@ impl Model {
             return Err("bad magic bytes".into());
         }
         let format = u32::from_le_bytes(r.array()?);
-        if format != FORMAT_VERSION && format != 1 {
+        if !(1..=FORMAT_VERSION).contains(&format) {
             return Err(format!(
                 "format version {format}, this build reads {FORMAT_VERSION}"
             ));
@@ -613,6 +742,36 @@ impl Model {
         let classes = r.vec(nnz, u32::from_le_bytes)?;
         let values = r.vec(nnz, f32::from_le_bytes)?;
         let bias = r.vec(header.labels.len(), f32::from_le_bytes)?;
+        let knn = match &header.stack {
+            Some(stack) => {
+                let offsets =
+                    r.vec(n.checked_add(1).ok_or("size overflow")?, u32::from_le_bytes)?;
+                let rows = r.vec(stack.knn_entries, u32::from_le_bytes)?;
+                let labels = r.vec(stack.knn_rows, u32::from_le_bytes)?;
+                let values = r.vec(stack.knn_entries, f32::from_le_bytes)?;
+                let knn = Knn {
+                    index: LinearWeights {
+                        n_classes: stack.knn_rows,
+                        offsets,
+                        classes: rows,
+                        values,
+                        bias: vec![0.0; stack.knn_rows],
+                    },
+                    labels,
+                    k: stack.knn_k,
+                    n_classes: header.labels.len(),
+                };
+                knn.validate(n)?;
+                stack.meta.validate()?;
+                if stack.meta.n_classes != header.labels.len()
+                    || stack.meta.n_inputs != 2 * header.labels.len()
+                {
+                    return Err("meta-model does not match the labels".into());
+                }
+                Some(knn)
+            }
+            None => None,
+        };
         if r.pos != bytes.len() {
             return Err("trailing bytes".into());
         }
@@ -629,6 +788,7 @@ impl Model {
             header,
             vocab,
             weights,
+            knn,
         })
     }
 }

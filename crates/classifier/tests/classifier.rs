@@ -88,12 +88,34 @@ fn save_load_roundtrip() {
     let path = dir.path().join("model.bin");
     model.save(&path).unwrap();
     let loaded = Model::load(&path).unwrap();
+    assert!(model.is_stacked() && loaded.is_stacked());
     assert_eq!(loaded.version(), model.version());
     assert_eq!(loaded.auto_threshold(), model.auto_threshold());
     assert_eq!(loaded.labels(), model.labels());
     for text in ["公交车站", "河水污染", "学校收费", ""] {
         assert_eq!(loaded.predict(text, 3), model.predict(text, 3));
     }
+    // A model without the neighbour member (knn_k 0, or no internal CV to fit the stack on)
+    // round-trips too, and predicts differently from the stacked one.
+    for config in [
+        TrainConfig {
+            knn_k: 0,
+            ..small_config()
+        },
+        TrainConfig {
+            threshold_folds: 0,
+            ..small_config()
+        },
+    ] {
+        let plain = Model::train(&examples(), &config, None).unwrap();
+        assert!(!plain.is_stacked());
+        plain.save(&path).unwrap();
+        let loaded = Model::load(&path).unwrap();
+        assert!(!loaded.is_stacked());
+        assert_eq!(loaded.predict("河水污染", 3), plain.predict("河水污染", 3));
+        assert_ne!(plain.predict("河水污染", 3), model.predict("河水污染", 3));
+    }
+    model.save(&path).unwrap();
     // Truncated and foreign files are clear errors, not panics.
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();

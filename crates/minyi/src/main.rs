@@ -337,3 +337,33 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
         Command::Calendar(_) | Command::Catalog(_) | Command::Classify(_) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn classify_training_overrides_do_not_collide_with_the_configuration_file() {
+        let cli = Cli::try_parse_from([
+            "minyi",
+            "--config",
+            "minyi.toml",
+            "classify",
+            "cv",
+            "--data",
+            "train.csv",
+            "--train-config",
+            r#"{"knn_k":0}"#,
+        ])
+        .expect("parses");
+        assert_eq!(cli.config, Some(PathBuf::from("minyi.toml")));
+        assert!(matches!(cli.command, Command::Classify(_)));
+    }
+}
