@@ -118,25 +118,18 @@ pub(crate) fn top_k(scores: &[f32], k: usize) -> Vec<(u32, f32)> {
 mod tests {
     use super::*;
 
-    fn vec_of(pairs: &[(u32, f32)]) -> SparseVec {
-        SparseVec {
-            indices: pairs.iter().map(|p| p.0).collect(),
-            values: pairs.iter().map(|p| p.1).collect(),
-        }
-    }
-
     #[test]
     fn nearest_centroid_wins() {
         let rows = [
-            vec_of(&[(0, 1.0)]),
-            vec_of(&[(0, 0.8), (1, 0.6)]),
-            vec_of(&[(2, 1.0)]),
-            vec_of(&[(2, 0.6), (3, 0.8)]),
+            SparseVec::from_pairs(&[(0, 1.0)]),
+            SparseVec::from_pairs(&[(0, 0.8), (1, 0.6)]),
+            SparseVec::from_pairs(&[(2, 1.0)]),
+            SparseVec::from_pairs(&[(2, 0.6), (3, 0.8)]),
         ];
         let w = train_centroids(&rows, &[0, 0, 1, 1], 3, 4, 0);
-        let s = w.scores(&vec_of(&[(0, 1.0)]));
+        let s = w.scores(&SparseVec::from_pairs(&[(0, 1.0)]));
         assert!(s[0] > s[1] && s[1] == 0.0 && s[2] == 0.0);
-        let s = w.scores(&vec_of(&[(3, 1.0)]));
+        let s = w.scores(&SparseVec::from_pairs(&[(3, 1.0)]));
         assert!(s[1] > s[0]);
         assert_eq!(
             top_k(&[0.1, 0.5, f32::NAN, 0.5], 3),

@@ -219,6 +219,17 @@ pub(crate) struct SparseVec {
     pub values: Vec<f32>,
 }
 
+#[cfg(test)]
+impl SparseVec {
+    /// A vector from `(column, value)` pairs, for tests.
+    pub(crate) fn from_pairs(pairs: &[(u32, f32)]) -> Self {
+        Self {
+            indices: pairs.iter().map(|p| p.0).collect(),
+            values: pairs.iter().map(|p| p.1).collect(),
+        }
+    }
+}
+
 /// The fitted part of the feature pipeline: which features are kept and their IDF weights.
 #[derive(Debug, Clone)]
 pub(crate) struct Vocabulary {

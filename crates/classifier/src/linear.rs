@@ -362,22 +362,15 @@ fn train_binary(
 mod tests {
     use super::*;
 
-    fn vec_of(pairs: &[(u32, f32)]) -> SparseVec {
-        SparseVec {
-            indices: pairs.iter().map(|p| p.0).collect(),
-            values: pairs.iter().map(|p| p.1).collect(),
-        }
-    }
-
     #[test]
     fn separates_three_classes() {
         let rows = vec![
-            vec_of(&[(0, 1.0)]),
-            vec_of(&[(0, 0.9), (3, 0.1)]),
-            vec_of(&[(1, 1.0)]),
-            vec_of(&[(1, 0.8), (3, 0.2)]),
-            vec_of(&[(2, 1.0)]),
-            vec_of(&[(2, 0.7), (3, 0.3)]),
+            SparseVec::from_pairs(&[(0, 1.0)]),
+            SparseVec::from_pairs(&[(0, 0.9), (3, 0.1)]),
+            SparseVec::from_pairs(&[(1, 1.0)]),
+            SparseVec::from_pairs(&[(1, 0.8), (3, 0.2)]),
+            SparseVec::from_pairs(&[(2, 1.0)]),
+            SparseVec::from_pairs(&[(2, 0.7), (3, 0.3)]),
         ];
         let y = [0, 0, 1, 1, 2, 2];
         let params = SvmParams {

@@ -94,8 +94,8 @@ pub struct TrainConfig {
     /// Inverse L2 regularisation of the stacking logistic regression.
     pub meta_c: f64,
     /// Features in more than this share of the training texts are left out of the neighbour
-    /// index (0.05: about 15× less work per query than indexing every feature, the same
-    /// accuracy in the 5-fold CV).
+    /// index (0.05: p99 classification 0.6 ms against 1.5 ms with every feature indexed, the
+    /// same accuracy within 0.1 points in the 5-fold CV).
     pub knn_max_df: f64,
 }
 
@@ -472,24 +472,20 @@ impl Model {
             if stacked {
                 // Out-of-fold logits of the meta-model (cross-validated over the same folds),
                 // then the meta-model on all out-of-fold member scores.
-                let fits: Vec<(usize, Meta)> = (0..folds)
+                let fits: Vec<Meta> = (0..folds)
                     .into_par_iter()
                     .map(|fold| {
                         let (x, t): (Vec<Vec<f32>>, Vec<u32>) = (0..oof.len())
                             .filter(|&i| assignment[i] != fold)
                             .map(|i| (oof[i].clone(), y[i]))
                             .unzip();
-                        (fold, Meta::fit(&x, &t, n_classes, config.meta_c))
+                        Meta::fit(&x, &t, n_classes, config.meta_c)
                     })
                     .collect();
                 let logits: Vec<Vec<f32>> = oof
                     .iter()
                     .zip(&assignment)
-                    .map(|(s, &fold)| {
-                        fits.iter()
-                            .find(|f| f.0 == fold)
-                            .map_or_else(|| s.clone(), |f| f.1.logits(s))
-                    })
+                    .map(|(s, &fold)| fits[fold].logits(s))
                     .collect();
                 meta = Some(Meta::fit(&oof, &y, n_classes, config.meta_c));
                 oof = logits;

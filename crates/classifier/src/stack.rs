@@ -191,29 +191,11 @@ impl Meta {
             let parts: Vec<(Vec<f64>, Vec<f64>)> = rows
                 .par_chunks(CHUNK)
                 .map(|chunk| {
-                    chunk.iter().fold(
-                        (vec![0.0; p], vec![0.0; p * p]),
-                        |(mut g, mut h), (x, c)| {
-                            let probs = softmax_f64(&logits_f64(w, x, n_classes));
-                            for k in 0..n_classes {
-                                let r = probs[k] - f64::from(u8::from(k == *c));
-                                for (j, &xj) in x.iter().enumerate() {
-                                    g[k * d + j] += r * xj;
-                                }
-                                for l in k..n_classes {
-                                    let a = probs[k] * (f64::from(u8::from(k == l)) - probs[l]);
-                                    for (i, &xi) in x.iter().enumerate() {
-                                        let ax = a * xi;
-                                        let base = (k * d + i) * p + l * d;
-                                        for (j, &xj) in x.iter().enumerate() {
-                                            h[base + j] += ax * xj;
-                                        }
-                                    }
-                                }
-                            }
-                            (g, h)
-                        },
-                    )
+                    let (mut g, mut h) = (vec![0.0; p], vec![0.0; p * p]);
+                    for (x, c) in chunk {
+                        add_gradient_and_hessian(w, x, *c, n_classes, &mut g, &mut h);
+                    }
+                    (g, h)
                 })
                 .collect();
             let (mut grad, mut hess) = (vec![0.0; p], vec![0.0; p * p]);
@@ -256,6 +238,34 @@ impl Meta {
             }
         }
         model
+    }
+}
+
+/// Adds one row's negative log-likelihood gradient to `g` and its Hessian to `h` (row-major
+/// `p × p`, `p = n_classes × x.len()`; only the blocks of class pairs `k ≤ l` are filled).
+fn add_gradient_and_hessian(
+    w: &[f64],
+    x: &[f64],
+    class: usize,
+    n_classes: usize,
+    g: &mut [f64],
+    h: &mut [f64],
+) {
+    let d = x.len();
+    let p = n_classes * d;
+    let probs = softmax_f64(&logits_f64(w, x, n_classes));
+    for k in 0..n_classes {
+        let r = probs[k] - f64::from(u8::from(k == class));
+        for (j, &xj) in x.iter().enumerate() {
+            g[k * d + j] += r * xj;
+        }
+        for l in k..n_classes {
+            let a = probs[k] * (f64::from(u8::from(k == l)) - probs[l]);
+            for (i, &xi) in x.iter().enumerate() {
+                let row = &mut h[(k * d + i) * p + l * d..][..d];
+                row.iter_mut().zip(x).for_each(|(h, &xj)| *h += a * xi * xj);
+            }
+        }
     }
 }
 
@@ -317,38 +327,34 @@ fn solve_spd(a: &[f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
 mod tests {
     use super::*;
 
-    fn row(pairs: &[(u32, f32)]) -> SparseVec {
-        SparseVec {
-            indices: pairs.iter().map(|p| p.0).collect(),
-            values: pairs.iter().map(|p| p.1).collect(),
-        }
-    }
-
     #[test]
     fn neighbours_vote_by_similarity() {
         let rows = [
-            row(&[(0, 1.0)]),
-            row(&[(0, 0.8), (1, 0.6)]),
-            row(&[(2, 1.0)]),
+            SparseVec::from_pairs(&[(0, 1.0)]),
+            SparseVec::from_pairs(&[(0, 0.8), (1, 0.6)]),
+            SparseVec::from_pairs(&[(2, 1.0)]),
         ];
         let knn = Knn::fit(&rows, &[0, 1, 1], 3, 2, 2, 1.0);
         knn.validate(3).unwrap();
-        let s = knn.scores(&row(&[(0, 1.0)]));
+        let s = knn.scores(&SparseVec::from_pairs(&[(0, 1.0)]));
         assert!(
             (s[0] - 1.0).abs() < 1e-6 && (s[1] - 0.8).abs() < 1e-6,
             "{s:?}"
         );
         // Only the k = 2 nearest count; a row sharing nothing never does.
-        let s = knn.scores(&row(&[(2, 0.6), (0, 0.8)]));
+        let s = knn.scores(&SparseVec::from_pairs(&[(2, 0.6), (0, 0.8)]));
         assert!(
             (s[0] - 0.8).abs() < 1e-6 && (s[1] - 0.64).abs() < 1e-6,
             "{s:?}"
         );
-        assert_eq!(knn.scores(&row(&[])), vec![0.0, 0.0]);
+        assert_eq!(knn.scores(&SparseVec::from_pairs(&[])), vec![0.0, 0.0]);
         // Feature 0 is in 2 of 3 rows: with max_df 0.5 it is not indexed.
         let sparse = Knn::fit(&rows, &[0, 1, 1], 3, 2, 2, 0.5);
-        assert_eq!(sparse.scores(&row(&[(0, 1.0)])), vec![0.0, 0.0]);
-        let s = sparse.scores(&row(&[(1, 1.0)]));
+        assert_eq!(
+            sparse.scores(&SparseVec::from_pairs(&[(0, 1.0)])),
+            vec![0.0, 0.0]
+        );
+        let s = sparse.scores(&SparseVec::from_pairs(&[(1, 1.0)]));
         assert!((s[1] - 0.6).abs() < 1e-6, "{s:?}");
     }
 
