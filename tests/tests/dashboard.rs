@@ -1505,12 +1505,21 @@ async fn personal_data_never_appears_in_dashboard_responses() {
     stream.wait_for("data:", Duration::from_secs(1)).await;
     bodies.push(("stream".into(), stream.log.clone()));
 
-    let (_, o) = get_json(
-        app.http,
-        "/api/v1/dashboard/hotspots?threshold=0.05&min_size=2",
-        Some(&token),
-    )
-    .await;
+    // The read model may still be taking in the submits: ask until a hotspot shows (5 s).
+    let mut o = Value::Null;
+    for _ in 0..50 {
+        o = get_json(
+            app.http,
+            "/api/v1/dashboard/hotspots?threshold=0.05&min_size=2",
+            Some(&token),
+        )
+        .await
+        .1;
+        if o["hotspots"][0]["tickets"].is_array() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let shown: Vec<&str> = o["hotspots"][0]["tickets"]
         .as_array()
         .map(|t| t.iter().filter_map(|t| t["excerpt"].as_str()).collect())
