@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use minyi_proto::common::{Caller, GeoPoint, Location};
+use minyi_proto::common::{Caller, GeoPoint, Location, Routing};
 use minyi_proto::intake::intake_service_client::IntakeServiceClient;
 use minyi_proto::intake::{
     AddFollowUpRequest, GetTicketRequest, ListTicketsRequest, SubmitPetitionRequest, Ticket,
@@ -190,7 +190,105 @@ fn ticket_json(t: &Ticket) -> serde_json::Value {
             "text": f.text, "author": f.author,
             "at": f.at.as_ref().and_then(minyi_core::event::from_timestamp),
         })).collect::<Vec<_>>(),
+        "routing": t.routing.as_ref().map(routing_json),
     })
+}
+
+/// What classification decided: the item and units (automatic routing), or why a dispatcher
+/// is needed and the suggestions shown to them; `duplicate_of` when linked to an open ticket.
+fn routing_json(r: &Routing) -> serde_json::Value {
+    json!({
+        "decision": r.decision,
+        "item_code": r.item_code,
+        "item_name": r.item_name,
+        "lead_unit": r.lead_unit,
+        "co_units": r.co_units,
+        "grade": r.grade,
+        "confidence": r.confidence,
+        "street": r.street,
+        "community": r.community,
+        "reason": r.reason,
+        "duplicate_of": r.duplicate_of,
+        "accept_hours": r.accept_hours,
+        "respond_hours": r.respond_hours,
+        "complete_days": r.complete_days,
+        "suggestions": r.suggestions.iter().map(|s| json!({
+            "item_code": s.item_code, "item_name": s.item_name, "unit": s.unit,
+            "confidence": s.confidence,
+        })).collect::<Vec<_>>(),
+        "model_version": r.model_version,
+        "catalog_version": r.catalog_version,
+        "routed_at": r.routed_at.as_ref().and_then(minyi_core::event::from_timestamp),
+    })
+}
+
+/// The routing as the agent reads it out: where the petition went, or that a dispatcher is
+/// deciding (with the best suggestions).
+fn routing_human(r: &Routing) -> String {
+    let mut s = String::new();
+    if !r.duplicate_of.is_empty() {
+        s.push_str(&format!(
+            "  routing: duplicate of open ticket {}\n",
+            r.duplicate_of
+        ));
+        return s;
+    }
+    let place = [r.street.as_str(), r.community.as_str()]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if r.decision == "auto" {
+        s.push_str(&format!(
+            "  routing: {} {} → {}{} (automatic, confidence {:.2})\n",
+            r.item_code,
+            r.item_name,
+            r.lead_unit,
+            if r.co_units.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", r.co_units.join(", "))
+            },
+            r.confidence
+        ));
+        if r.complete_days > 0 {
+            s.push_str(&format!(
+                "  limits:  accept {} h, respond {} h, complete {} working days{}\n",
+                r.accept_hours,
+                r.respond_hours,
+                r.complete_days,
+                if r.grade.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", r.grade)
+                }
+            ));
+        }
+    } else {
+        s.push_str(&format!(
+            "  routing: left to a dispatcher{}\n",
+            if r.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.reason)
+            }
+        ));
+        for (i, g) in r.suggestions.iter().take(3).enumerate() {
+            s.push_str(&format!(
+                "    {}. {} {} → {} ({:.2})\n",
+                i + 1,
+                g.item_code,
+                g.item_name,
+                g.unit,
+                g.confidence
+            ));
+        }
+    }
+    if !place.is_empty() {
+        s.push_str(&format!("  place:   {place}\n"));
+    }
+    s
 }
 
 fn ticket_human(t: &Ticket) -> String {
@@ -221,6 +319,9 @@ fn ticket_human(t: &Ticket) -> String {
     }
     for f in &t.follow_ups {
         s.push_str(&format!("  follow-up ({}): {}\n", f.author, f.text));
+    }
+    if let Some(r) = &t.routing {
+        s.push_str(&routing_human(r));
     }
     s.push_str(&format!("  id:      {}", t.id));
     s
@@ -349,4 +450,70 @@ pub async fn run(conn: &Connection, cmd: PetitionCommand) -> anyhow::Result<Stri
             }),
     };
     result.map_err(|s| anyhow::anyhow!(explain(&s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minyi_proto::common::Suggestion;
+
+    #[test]
+    fn show_tells_where_the_petition_went() {
+        let mut t = Ticket {
+            id: "x".into(),
+            tracking_number: "MY-1".into(),
+            text: "路灯坏了".into(),
+            ..Ticket::default()
+        };
+        assert!(!ticket_human(&t).contains("routing"));
+        assert!(ticket_json(&t)["routing"].is_null());
+
+        t.routing = Some(Routing {
+            decision: "auto".into(),
+            item_code: "CG-01-001".into(),
+            item_name: "路灯维修".into(),
+            lead_unit: "DEP-CG".into(),
+            co_units: vec!["ST-GM".into()],
+            confidence: 0.991,
+            accept_hours: 2,
+            respond_hours: 24,
+            complete_days: 5,
+            grade: "normal".into(),
+            street: "ST-GM".into(),
+            ..Routing::default()
+        });
+        let h = ticket_human(&t);
+        assert!(
+            h.contains(
+                "routing: CG-01-001 路灯维修 → DEP-CG with ST-GM (automatic, confidence 0.99)"
+            ),
+            "{h}"
+        );
+        assert!(h.contains("complete 5 working days (normal)"), "{h}");
+        assert!(h.contains("place:   ST-GM"), "{h}");
+        assert_eq!(ticket_json(&t)["routing"]["lead_unit"], "DEP-CG");
+
+        t.routing = Some(Routing {
+            decision: "needs_dispatcher".into(),
+            reason: "low confidence".into(),
+            suggestions: vec![Suggestion {
+                item_code: "A".into(),
+                item_name: "甲".into(),
+                unit: "U1".into(),
+                confidence: 0.4,
+                ..Suggestion::default()
+            }],
+            ..Routing::default()
+        });
+        let h = ticket_human(&t);
+        assert!(h.contains("left to a dispatcher (low confidence)"), "{h}");
+        assert!(h.contains("1. A 甲 → U1 (0.40)"), "{h}");
+        assert_eq!(ticket_json(&t)["routing"]["suggestions"][0]["unit"], "U1");
+
+        t.routing = Some(Routing {
+            duplicate_of: "y".into(),
+            ..Routing::default()
+        });
+        assert!(ticket_human(&t).contains("duplicate of open ticket y"));
+    }
 }
