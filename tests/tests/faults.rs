@@ -77,6 +77,12 @@ async fn try_start(config: &Config, service: &str, relay: bool) -> Option<Proc> 
     if let Some(secs) = config.amqp_queue_expires_secs {
         cmd.env("MINYI_AMQP_QUEUE_EXPIRES_SECS", secs.to_string());
     }
+    // As in-process test apps: enough synthetic examples per item that the classifier's
+    // threshold clears its precision margin and the pipeline dispatches automatically.
+    cmd.env(
+        "MINYI_CLASSIFIER_EXAMPLES_PER_ITEM",
+        config.classifier_examples_per_item.to_string(),
+    );
     cmd.args(["serve", service])
         .env("MINYI_GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("MINYI_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))

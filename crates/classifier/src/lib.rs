@@ -22,7 +22,8 @@
 //! Confidences are a softmax (temperature fitted on internal cross-validation) of the stacking
 //! regression's logits, or of the linear scores when the model is not stacked;
 //! [`Model::auto_threshold`] is the lowest confidence whose out-of-fold precision reached
-//! [`TrainConfig::target_precision`]. Measured numbers and the design rationale are in the
+//! [`TrainConfig::target_precision`] with [`TrainConfig::precision_margin_z`] standard errors to
+//! spare (the Wilson lower bound; one by default). Measured numbers and the design rationale are in the
 //! repository's `BENCHMARKS.md` (section "Classifier").
 //!
 //! ```no_run

@@ -112,8 +112,14 @@ pub fn auto_dispatch(items: &[(f64, bool)], threshold: Option<f64>) -> AutoDispa
 }
 
 /// The lowest confidence threshold `t` (one of the observed confidences) such that the items with
-/// confidence ≥ `t` reach `target` precision; `None` if no threshold does.
-pub fn select_threshold(items: &[(f64, bool)], target: f64) -> Option<f64> {
+/// confidence ≥ `t` reach `target` precision with `z` standard errors to spare: the Wilson score
+/// lower bound of their precision must reach `target` (`z = 0`: the precision itself). `None` if
+/// no threshold does.
+///
+/// Why a margin: the lowest threshold at which the measured precision touches the target is the
+/// most optimistic point of a noisy curve, so on fresh data the precision lands around the
+/// target, half the time below it. The bound makes the target a floor at some cost in coverage.
+pub fn select_threshold(items: &[(f64, bool)], target: f64, z: f64) -> Option<f64> {
     let mut sorted: Vec<(f64, bool)> = items.iter().copied().filter(|i| i.0.is_finite()).collect();
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut best = None;
@@ -127,11 +133,30 @@ pub fn select_threshold(items: &[(f64, bool)], target: f64) -> Option<f64> {
             correct += usize::from(sorted[i].1);
             i += 1;
         }
-        if correct as f64 >= target * seen as f64 {
+        let reached = if z > 0.0 {
+            wilson_lower_bound(correct, seen, z) >= target
+        } else {
+            correct as f64 >= target * seen as f64
+        };
+        if reached {
             best = Some(value);
         }
     }
     best
+}
+
+/// Lower end of the Wilson score interval of a proportion `successes / n`, `z` standard errors
+/// below it; 0 for `n = 0`.
+pub fn wilson_lower_bound(successes: usize, n: usize, z: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n = n as f64;
+    let p = successes as f64 / n;
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    (centre - spread) / (1.0 + z2 / n)
 }
 
 /// Precision among the `coverage` share of items with the highest confidence (an oracle
@@ -197,10 +222,10 @@ mod tests {
             (0.30, false),
         ];
         // Precision at ≥0.5 is 6/7 ≈ 0.857; at ≥0.4 it is 6/8 = 0.75; at ≥0.9 it is 1.
-        assert_eq!(select_threshold(&items, 0.85), Some(0.50));
-        assert_eq!(select_threshold(&items, 0.98), Some(0.90));
-        assert_eq!(select_threshold(&items, 0.5), Some(0.30));
-        assert_eq!(select_threshold(&[(0.9, false)], 0.98), None);
+        assert_eq!(select_threshold(&items, 0.85, 0.0), Some(0.50));
+        assert_eq!(select_threshold(&items, 0.98, 0.0), Some(0.90));
+        assert_eq!(select_threshold(&items, 0.5, 0.0), Some(0.30));
+        assert_eq!(select_threshold(&[(0.9, false)], 0.98, 0.0), None);
         let a = auto_dispatch(&items, Some(0.5));
         assert!((a.coverage - 7.0 / 9.0).abs() < 1e-12);
         assert!((a.precision.unwrap() - 6.0 / 7.0).abs() < 1e-12);
@@ -210,7 +235,31 @@ mod tests {
     #[test]
     fn ties_are_dispatched_together() {
         let items = [(0.9, true), (0.8, true), (0.8, false)];
-        assert_eq!(select_threshold(&items, 0.9), Some(0.9));
+        assert_eq!(select_threshold(&items, 0.9, 0.0), Some(0.9));
+    }
+
+    #[test]
+    fn wilson_margin_asks_for_more_evidence() {
+        // 98 of 100 right is 0.98 exactly; its lower bound one standard error down is below.
+        let lb = wilson_lower_bound(98, 100, 1.0);
+        assert!(lb < 0.98 && lb > 0.96, "{lb}");
+        assert_eq!(wilson_lower_bound(0, 0, 1.0), 0.0);
+        assert!((wilson_lower_bound(7, 10, 0.0) - 0.7).abs() < 1e-12);
+        // The bound tightens with more items at the same precision.
+        assert!(wilson_lower_bound(980, 1000, 1.0) > lb);
+        // 200 items, confidences falling; the last 20 hold all the errors (2 of them among the
+        // 10 just below the top 180). Without a margin the threshold goes as low as precision
+        // allows; with one it stops where the evidence still clears the target.
+        let mut items: Vec<(f64, bool)> = (0..200)
+            .map(|i| (1.0 - f64::from(i) / 1000.0, true))
+            .collect();
+        items[185].1 = false;
+        items[195].1 = false;
+        items[199].1 = false;
+        let plain = select_threshold(&items, 0.986, 0.0).unwrap();
+        let safe = select_threshold(&items, 0.986, 1.0).unwrap();
+        assert!(safe > plain, "{safe} vs {plain}");
+        assert_eq!(plain, items[198].0);
     }
 
     #[test]

@@ -58,6 +58,10 @@ impl Algorithm {
 pub struct TrainConfig {
     /// Precision the auto-dispatch threshold must reach on internal cross-validation.
     pub target_precision: f64,
+    /// Safety margin of the threshold, in standard errors: the Wilson lower bound of the
+    /// out-of-fold precision must reach `target_precision` (`0`: the precision itself, which
+    /// lands around the target on fresh data, not above it).
+    pub precision_margin_z: f64,
     /// Folds of the internal cross-validation that fits the confidence calibration and the
     /// auto-dispatch threshold (`< 2` disables it: no threshold, uncalibrated confidences).
     pub threshold_folds: usize,
@@ -103,6 +107,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             target_precision: 0.98,
+            precision_margin_z: 1.0,
             threshold_folds: 5,
             seed: 42,
             features: FeatureConfig::default(),
@@ -159,6 +164,9 @@ struct Header {
     temperature: f64,
     auto_threshold: Option<f64>,
     target_precision: f64,
+    /// The threshold's safety margin in standard errors (files before it: none).
+    #[serde(default)]
+    precision_margin_z: f64,
     info: TrainingInfo,
     n_columns: usize,
     n_weights: usize,
@@ -354,7 +362,8 @@ impl Model {
     /// Trains on `examples`. With `config.threshold_folds ≥ 2` it first runs an internal
     /// stratified cross-validation on these examples only, fits the confidence calibration to
     /// the out-of-fold scores and picks the auto-dispatch threshold as the lowest confidence
-    /// whose out-of-fold precision reaches `config.target_precision`; then it trains the final
+    /// whose out-of-fold precision reaches `config.target_precision` (with
+    /// `config.precision_margin_z` standard errors to spare); then it trains the final
     /// model on all examples. `progress`, if given, advances once per fitted model.
     ///
     /// Stacked (SVM, `knn_k > 0`, internal CV on): every internal fold also scores its held-out
@@ -380,6 +389,15 @@ impl Model {
             return Err(ClassifyError::InvalidArgument {
                 name: "target_precision",
                 message: format!("must be in (0, 1], got {}", config.target_precision),
+            });
+        }
+        if !(config.precision_margin_z >= 0.0 && config.precision_margin_z.is_finite()) {
+            return Err(ClassifyError::InvalidArgument {
+                name: "precision_margin_z",
+                message: format!(
+                    "must be a finite number ≥ 0, got {}",
+                    config.precision_margin_z
+                ),
             });
         }
         if !(config.c > 0.0 && config.c.is_finite()) {
@@ -500,7 +518,11 @@ impl Model {
                     (conf, best == c as usize)
                 })
                 .collect();
-            auto_threshold = metrics::select_threshold(&items, config.target_precision);
+            auto_threshold = metrics::select_threshold(
+                &items,
+                config.target_precision,
+                config.precision_margin_z,
+            );
             cv_accuracy = Some(items.iter().filter(|i| i.1).count() as f64 / items.len() as f64);
             cv_coverage = Some(metrics::auto_dispatch(&items, auto_threshold).coverage);
         }
@@ -528,6 +550,7 @@ impl Model {
             temperature,
             auto_threshold,
             target_precision: config.target_precision,
+            precision_margin_z: config.precision_margin_z,
             info: TrainingInfo {
                 examples: examples.len(),
                 trained_at_unix,
@@ -616,6 +639,12 @@ impl Model {
     /// The precision the threshold was chosen for.
     pub fn target_precision(&self) -> f64 {
         self.header.target_precision
+    }
+
+    /// The safety margin, in standard errors, with which the threshold reached the target
+    /// precision (0 for models trained before the margin existed).
+    pub fn precision_margin_z(&self) -> f64 {
+        self.header.precision_margin_z
     }
 
     /// A stable identifier: hash of the training data and configuration, plus training time.

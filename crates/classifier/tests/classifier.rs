@@ -72,6 +72,16 @@ fn training_is_deterministic_and_validates_input() {
         ..small_config()
     };
     assert!(Model::train(&examples(), &bad, None).is_err());
+    for z in [-1.0, f64::NAN] {
+        let bad = TrainConfig {
+            precision_margin_z: z,
+            ..small_config()
+        };
+        let err = Model::train(&examples(), &bad, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("precision_margin_z"), "{err}");
+    }
     // One label only: always that label, no panic.
     let one = vec![Example {
         text: "公交".into(),
@@ -91,6 +101,7 @@ fn save_load_roundtrip() {
     assert!(model.is_stacked() && loaded.is_stacked());
     assert_eq!(loaded.version(), model.version());
     assert_eq!(loaded.auto_threshold(), model.auto_threshold());
+    assert_eq!(loaded.precision_margin_z(), model.precision_margin_z());
     assert_eq!(loaded.labels(), model.labels());
     for text in ["公交车站", "河水污染", "学校收费", ""] {
         assert_eq!(loaded.predict(text, 3), model.predict(text, 3));

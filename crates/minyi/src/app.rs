@@ -762,6 +762,7 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
 fn train_config(config: &Config) -> minyi_classifier::TrainConfig {
     minyi_classifier::TrainConfig {
         target_precision: config.auto_dispatch_precision,
+        precision_margin_z: config.auto_dispatch_margin_z,
         // Two folds suffice to calibrate on thousands of items and halve training time.
         threshold_folds: 2,
         ..minyi_classifier::TrainConfig::default()

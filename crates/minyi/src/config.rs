@@ -88,9 +88,17 @@ pub struct Config {
     pub classifier_examples_per_item: usize,
     /// Precision the automatic dispatch must reach (`MINYI_AUTO_DISPATCH_PRECISION`, in
     /// (0, 1]): training picks the lowest confidence whose cross-validated precision reaches
-    /// it; petitions below go to a human dispatcher with suggestions. A saved model trained
+    /// it with one standard error to spare; petitions below go to a human dispatcher with suggestions. A saved model trained
     /// for another target is retrained at start.
     pub auto_dispatch_precision: f64,
+    /// The threshold's safety margin in standard errors (`MINYI_AUTO_DISPATCH_MARGIN_Z`, ≥ 0,
+    /// default 1): the Wilson lower bound of the cross-validated precision must reach the
+    /// target. `0` takes the measured precision as it is: more automatic dispatch, and on
+    /// fresh petitions a precision about at the target rather than above it. With little
+    /// training data (fewer than ~50 confident internal-CV predictions) no threshold clears
+    /// the margin and every petition goes to a dispatcher. A saved model trained with another
+    /// margin is retrained at start.
+    pub auto_dispatch_margin_z: f64,
     /// How often classification checks the catalog directory for a newly activated version
     /// or new arbitration rulings, and retrains without a restart, in seconds.
     pub catalog_poll_secs: u64,
@@ -179,6 +187,7 @@ impl Default for Config {
             model_path: None,
             classifier_examples_per_item: 4,
             auto_dispatch_precision: 0.98,
+            auto_dispatch_margin_z: 1.0,
             catalog_poll_secs: 10,
             duplicate_window_days: 3,
             duplicate_threshold: 0.6,
@@ -205,6 +214,13 @@ impl Config {
             return Err(Box::new(figment::Error::from(format!(
                 "auto_dispatch_precision (MINYI_AUTO_DISPATCH_PRECISION) must be in (0, 1], \
                  got {p}"
+            ))));
+        }
+        let z = config.auto_dispatch_margin_z;
+        if !(z >= 0.0 && z.is_finite()) {
+            return Err(Box::new(figment::Error::from(format!(
+                "auto_dispatch_margin_z (MINYI_AUTO_DISPATCH_MARGIN_Z) must be a finite number \
+                 ≥ 0, got {z}"
             ))));
         }
         if config.otlp_endpoint.is_none() {
@@ -361,6 +377,22 @@ mod tests {
                 jail.set_env("MINYI_AUTO_DISPATCH_PRECISION", bad);
                 let e = Config::load(None).unwrap_err().to_string();
                 assert!(e.contains("auto_dispatch_precision"), "{e}");
+            }
+            jail.set_env("MINYI_AUTO_DISPATCH_PRECISION", "0.9");
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.auto_dispatch_margin_z,
+                1.0
+            );
+            jail.set_env("MINYI_AUTO_DISPATCH_MARGIN_Z", "0");
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.auto_dispatch_margin_z,
+                0.0
+            );
+            for bad in ["-1", "inf"] {
+                jail.set_env("MINYI_AUTO_DISPATCH_MARGIN_Z", bad);
+                let e = Config::load(None).unwrap_err().to_string();
+                // Ours names the setting and its variable; figment's type error the variable.
+                assert!(e.contains("AUTO_DISPATCH_MARGIN_Z"), "{e}");
             }
             Ok(())
         });

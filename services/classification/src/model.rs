@@ -18,7 +18,7 @@ pub fn catalog_examples(catalog: &Catalog, per_item: usize, history: &[Example])
 }
 
 /// Loads the model at `path` if it knows every item of `catalog` and was trained for
-/// `config`'s target precision; otherwise trains one and saves it there. Returns the model
+/// `config`'s target precision and threshold margin; otherwise trains one and saves it there. Returns the model
 /// and whether it was trained now.
 pub fn load_or_train(
     path: &Path,
@@ -28,14 +28,20 @@ pub fn load_or_train(
 ) -> Result<(Model, bool), minyi_classifier::ClassifyError> {
     if path.exists() {
         match Model::load(path) {
-            Ok(m) if covers(&m, catalog) && m.target_precision() == config.target_precision => {
+            Ok(m)
+                if covers(&m, catalog)
+                    && m.target_precision() == config.target_precision
+                    && m.precision_margin_z() == config.precision_margin_z =>
+            {
                 return Ok((m, false));
             }
             Ok(m) if covers(&m, catalog) => tracing::info!(
                 path = %path.display(),
                 saved = m.target_precision(),
                 wanted = config.target_precision,
-                "saved model was trained for another auto-dispatch precision; retraining"
+                saved_margin_z = m.precision_margin_z(),
+                wanted_margin_z = config.precision_margin_z,
+                "saved model was trained for another auto-dispatch precision or margin; retraining"
             ),
             Ok(_) => {
                 tracing::info!(path = %path.display(), "saved model predates the catalog; retraining")
@@ -92,5 +98,12 @@ mod tests {
         assert_eq!(m.target_precision(), 0.9);
         let (_, trained) = load_or_train(&path, &catalog, 2, &config(0.9)).unwrap();
         assert!(!trained);
+        let no_margin = TrainConfig {
+            precision_margin_z: 0.0,
+            ..config(0.9)
+        };
+        let (m, trained) = load_or_train(&path, &catalog, 2, &no_margin).unwrap();
+        assert!(trained, "another threshold margin: retrained");
+        assert_eq!(m.precision_margin_z(), 0.0);
     }
 }
