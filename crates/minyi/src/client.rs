@@ -190,103 +190,68 @@ fn ticket_json(t: &Ticket) -> serde_json::Value {
             "text": f.text, "author": f.author,
             "at": f.at.as_ref().and_then(minyi_core::event::from_timestamp),
         })).collect::<Vec<_>>(),
-        "routing": t.routing.as_ref().map(routing_json),
-    })
-}
-
-/// What classification decided: the item and units (automatic routing), or why a dispatcher
-/// is needed and the suggestions shown to them; `duplicate_of` when linked to an open ticket.
-fn routing_json(r: &Routing) -> serde_json::Value {
-    json!({
-        "decision": r.decision,
-        "item_code": r.item_code,
-        "item_name": r.item_name,
-        "lead_unit": r.lead_unit,
-        "co_units": r.co_units,
-        "grade": r.grade,
-        "confidence": r.confidence,
-        "street": r.street,
-        "community": r.community,
-        "reason": r.reason,
-        "duplicate_of": r.duplicate_of,
-        "accept_hours": r.accept_hours,
-        "respond_hours": r.respond_hours,
-        "complete_days": r.complete_days,
-        "suggestions": r.suggestions.iter().map(|s| json!({
-            "item_code": s.item_code, "item_name": s.item_name, "unit": s.unit,
-            "confidence": s.confidence,
-        })).collect::<Vec<_>>(),
-        "model_version": r.model_version,
-        "catalog_version": r.catalog_version,
-        "routed_at": r.routed_at.as_ref().and_then(minyi_core::event::from_timestamp),
+        "routing": t.routing.as_ref().map(crate::handler::routing_json),
     })
 }
 
 /// The routing as the agent reads it out: where the petition went, or that a dispatcher is
 /// deciding (with the best suggestions).
 fn routing_human(r: &Routing) -> String {
+    use std::fmt::Write;
+    // " (text)", or nothing for an empty text.
+    let aside = |text: &str| {
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(" ({text})")
+        }
+    };
     let mut s = String::new();
     if !r.duplicate_of.is_empty() {
-        s.push_str(&format!(
-            "  routing: duplicate of open ticket {}\n",
-            r.duplicate_of
-        ));
+        let _ = writeln!(s, "  routing: duplicate of open ticket {}", r.duplicate_of);
         return s;
     }
-    let place = [r.street.as_str(), r.community.as_str()]
-        .iter()
-        .filter(|p| !p.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" / ");
     if r.decision == "auto" {
-        s.push_str(&format!(
-            "  routing: {} {} → {}{} (automatic, confidence {:.2})\n",
-            r.item_code,
-            r.item_name,
-            r.lead_unit,
-            if r.co_units.is_empty() {
-                String::new()
-            } else {
-                format!(" with {}", r.co_units.join(", "))
-            },
-            r.confidence
-        ));
+        let with = if r.co_units.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", r.co_units.join(", "))
+        };
+        let _ = writeln!(
+            s,
+            "  routing: {} {} → {}{with} (automatic, confidence {:.2})",
+            r.item_code, r.item_name, r.lead_unit, r.confidence
+        );
         if r.complete_days > 0 {
-            s.push_str(&format!(
-                "  limits:  accept {} h, respond {} h, complete {} working days{}\n",
+            let _ = writeln!(
+                s,
+                "  limits:  accept {} h, respond {} h, complete {} working days{}",
                 r.accept_hours,
                 r.respond_hours,
                 r.complete_days,
-                if r.grade.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", r.grade)
-                }
-            ));
+                aside(&r.grade)
+            );
         }
     } else {
-        s.push_str(&format!(
-            "  routing: left to a dispatcher{}\n",
-            if r.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", r.reason)
-            }
-        ));
+        let _ = writeln!(s, "  routing: left to a dispatcher{}", aside(&r.reason));
         for (i, g) in r.suggestions.iter().take(3).enumerate() {
-            s.push_str(&format!(
-                "    {}. {} {} → {} ({:.2})\n",
+            let _ = writeln!(
+                s,
+                "    {}. {} {} → {} ({:.2})",
                 i + 1,
                 g.item_code,
                 g.item_name,
                 g.unit,
                 g.confidence
-            ));
+            );
         }
     }
+    let place: Vec<&str> = [r.street.as_str(), r.community.as_str()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
     if !place.is_empty() {
-        s.push_str(&format!("  place:   {place}\n"));
+        let _ = writeln!(s, "  place:   {}", place.join(" / "));
     }
     s
 }

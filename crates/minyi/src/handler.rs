@@ -1134,7 +1134,10 @@ fn rfc3339(ts: Option<&Timestamp>) -> Value {
     })
 }
 
-fn routing_json(r: &Routing) -> Value {
+/// What classification decided (shared by `minyi-handler` and `minyi petition`): the item and
+/// units of an automatic routing, or why a dispatcher is needed and the suggestions shown to
+/// them; `duplicate_of` when linked to an open ticket.
+pub(crate) fn routing_json(r: &Routing) -> Value {
     json!({
         "decision": r.decision,
         "item_code": r.item_code,
@@ -1159,6 +1162,7 @@ fn routing_json(r: &Routing) -> Value {
         "respond_hours": r.respond_hours,
         "complete_days": r.complete_days,
         "duplicate_of": r.duplicate_of,
+        "routed_at": rfc3339(r.routed_at.as_ref()),
     })
 }
 
