@@ -993,7 +993,8 @@ fn routing_human(r: &Routing) -> String {
     if !r.grade.is_empty() {
         facts.push(r.grade.clone());
     }
-    if r.confidence > 0.0 {
+    // A low-confidence reason already states the confidence.
+    if r.confidence > 0.0 && !r.reason.contains("confidence") {
         facts.push(format!("confidence {:.2}", r.confidence));
     }
     if !r.reason.is_empty() {
@@ -1272,6 +1273,25 @@ mod tests {
 
     fn ts(rfc: &str) -> Timestamp {
         minyi_core::event::timestamp(DateTime::parse_from_rfc3339(rfc).unwrap().to_utc())
+    }
+
+    #[test]
+    fn the_routing_line_states_the_confidence_once() {
+        let mut r = Routing {
+            decision: "needs_dispatcher".into(),
+            item_code: "CG-03-021".into(),
+            item_name: "占用绿地建房扰民投诉".into(),
+            confidence: 0.22,
+            reason: "confidence 0.22 is below the auto-dispatch threshold 0.93".into(),
+            ..Routing::default()
+        };
+        assert_eq!(
+            routing_human(&r),
+            "CG-03-021 占用绿地建房扰民投诉  (needs_dispatcher, confidence 0.22 is below the \
+             auto-dispatch threshold 0.93)"
+        );
+        r.reason = "no street resolved for a territorial item".into();
+        assert!(routing_human(&r).contains("confidence 0.22, no street resolved"));
     }
 
     #[test]

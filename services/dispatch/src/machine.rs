@@ -1053,7 +1053,10 @@ fn manual_dispatch(
         inbox: inbox_for_new(&d),
         dispatch: d,
         routing: Some(routing),
-        reason: format!("manual: {}", m.note).trim().to_owned(),
+        reason: match m.note.trim() {
+            "" => "manual".to_owned(),
+            note => format!("manual: {note}"),
+        },
         arbitration_event: None,
     })
 }
@@ -1311,6 +1314,25 @@ mod tests {
         assert_eq!(d.lead_unit, "DEP-CG");
         assert_eq!(d.returns.len(), 1);
         assert!(d.manual);
+
+        // The audit reason: "manual", with the dispatcher's note when there is one.
+        let reason = |note: &str| {
+            let cmd = Command::Dispatch {
+                lead_unit: String::new(),
+                co_units: vec![],
+                use_next_suggestion: true,
+                item_code: String::new(),
+                note: note.into(),
+            };
+            let at = now + Duration::minutes(10);
+            let rules = (catalog(), Deadlines::default(), Rules::default());
+            step(&back, &cmd, &dispatcher(), at, &rules.0, &rules.1, &rules.2)
+                .unwrap()
+                .reason
+        };
+        assert_eq!(reason(""), "manual");
+        assert_eq!(reason("  "), "manual");
+        assert_eq!(reason("街道确认属地"), "manual: 街道确认属地");
     }
 
     #[test]
