@@ -46,7 +46,7 @@ pub enum CatalogCommand {
         /// Catalog file (.csv, .json, .yaml).
         file: PathBuf,
         /// Catalog directory.
-        #[arg(long, default_value = "data/catalog")]
+        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
         dir: PathBuf,
         /// Make the new version active.
         #[arg(long)]
@@ -67,7 +67,7 @@ pub enum CatalogCommand {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Catalog directory.
-        #[arg(long, default_value = "data/catalog")]
+        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
         dir: PathBuf,
     },
     /// Check a catalog file and print every problem as `line N: field: message`.
@@ -85,7 +85,7 @@ pub enum CatalogCommand {
         /// New catalog: file or version.
         b: String,
         /// Catalog directory, for versions.
-        #[arg(long, default_value = "data/catalog")]
+        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
         dir: PathBuf,
     },
     /// Write the generated demo catalog (3,469 items).
@@ -112,7 +112,7 @@ pub enum CatalogCommand {
     /// List stored versions.
     List {
         /// Catalog directory.
-        #[arg(long, default_value = "data/catalog")]
+        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
         dir: PathBuf,
     },
     /// Make a stored version the active one. Running classification services pick it up
@@ -121,7 +121,7 @@ pub enum CatalogCommand {
         /// Version to activate (`v3` or `3`).
         version: String,
         /// Catalog directory.
-        #[arg(long, default_value = "data/catalog")]
+        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
         dir: PathBuf,
     },
 }

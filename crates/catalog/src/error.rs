@@ -33,7 +33,12 @@ pub enum CatalogError {
     #[error("unknown catalog version {0:?}")]
     UnknownVersion(String),
     /// The catalog directory has no active version yet.
-    #[error("no active catalog version in {} (import one with --activate)", .0.display())]
+    #[error(
+        "no active catalog version in {} (import one with --activate, or name another catalog \
+         directory with --dir or MINYI_CATALOG_DIR: `make run` keeps its catalog in \
+         data/dev/catalog)",
+        .0.display()
+    )]
     NoActiveVersion(PathBuf),
     /// No item with this code.
     #[error("unknown catalog item {0:?}")]

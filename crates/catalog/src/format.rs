@@ -214,6 +214,44 @@ fn parse_grade(raw: Option<&str>) -> Result<Grade, String> {
     }
 }
 
+/// Physical line numbers (1-based) of records' byte offsets, counted forward through the text.
+/// With CRLF line endings (files saved by Excel on Windows) the csv crate's `Position` of a
+/// record is the `\n` ending the line before it and its `line()` one short: problems would
+/// point at the line above.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        Self {
+            text,
+            pos: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record at byte `byte`; offsets are expected in increasing order (a
+    /// smaller one restarts the count).
+    fn line_at(&mut self, byte: u64) -> usize {
+        let mut byte = usize::try_from(byte).map_or(self.text.len(), |b| b.min(self.text.len()));
+        if self.text.get(byte) == Some(&b'\n') {
+            byte += 1;
+        }
+        if byte < self.pos {
+            (self.pos, self.line) = (0, 1);
+        }
+        self.line += self.text[self.pos..byte]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.pos = byte;
+        self.line
+    }
+}
+
 fn read_csv(
     text: &str,
     opts: &ReadOptions<'_>,
@@ -243,13 +281,14 @@ fn read_csv(
     let idx: Vec<Option<usize>> = CSV_HEADER.iter().map(|c| col(c)).collect();
     let mut drafts = Vec::new();
     let mut record = csv::StringRecord::new();
+    let mut lines = LineCounter::new(text.as_bytes());
     loop {
         match rdr.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => return Err(CatalogError::parse("csv", e)),
         }
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -539,9 +578,10 @@ pub fn read_units(text: &str, format: Format) -> Result<UnitDirectory, CatalogEr
             let mut rdr = csv::Reader::from_reader(text.as_bytes());
             let mut units = Vec::new();
             let mut problems = Vec::new();
+            let mut lines = LineCounter::new(text.as_bytes());
             for rec in rdr.records() {
                 let rec = rec.map_err(|e| CatalogError::parse("units", e))?;
-                let line = rec.position().map_or(0, |p| p.line() as usize);
+                let line = rec.position().map_or(0, |p| lines.line_at(p.byte()));
                 let kind_raw = rec.get(2).unwrap_or("");
                 let Some(kind) = crate::model::UnitKind::parse(kind_raw) else {
                     problems.push(Problem {

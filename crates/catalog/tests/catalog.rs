@@ -188,6 +188,13 @@ fn csv_validation_names_line_and_field_of_every_problem() {
         ps[0].to_string(),
         "line 3: code: duplicate code \"CG-01-001\" (first at line 2)"
     );
+    // Saved with Windows line endings (as Excel does), the same lines are named.
+    let crlf = fixture("bad.csv")
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
+    let crlf_ps = problems(from_csv(&crlf, &units, "bad"));
+    let text = |ps: &[Problem]| ps.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(text(&crlf_ps), text(&ps));
 }
 
 #[test]

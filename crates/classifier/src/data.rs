@@ -54,10 +54,20 @@ fn parse_csv(bytes: &[u8], path: &Path) -> Result<Vec<Example>> {
             ),
         ));
     };
+    // The physical line of a record. With CRLF line endings (files saved on Windows) the csv
+    // crate's `Position` of a record is the `\n` ending the line before it, and its `line()`
+    // one short.
+    let line_at = |p: &csv::Position| {
+        let mut end = usize::try_from(p.byte()).map_or(bytes.len(), |b| b.min(bytes.len()));
+        if bytes.get(end) == Some(&b'\n') {
+            end += 1;
+        }
+        1 + bytes[..end].iter().filter(|&&b| b == b'\n').count() as u64
+    };
     let mut examples = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
+            let line = e.position().map_or(0, line_at);
             let message = match e.kind() {
                 csv::ErrorKind::UnequalLengths {
                     expected_len, len, ..
@@ -67,13 +77,13 @@ fn parse_csv(bytes: &[u8], path: &Path) -> Result<Vec<Example>> {
             };
             csv_error(line, message)
         })?;
-        let line = record.position().map_or(0, |p| p.line());
+        let line = || record.position().map_or(0, line_at);
         let (Some(text), Some(label)) = (record.get(text_col), record.get(label_col)) else {
-            return Err(csv_error(line, "missing text or label field".to_string()));
+            return Err(csv_error(line(), "missing text or label field".to_string()));
         };
         let label = label.trim();
         if label.is_empty() {
-            return Err(csv_error(line, "empty label".to_string()));
+            return Err(csv_error(line(), "empty label".to_string()));
         }
         examples.push(Example {
             text: text.to_string(),
@@ -124,6 +134,16 @@ mod tests {
         let err = parse_csv(csv.as_bytes(), Path::new("bad.csv")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("bad.csv") && msg.contains("line 5"), "{msg}");
+        // The same file saved with Windows line endings points at the same line.
+        let crlf = csv.replace('\n', "\r\n");
+        let msg = parse_csv(crlf.as_bytes(), Path::new("bad.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 5"), "{msg}");
+        let msg = parse_csv(b"id,text,label\r\n1,x,y\r\n2,x, \r\n", Path::new("e.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 3"), "{msg}");
     }
 
     #[test]
