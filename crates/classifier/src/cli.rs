@@ -229,6 +229,7 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<()> {
                     "model_version": model.version(),
                     "auto_threshold": model.auto_threshold(),
                     "target_precision": model.target_precision(),
+                    "precision_margin_z": model.precision_margin_z(),
                     "train_seconds": info.train_seconds,
                     "examples": info.examples,
                     "labels": model.labels().len(),

@@ -247,9 +247,9 @@ mod tests {
         assert!((wilson_lower_bound(7, 10, 0.0) - 0.7).abs() < 1e-12);
         // The bound tightens with more items at the same precision.
         assert!(wilson_lower_bound(980, 1000, 1.0) > lb);
-        // 200 items, confidences falling; the last 20 hold all the errors (2 of them among the
-        // 10 just below the top 180). Without a margin the threshold goes as low as precision
-        // allows; with one it stops where the evidence still clears the target.
+        // 200 items, confidences falling, wrong only at ranks 186, 196 and 200. Without a margin
+        // the threshold goes as low as the precision allows (199 items: 197 right, 0.990);
+        // with one it stops higher, where the evidence still clears the target.
         let mut items: Vec<(f64, bool)> = (0..200)
             .map(|i| (1.0 - f64::from(i) / 1000.0, true))
             .collect();
