@@ -478,6 +478,7 @@ impl App {
                 model_path: self.config.model_path(),
                 per_item: self.config.classifier_examples_per_item,
                 train: train_config(&self.config),
+                by_unit: self.config.auto_dispatch_by_unit == Some(true),
                 every: std::time::Duration::from_secs(self.config.catalog_poll_secs.max(1)),
             };
             workers.push(tokio::spawn(watch.run(stop_rx.clone())));
@@ -730,17 +731,26 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
     let model_path = config.model_path();
     let per_item = config.classifier_examples_per_item;
     let train = train_config(config);
+    let by_unit = config.auto_dispatch_by_unit == Some(true);
     let handle = RouterHandle::pending();
     let filled = handle.clone();
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         match minyi_classification::model::load_or_train(&model_path, &catalog, per_item, &train) {
             Ok((model, trained)) => {
+                let owner_threshold = by_unit
+                    .then(|| {
+                        let examples =
+                            minyi_classification::model::catalog_examples(&catalog, per_item, &[]);
+                        minyi_classification::model::owner_threshold(&catalog, &examples, &train)
+                    })
+                    .flatten();
                 tracing::info!(
                     catalog = %catalog.version,
                     items = catalog.len(),
                     model = %model.version(),
                     trained,
+                    owner_threshold,
                     seconds = started.elapsed().as_secs_f64(),
                     "classifier ready"
                 );
@@ -748,6 +758,7 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
                     catalog,
                     gazetteer: Arc::new(Gazetteer::guangming()),
                     model: Arc::new(model),
+                    owner_threshold,
                 });
             }
             Err(e) => {

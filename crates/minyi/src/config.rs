@@ -99,6 +99,13 @@ pub struct Config {
     /// the margin and every petition goes to a dispatcher. A saved model trained with another
     /// margin is retrained at start.
     pub auto_dispatch_margin_z: f64,
+    /// Unit-level automatic dispatch (`MINYI_AUTO_DISPATCH_BY_UNIT`; unset: on in `minyi dev`,
+    /// whose demo catalog has no dispatch history, off in `minyi serve`): when the catalog item is uncertain but the unit that handles the likely
+    /// items is sure — its summed confidence reaches a threshold chosen in training for the
+    /// same precision and margin — the petition goes to that unit with the best item as a
+    /// guess the handler may correct, under the tightest time limits of the unit's candidate
+    /// items.
+    pub auto_dispatch_by_unit: Option<bool>,
     /// How often classification checks the catalog directory for a newly activated version
     /// or new arbitration rulings, and retrains without a restart, in seconds.
     pub catalog_poll_secs: u64,
@@ -188,6 +195,7 @@ impl Default for Config {
             classifier_examples_per_item: 4,
             auto_dispatch_precision: 0.98,
             auto_dispatch_margin_z: 1.0,
+            auto_dispatch_by_unit: None,
             catalog_poll_secs: 10,
             duplicate_window_days: 3,
             duplicate_threshold: 0.6,
@@ -382,6 +390,15 @@ mod tests {
             assert_eq!(
                 Config::load(None).map_err(|e| *e)?.auto_dispatch_margin_z,
                 1.0
+            );
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.auto_dispatch_by_unit,
+                None
+            );
+            jail.set_env("MINYI_AUTO_DISPATCH_BY_UNIT", "true");
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.auto_dispatch_by_unit,
+                Some(true)
             );
             jail.set_env("MINYI_AUTO_DISPATCH_MARGIN_Z", "0");
             assert_eq!(

@@ -194,11 +194,14 @@ fn start_process(
 async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Dev { demo, dump_config } => {
-            let Some((config, signal, _telemetry)) =
+            let Some((mut config, signal, _telemetry)) =
                 start_process(config_file.as_deref(), dump_config, "dev")?
             else {
                 return Ok(());
             };
+            // The demo catalog has no dispatch history: its items are often uncertain where
+            // their unit is not.
+            config.auto_dispatch_by_unit.get_or_insert(true);
             if demo && config.tls.enabled() {
                 anyhow::bail!(
                     "the demo dials the cluster in plaintext: run `minyi dev --demo` without tls.cert_file"

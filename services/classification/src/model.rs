@@ -5,7 +5,69 @@
 use std::path::Path;
 
 use minyi_catalog::Catalog;
-use minyi_classifier::{Example, Model, TrainConfig};
+use minyi_catalog::model::Responsibility;
+use minyi_classifier::{Example, Model, Prediction, TrainConfig};
+
+/// How many of the best items the unit-level confidence sums over.
+pub const OWNER_TOP_K: usize = 10;
+
+/// The owner of a territorial item: the street office of the petition's place.
+pub const STREET_OWNER: &str = "(street)";
+
+/// Who handles an item: a functional item's unit, or [`STREET_OWNER`].
+pub fn owner_of<'a>(catalog: &'a Catalog, code: &str) -> Option<&'a str> {
+    match &catalog.get(code)?.responsibility {
+        Responsibility::Functional { unit } => Some(unit),
+        Responsibility::Territorial => Some(STREET_OWNER),
+    }
+}
+
+/// The owner of the best prediction and the summed confidence of the predictions with that
+/// owner: how sure the model is of the unit, whichever of its items it is.
+pub fn owner_confidence<'a>(
+    catalog: &'a Catalog,
+    predictions: &[Prediction],
+) -> Option<(&'a str, f64)> {
+    let owner = owner_of(catalog, &predictions.first()?.label)?;
+    let confidence = predictions
+        .iter()
+        .filter(|p| owner_of(catalog, &p.label) == Some(owner))
+        .map(|p| p.confidence)
+        .sum();
+    Some((owner, confidence))
+}
+
+/// The unit-level auto-dispatch threshold for `catalog`: a model trained with `config` on half
+/// of `examples` (stratified) predicts the other half, and the threshold is the lowest owner
+/// confidence at which the owner is right with `config`'s target precision and margin. `None`
+/// when no threshold reaches it (or there are too few examples to split).
+pub fn owner_threshold(
+    catalog: &Catalog,
+    examples: &[Example],
+    config: &TrainConfig,
+) -> Option<f64> {
+    let labels: Vec<&str> = examples.iter().map(|e| e.label.as_str()).collect();
+    let folds = minyi_classifier::stratified_folds(&labels, 2, config.seed);
+    let (train, test): (Vec<_>, Vec<_>) = examples.iter().zip(&folds).partition(|(_, f)| **f == 0);
+    let train: Vec<Example> = train.into_iter().map(|(e, _)| e.clone()).collect();
+    if train.is_empty() || test.is_empty() {
+        return None;
+    }
+    let model = Model::train(&train, config, None).ok()?;
+    let items: Vec<(f64, bool)> = test
+        .iter()
+        .filter_map(|(e, _)| {
+            let predictions = model.predict(&e.text, OWNER_TOP_K);
+            let (owner, confidence) = owner_confidence(catalog, &predictions)?;
+            Some((confidence, owner_of(catalog, &e.label) == Some(owner)))
+        })
+        .collect();
+    minyi_classifier::metrics::select_threshold(
+        &items,
+        config.target_precision,
+        config.precision_margin_z,
+    )
+}
 
 /// Training examples for `catalog`: `per_item` synthetic petitions per item, plus `history`.
 pub fn catalog_examples(catalog: &Catalog, per_item: usize, history: &[Example]) -> Vec<Example> {

@@ -3,7 +3,9 @@
 use std::sync::{Arc, RwLock};
 
 use minyi_catalog::{Catalog, Gazetteer, Resolution};
-use minyi_classifier::Model;
+use minyi_classifier::{Model, Prediction};
+
+use crate::model::{OWNER_TOP_K, STREET_OWNER, owner_confidence, owner_of};
 use minyi_core::store::{RoutingRecord, SuggestionRecord};
 
 /// Everything a decision needs, swapped as a whole when a new model or catalog version is
@@ -12,6 +14,10 @@ pub struct Router {
     pub catalog: Arc<Catalog>,
     pub gazetteer: Arc<Gazetteer>,
     pub model: Arc<Model>,
+    /// Unit-level automatic dispatch (`auto_dispatch_by_unit`): when the item is uncertain but
+    /// the unit is not, the owner confidence at or above which the petition goes to that unit
+    /// (chosen in training, see [`crate::model::owner_threshold`]). `None`: off.
+    pub owner_threshold: Option<f64>,
 }
 
 /// The current [`Router`], replaceable without a restart. Empty while the first model is
@@ -84,9 +90,12 @@ impl Router {
 
     /// Top-`k` catalog items for a text, with the unit that would lead each.
     pub fn suggest(&self, text: &str, place: &Place, k: usize) -> Vec<SuggestionRecord> {
-        self.model
-            .predict(text, k)
-            .into_iter()
+        self.suggestions(&self.model.predict(text, k), place)
+    }
+
+    fn suggestions(&self, predictions: &[Prediction], place: &Place) -> Vec<SuggestionRecord> {
+        predictions
+            .iter()
             .filter_map(|p| {
                 let item = self.catalog.get(&p.label)?;
                 Some(SuggestionRecord {
@@ -103,13 +112,73 @@ impl Router {
             .collect()
     }
 
+    /// Unit-level automatic dispatch: the item is uncertain, but the unit that handles the
+    /// best items is sure (owner confidence at or above [`Router::owner_threshold`]) and known
+    /// (a territorial owner needs a resolved street). Sends `r` to that unit with the best
+    /// item as a guess the handler may correct, and the tightest time limits and highest grade
+    /// among that unit's candidate items. Returns whether it did.
+    fn unit_level(&self, r: &mut RoutingRecord, predictions: &[Prediction], place: &Place) -> bool {
+        let Some(threshold) = self.owner_threshold else {
+            return false;
+        };
+        let Some((owner, confidence)) = owner_confidence(&self.catalog, predictions) else {
+            return false;
+        };
+        if confidence < threshold {
+            return false;
+        }
+        let unit = match (owner, place.street.as_deref()) {
+            (STREET_OWNER, Some(street)) => street,
+            (STREET_OWNER, None) => return false,
+            (unit, _) => unit,
+        };
+        let candidates: Vec<_> = predictions
+            .iter()
+            .filter(|p| owner_of(&self.catalog, &p.label) == Some(owner))
+            .filter_map(|p| self.catalog.get(&p.label))
+            .collect();
+        let Some(best) = candidates.first() else {
+            return false;
+        };
+        r.decision = AUTO.into();
+        r.lead_unit = unit.to_owned();
+        r.co_units = best
+            .co_units
+            .iter()
+            .filter(|u| u.as_str() != unit)
+            .cloned()
+            .collect();
+        let tightest = |f: fn(&minyi_catalog::model::CatalogItem) -> u32| {
+            candidates
+                .iter()
+                .map(|i| f(i))
+                .filter(|&v| v > 0)
+                .min()
+                .unwrap_or(0)
+        };
+        r.accept_hours = tightest(|i| i.limits.accept_hours);
+        r.respond_hours = tightest(|i| i.limits.respond_hours);
+        r.complete_days = tightest(|i| i.limits.complete_days);
+        if candidates.iter().any(|i| i.grade.as_str() == "urgent") {
+            r.grade = "urgent".into();
+        }
+        r.reason = format!(
+            "unit-level: {unit} at confidence {confidence:.2} (threshold {threshold:.2}); the item \
+             ({:.2}) is a best guess, with the tightest limits of {} candidate items",
+            r.confidence,
+            candidates.len()
+        );
+        true
+    }
+
     /// Decides: automatic routing when the classifier is confident (calibrated threshold chosen
     /// in training for the target precision) and the owner is known; otherwise a dispatcher
     /// picks, with the top-5 suggestions. A territorial item with an unresolved location always
     /// goes to a dispatcher: never a guessed street.
     pub fn decide(&self, text: &str, address: &str, point: Option<(f64, f64)>) -> RoutingRecord {
         let place = self.locate(address, point);
-        let suggestions = self.suggest(text, &place, 5);
+        let predictions = self.model.predict(text, OWNER_TOP_K);
+        let suggestions = self.suggestions(&predictions[..predictions.len().min(5)], &place);
         let mut r = RoutingRecord {
             suggestions,
             street: place.street.clone().unwrap_or_default(),
@@ -138,6 +207,7 @@ impl Router {
         let threshold = self.model.auto_threshold();
         let confident = threshold.is_some_and(|t| top.confidence >= t);
         match item.owner(place.street.as_deref()) {
+            _ if !confident && self.unit_level(&mut r, &predictions, &place) => {}
             _ if !confident => {
                 r.decision = NEEDS_DISPATCHER.into();
                 r.reason = match threshold {

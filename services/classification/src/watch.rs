@@ -23,6 +23,8 @@ pub struct CatalogWatch {
     /// Synthetic training petitions per catalog item.
     pub per_item: usize,
     pub train: TrainConfig,
+    /// Unit-level automatic dispatch (see [`Router::owner_threshold`]).
+    pub by_unit: bool,
     /// How often the directory is checked.
     pub every: Duration,
 }
@@ -66,15 +68,16 @@ impl CatalogWatch {
             if now == seen {
                 continue;
             }
-            let (dir, model_path, per_item, train, version) = (
+            let (dir, model_path, per_item, train, version, by_unit) = (
                 self.catalog_dir.clone(),
                 self.model_path.clone(),
                 self.per_item,
                 self.train.clone(),
                 now.catalog_version.clone(),
+                self.by_unit,
             );
             let built = tokio::task::spawn_blocking(move || {
-                build(&dir, &model_path, per_item, &train, &version)
+                build(&dir, &model_path, per_item, &train, &version, by_unit)
             })
             .await;
             match built {
@@ -83,6 +86,8 @@ impl CatalogWatch {
                         catalog = %router.catalog.version,
                         model = %router.model.version(),
                         rulings = examples,
+                        auto_threshold = router.model.auto_threshold(),
+                        owner_threshold = router.owner_threshold,
                         "new router in force"
                     );
                     self.handle.swap(router);
@@ -116,6 +121,7 @@ fn build(
     per_item: usize,
     train: &TrainConfig,
     version: &str,
+    by_unit: bool,
 ) -> Result<(Router, usize), String> {
     let catalog = CatalogDir::open(dir)
         .and_then(|d| d.load(version))
@@ -126,11 +132,15 @@ fn build(
     if let Err(e) = model.save(model_path) {
         tracing::warn!(error = %e, "could not save the new model; it is used, not kept");
     }
+    let owner_threshold = by_unit
+        .then(|| crate::model::owner_threshold(&catalog, &examples, train))
+        .flatten();
     Ok((
         Router {
             catalog: Arc::new(catalog),
             gazetteer: Arc::new(Gazetteer::guangming()),
             model: Arc::new(model),
+            owner_threshold,
         },
         history.len(),
     ))

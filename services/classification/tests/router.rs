@@ -18,6 +18,7 @@ fn small_router() -> Router {
         catalog: Arc::new(catalog),
         gazetteer: Arc::new(Gazetteer::guangming()),
         model: Arc::new(model),
+        owner_threshold: None,
     }
 }
 
@@ -84,5 +85,89 @@ fn hostile_input_never_panics() {
     ] {
         let r = router.decide(text, "<img src=x>", Some((f64::NAN, 500.0)));
         assert!(r.decision == AUTO || r.decision == NEEDS_DISPATCHER);
+    }
+}
+
+#[test]
+fn the_owner_confidence_sums_the_items_of_the_best_items_unit() {
+    use minyi_classification::model::{STREET_OWNER, owner_confidence, owner_of};
+    use minyi_classifier::Prediction;
+    let catalog = minyi_catalog::demo_slice();
+    let functional: Vec<_> = catalog
+        .items()
+        .iter()
+        .filter(|i| matches!(i.responsibility, Responsibility::Functional { .. }))
+        .collect();
+    let territorial: Vec<_> = catalog
+        .items()
+        .iter()
+        .filter(|i| matches!(i.responsibility, Responsibility::Territorial))
+        .collect();
+    let p = |code: &str, confidence: f64| Prediction {
+        label: code.to_owned(),
+        confidence,
+    };
+    let predictions = [
+        p(&territorial[0].code, 0.4),
+        p(&functional[0].code, 0.3),
+        p(&territorial[1].code, 0.2),
+    ];
+    let (owner, confidence) = owner_confidence(&catalog, &predictions).unwrap();
+    assert_eq!(owner, STREET_OWNER);
+    assert!((confidence - 0.6).abs() < 1e-12);
+    let unit = owner_of(&catalog, &functional[0].code).unwrap();
+    assert_ne!(unit, STREET_OWNER);
+    assert_eq!(
+        owner_confidence(&catalog, &predictions[1..]).unwrap().0,
+        unit
+    );
+    assert!(owner_confidence(&catalog, &[]).is_none());
+}
+
+#[test]
+fn an_uncertain_item_goes_to_its_unit_when_the_unit_is_sure() {
+    let catalog = minyi_catalog::demo_slice();
+    let examples = catalog_examples(&catalog, 20, &[]);
+    let threshold =
+        minyi_classification::model::owner_threshold(&catalog, &examples, &TrainConfig::default());
+    let t = threshold.expect("an owner-level threshold for the small catalog");
+    assert!(t > 0.0 && t <= 1.0, "{t}");
+
+    // Off (no owner threshold): vague texts go to a dispatcher, as before.
+    let mut router = small_router();
+    let vague = [
+        "麻烦尽快处理一下这个问题",
+        "我要反映一个情况，一直没人管",
+        "投诉",
+    ];
+    for text in vague {
+        let r = router.decide(text, "光明街道东周社区", None);
+        assert_eq!(r.decision, NEEDS_DISPATCHER, "{r:?}");
+    }
+    // On, with a threshold every owner clears: the unit of the best item gets them.
+    router.owner_threshold = Some(0.0);
+    for text in vague {
+        let r = router.decide(text, "光明街道东周社区", None);
+        assert_eq!(r.decision, AUTO, "{r:?}");
+        assert!(r.reason.starts_with("unit-level: "), "{}", r.reason);
+        let top = &r.suggestions[0];
+        assert_eq!(r.item_code, top.item_code);
+        let item = router.catalog.get(&top.item_code).unwrap();
+        match &item.responsibility {
+            Responsibility::Functional { unit } => assert_eq!(&r.lead_unit, unit),
+            Responsibility::Territorial => assert_eq!(r.lead_unit, r.street),
+        }
+        // The tightest limits among the unit's candidates: never looser than the best item's.
+        assert!(r.complete_days >= 1 && r.complete_days <= item.limits.complete_days);
+        assert!(r.accept_hours >= 1 && r.accept_hours <= item.limits.accept_hours);
+        // Without a place, a territorial unit is never guessed.
+        let r = router.decide(text, "", None);
+        if r.decision == AUTO {
+            let item = router.catalog.get(&r.item_code).unwrap();
+            assert!(matches!(
+                item.responsibility,
+                Responsibility::Functional { .. }
+            ));
+        }
     }
 }
