@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use minyi_catalog::model::CatalogItem;
 use minyi_catalog::{Catalog, Gazetteer, Resolution};
 use minyi_classifier::{Model, Prediction};
 
@@ -140,15 +141,8 @@ impl Router {
         let Some(best) = candidates.first() else {
             return false;
         };
-        r.decision = AUTO.into();
-        r.lead_unit = unit.to_owned();
-        r.co_units = best
-            .co_units
-            .iter()
-            .filter(|u| u.as_str() != unit)
-            .cloned()
-            .collect();
-        let tightest = |f: fn(&minyi_catalog::model::CatalogItem) -> u32| {
+        send_to(r, best, unit);
+        let tightest = |f: fn(&CatalogItem) -> u32| {
             candidates
                 .iter()
                 .map(|i| f(i))
@@ -206,8 +200,10 @@ impl Router {
         r.complete_days = item.limits.complete_days;
         let threshold = self.model.auto_threshold();
         let confident = threshold.is_some_and(|t| top.confidence >= t);
+        if !confident && self.unit_level(&mut r, &predictions, &place) {
+            return r;
+        }
         match item.owner(place.street.as_deref()) {
-            _ if !confident && self.unit_level(&mut r, &predictions, &place) => {}
             _ if !confident => {
                 r.decision = NEEDS_DISPATCHER.into();
                 r.reason = match threshold {
@@ -224,17 +220,20 @@ impl Router {
                     "a territorial (属地) item, but the location did not resolve to a street"
                         .into();
             }
-            Some(owner) => {
-                r.decision = AUTO.into();
-                r.lead_unit = owner.to_owned();
-                r.co_units = item
-                    .co_units
-                    .iter()
-                    .filter(|u| u.as_str() != owner)
-                    .cloned()
-                    .collect();
-            }
+            Some(owner) => send_to(&mut r, item, owner),
         }
         r
     }
+}
+
+/// Automatic routing of `r` to `unit` as lead, with `item`'s co-handling units.
+fn send_to(r: &mut RoutingRecord, item: &CatalogItem, unit: &str) {
+    r.decision = AUTO.into();
+    r.lead_unit = unit.to_owned();
+    r.co_units = item
+        .co_units
+        .iter()
+        .filter(|u| u.as_str() != unit)
+        .cloned()
+        .collect();
 }
