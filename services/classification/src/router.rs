@@ -167,8 +167,9 @@ impl Router {
 
     /// Decides: automatic routing when the classifier is confident (calibrated threshold chosen
     /// in training for the target precision) and the owner is known; otherwise a dispatcher
-    /// picks, with the top-5 suggestions. A territorial item with an unresolved location always
-    /// goes to a dispatcher: never a guessed street.
+    /// picks, with the top-5 suggestions. With [`Router::owner_threshold`] set, an uncertain
+    /// item whose unit is sure goes to that unit instead (see `unit_level`). A territorial
+    /// item with an unresolved location always goes to a dispatcher: never a guessed street.
     pub fn decide(&self, text: &str, address: &str, point: Option<(f64, f64)>) -> RoutingRecord {
         let place = self.locate(address, point);
         let predictions = self.model.predict(text, OWNER_TOP_K);
