@@ -48,4 +48,4 @@ mod stack;
 pub use data::{Example, read_csv, stratified_folds};
 pub use error::{ClassifyError, Result};
 pub use features::FeatureConfig;
-pub use model::{Algorithm, Model, Prediction, TrainConfig, TrainingInfo};
+pub use model::{Algorithm, Model, Prediction, STACK_MAX_LABELS, TrainConfig, TrainingInfo};

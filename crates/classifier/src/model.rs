@@ -41,6 +41,14 @@ pub const AUTO_CENTROID_ABOVE_LABELS: usize = 200;
 /// if `predict` is asked for more).
 pub const CENTROID_SOFTMAX_TOP_K: usize = 10;
 
+/// The most labels a stacked model may have (see [`TrainConfig::knn_k`]). Its logistic
+/// regression gives every class a weight for every member score, so its Newton steps grow with
+/// the fourth power of the labels: on 6,065 texts with 28 labels training took 139 s instead
+/// of 33 s unstacked, and with 112 the Hessians alone would need tens of gigabytes. Above this, models are not stacked;
+/// a variant with one weight per member shared by all classes trained fast but was no more
+/// accurate than no stack on 30-180 catalog items, so it was not kept (BENCHMARKS.md).
+pub const STACK_MAX_LABELS: usize = 10;
+
 impl Algorithm {
     /// The concrete algorithm for `n_labels` labels (never `Auto`).
     pub fn resolve(self, n_labels: usize) -> Algorithm {
@@ -90,10 +98,10 @@ pub struct TrainConfig {
     /// Which classifier to fit; the default picks by the number of labels (see [`Algorithm`]).
     /// The SVM settings above are ignored by the centroid classifier.
     pub algorithm: Algorithm,
-    /// Stacking (SVM algorithm with internal cross-validation only): a cosine
-    /// k-nearest-neighbour member with this `k` joins the linear ensemble, and a logistic
-    /// regression fitted on both members' out-of-fold scores gives the probabilities. `0`
-    /// disables it (confidence = softmax of the linear scores).
+    /// Stacking (SVM algorithm with internal cross-validation, at most [`STACK_MAX_LABELS`]
+    /// labels): a cosine k-nearest-neighbour member with this `k` joins the linear ensemble,
+    /// and a logistic regression fitted on both members' out-of-fold scores gives the
+    /// probabilities. `0` disables it (confidence = softmax of the linear scores).
     pub knn_k: usize,
     /// Inverse L2 regularisation of the stacking logistic regression.
     pub meta_c: f64,
@@ -366,7 +374,7 @@ impl Model {
     /// `config.precision_margin_z` standard errors to spare); then it trains the final
     /// model on all examples. `progress`, if given, advances once per fitted model.
     ///
-    /// Stacked (SVM, `knn_k > 0`, internal CV on): every internal fold also scores its held-out
+    /// Stacked (SVM, `knn_k > 0`, internal CV on, at most [`STACK_MAX_LABELS`] labels): every internal fold also scores its held-out
     /// texts with a neighbour index of the fold's training rows; a logistic regression on these
     /// out-of-fold member scores gives the probabilities, and the calibration and threshold are
     /// fitted to its own out-of-fold logits (it is cross-validated over the same folds).
@@ -427,7 +435,10 @@ impl Model {
         let run_cv = folds >= 2 && examples.len() >= 2 * folds;
         // The meta-model of a stack is fitted on out-of-fold scores, so stacking needs the
         // internal cross-validation.
-        let stacked = algorithm == Algorithm::Svm && config.knn_k > 0 && run_cv;
+        let stacked = algorithm == Algorithm::Svm
+            && config.knn_k > 0
+            && run_cv
+            && n_classes <= STACK_MAX_LABELS;
         if let Some(bar) = progress {
             bar.set_length(if run_cv { folds as u64 + 1 } else { 1 });
             bar.set_position(0);

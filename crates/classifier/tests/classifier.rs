@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use minyi_classifier::cli::{ClassifyArgs, run};
-use minyi_classifier::{Example, Model, TrainConfig, read_csv};
+use minyi_classifier::{Example, Model, STACK_MAX_LABELS, TrainConfig, read_csv};
 use proptest::prelude::*;
 
 fn fixture() -> PathBuf {
@@ -89,6 +89,32 @@ fn training_is_deterministic_and_validates_input() {
     }];
     let model = Model::train(&one, &small_config(), None).unwrap();
     assert_eq!(model.predict("anything", 5)[0].label, "x");
+}
+
+#[test]
+fn only_small_label_sets_are_stacked() {
+    // The stack's logistic regression grows with the fourth power of the labels: above
+    // STACK_MAX_LABELS the model is the linear ensemble alone, whatever `knn_k` says.
+    let texts: Vec<String> = examples().into_iter().map(|e| e.text).collect();
+    let relabelled = |labels: usize| -> Vec<Example> {
+        (0..labels * 6)
+            .map(|i| Example {
+                text: format!("{} 编号{}", texts[i % texts.len()], i % labels),
+                label: format!("L{:02}", i % labels),
+            })
+            .collect()
+    };
+    let config = small_config();
+    assert!(config.knn_k > 0);
+    let at_limit = Model::train(&relabelled(STACK_MAX_LABELS), &config, None).unwrap();
+    assert!(at_limit.is_stacked());
+    let above = Model::train(&relabelled(STACK_MAX_LABELS + 1), &config, None).unwrap();
+    assert_eq!(above.labels().len(), STACK_MAX_LABELS + 1);
+    assert!(!above.is_stacked());
+    assert!(
+        above.training_info().internal_cv_accuracy.is_some(),
+        "the internal CV still ran"
+    );
 }
 
 #[test]
