@@ -738,11 +738,22 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
         let started = std::time::Instant::now();
         match minyi_classification::model::load_or_train(&model_path, &catalog, per_item, &train) {
             Ok((model, trained)) => {
+                // Saved beside the model once chosen: a restart does not train again for it.
                 let owner_threshold = by_unit
                     .then(|| {
-                        let examples =
-                            minyi_classification::model::catalog_examples(&catalog, per_item, &[]);
-                        minyi_classification::model::owner_threshold(&catalog, &examples, &train)
+                        minyi_classification::model::cached_owner_threshold(
+                            &model_path,
+                            &model,
+                            &catalog,
+                            || {
+                                minyi_classification::model::catalog_examples(
+                                    &catalog,
+                                    per_item,
+                                    &[],
+                                )
+                            },
+                            &train,
+                        )
                     })
                     .flatten();
                 tracing::info!(

@@ -69,6 +69,76 @@ pub fn owner_threshold(
     )
 }
 
+/// What a unit-level threshold was chosen for.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+struct OwnerThresholdKey {
+    model_version: String,
+    catalog_version: String,
+    target_precision: f64,
+    precision_margin_z: f64,
+    owner_top_k: usize,
+}
+
+/// The unit-level threshold chosen for one model, kept in a file beside the model so that a
+/// restart that loads the model does not train again to choose it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedOwnerThreshold {
+    #[serde(flatten)]
+    key: OwnerThresholdKey,
+    owner_threshold: Option<f64>,
+}
+
+/// Where [`cached_owner_threshold`] keeps the threshold of the model at `model_path`.
+pub fn owner_threshold_path(model_path: &Path) -> std::path::PathBuf {
+    let mut name = model_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".unit.json");
+    model_path.with_file_name(name)
+}
+
+/// [`owner_threshold`] for `model`, read from beside `model_path` when it was chosen for this
+/// model and catalog version with the same target and margin; otherwise chosen from
+/// `examples()` (the examples `model` was trained on) and saved there. A file that cannot be
+/// read or written only costs the computation.
+pub fn cached_owner_threshold(
+    model_path: &Path,
+    model: &Model,
+    catalog: &Catalog,
+    examples: impl FnOnce() -> Vec<Example>,
+    config: &TrainConfig,
+) -> Option<f64> {
+    let path = owner_threshold_path(model_path);
+    let key = OwnerThresholdKey {
+        model_version: model.version().to_owned(),
+        catalog_version: catalog.version.clone(),
+        target_precision: config.target_precision,
+        precision_margin_z: config.precision_margin_z,
+        owner_top_k: OWNER_TOP_K,
+    };
+    let saved = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<SavedOwnerThreshold>(&bytes).ok());
+    if let Some(saved) = saved
+        && saved.key == key
+    {
+        return saved.owner_threshold;
+    }
+    let chosen = SavedOwnerThreshold {
+        owner_threshold: owner_threshold(catalog, &examples(), config),
+        key,
+    };
+    let written = serde_json::to_vec_pretty(&chosen)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            let tmp = path.with_extension("tmp-minyi");
+            std::fs::write(&tmp, json)?;
+            std::fs::rename(&tmp, &path)
+        });
+    if let Err(e) = written {
+        tracing::warn!(error = %e, path = %path.display(), "could not save the unit-level threshold");
+    }
+    chosen.owner_threshold
+}
+
 /// Training examples for `catalog`: `per_item` synthetic petitions per item, plus `history`.
 pub fn catalog_examples(catalog: &Catalog, per_item: usize, history: &[Example]) -> Vec<Example> {
     let mut out: Vec<Example> = minyi_catalog::demo_history(catalog, per_item, 7)
@@ -139,6 +209,56 @@ fn covers(model: &Model, catalog: &Catalog) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unit_level_threshold_is_chosen_once_per_model_and_kept_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("classifier.model");
+        let catalog = minyi_catalog::demo_slice();
+        let config = TrainConfig {
+            threshold_folds: 2,
+            ..TrainConfig::default()
+        };
+        let examples = catalog_examples(&catalog, 10, &[]);
+        let model = Model::train(&examples, &config, None).unwrap();
+        let not_again = || -> Vec<Example> { panic!("the saved threshold should have served") };
+
+        let first = cached_owner_threshold(&path, &model, &catalog, || examples.clone(), &config);
+        assert!(
+            first.is_some(),
+            "the small catalog has a unit-level threshold"
+        );
+        assert_eq!(first, owner_threshold(&catalog, &examples, &config));
+        assert!(owner_threshold_path(&path).exists());
+        let again = cached_owner_threshold(&path, &model, &catalog, not_again, &config);
+        assert_eq!(again, first, "read back, not chosen again");
+
+        // Another target, another catalog version or a damaged file: chosen again (and saved).
+        let mut chosen = 0;
+        let mut count = || {
+            chosen += 1;
+            examples.clone()
+        };
+        let looser = TrainConfig {
+            target_precision: 0.5,
+            ..config.clone()
+        };
+        let t = cached_owner_threshold(&path, &model, &catalog, &mut count, &looser);
+        assert!(
+            t <= first,
+            "a looser target never needs a higher threshold: {t:?} {first:?}"
+        );
+        let mut next = catalog.clone();
+        next.version.push_str("-next");
+        cached_owner_threshold(&path, &model, &next, &mut count, &config);
+        std::fs::write(owner_threshold_path(&path), b"{not json").unwrap();
+        assert_eq!(
+            cached_owner_threshold(&path, &model, &next, &mut count, &config),
+            first
+        );
+        assert_eq!(chosen, 3);
+        cached_owner_threshold(&path, &model, &next, not_again, &config);
+    }
 
     #[test]
     fn a_saved_model_is_reused_only_for_the_same_catalog_and_precision() {

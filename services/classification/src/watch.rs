@@ -133,7 +133,9 @@ fn build(
         tracing::warn!(error = %e, "could not save the new model; it is used, not kept");
     }
     let owner_threshold = by_unit
-        .then(|| crate::model::owner_threshold(&catalog, &examples, train))
+        .then(|| {
+            crate::model::cached_owner_threshold(model_path, &model, &catalog, || examples, train)
+        })
         .flatten();
     Ok((
         Router {
