@@ -102,12 +102,16 @@ pub fn parse_report(
     let long = parse_coordinate(p, "long", &mut v);
     let point = match (lat, long) {
         (Some(Ok(lat)), Some(Ok(long))) => Some((lat, long)),
-        (Some(_), None) => {
+        // The core checks the ranges of a whole point; a lone coordinate is checked here, so
+        // that one answer names every problem.
+        (Some(lat), None) => {
             v.add("long", "is required when lat is given");
+            check_range(lat, "lat", 90.0, &mut v);
             None
         }
-        (None, Some(_)) => {
+        (None, Some(long)) => {
             v.add("lat", "is required when long is given");
+            check_range(long, "long", 180.0, &mut v);
             None
         }
         _ => None,
@@ -191,6 +195,14 @@ fn parse_coordinate(p: &Params, key: &str, v: &mut Violations) -> Option<Result<
             );
             Some(Err(()))
         }
+    }
+}
+
+fn check_range(value: Result<f64, ()>, key: &str, limit: f64, v: &mut Violations) {
+    if let Ok(x) = value
+        && !(-limit..=limit).contains(&x)
+    {
+        v.add(key, format!("{x} is out of range [-{limit}, {limit}]"));
     }
 }
 
@@ -625,6 +637,28 @@ mod tests {
         assert_eq!(
             fields(&err),
             ["service_code", "description", "lat", "long", "phone"]
+        );
+    }
+
+    #[test]
+    fn a_lone_coordinate_out_of_range_is_named_with_the_missing_one() {
+        let catalog = Catalog::demo();
+        for (given, missing, message) in [
+            ("lat", "long", "222 is out of range [-90, 90]"),
+            ("long", "lat", "222 is out of range [-180, 180]"),
+        ] {
+            let p = params(&[("description", "路灯不亮"), (given, "222")]);
+            let err = parse_report(&p, &catalog, "app-1", 200, no_core).unwrap_err();
+            let text = format!("{err:?}");
+            assert_eq!(fields(&err), [missing, given], "{text}");
+            assert!(text.contains(message), "{text}");
+        }
+        let p = params(&[("description", "路灯不亮"), ("lat", "22.7")]);
+        let err = parse_report(&p, &catalog, "app-1", 200, no_core).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            ["long"],
+            "an in-range lone coordinate: only the missing one"
         );
     }
 
