@@ -44,9 +44,10 @@ pub const CENTROID_SOFTMAX_TOP_K: usize = 10;
 /// The most labels a stacked model may have (see [`TrainConfig::knn_k`]). Its logistic
 /// regression gives every class a weight for every member score, so its Newton steps grow with
 /// the fourth power of the labels: on 6,065 texts with 28 labels training took 139 s instead
-/// of 33 s unstacked, and with 112 the Hessians alone would need tens of gigabytes. Above this, models are not stacked;
-/// a variant with one weight per member shared by all classes trained fast but was no more
-/// accurate than no stack on 30-180 catalog items, so it was not kept (BENCHMARKS.md).
+/// of 33 s unstacked, and with 112 the Hessians alone would need tens of gigabytes. Above
+/// this, models are not stacked. A variant with one weight per member shared by all classes
+/// trained fast but was no more accurate than no stack on 30-180 catalog items, so it was not
+/// kept (BENCHMARKS.md).
 pub const STACK_MAX_LABELS: usize = 10;
 
 impl Algorithm {
@@ -374,10 +375,11 @@ impl Model {
     /// `config.precision_margin_z` standard errors to spare); then it trains the final
     /// model on all examples. `progress`, if given, advances once per fitted model.
     ///
-    /// Stacked (SVM, `knn_k > 0`, internal CV on, at most [`STACK_MAX_LABELS`] labels): every internal fold also scores its held-out
-    /// texts with a neighbour index of the fold's training rows; a logistic regression on these
-    /// out-of-fold member scores gives the probabilities, and the calibration and threshold are
-    /// fitted to its own out-of-fold logits (it is cross-validated over the same folds).
+    /// Stacked (SVM, `knn_k > 0`, internal CV on, at most [`STACK_MAX_LABELS`] labels): every
+    /// internal fold also scores its held-out texts with a neighbour index of the fold's
+    /// training rows; a logistic regression on these out-of-fold member scores gives the
+    /// probabilities, and the calibration and threshold are fitted to its own out-of-fold
+    /// logits (it is cross-validated over the same folds).
     ///
     /// Cost with [`Algorithm::Svm`]: `(threshold_folds + 1) × 2 × classes` binary SVMs, each a
     /// few passes over all non-zeros, on the rayon pool. Fine for tens of classes; with
