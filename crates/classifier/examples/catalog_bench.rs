@@ -81,6 +81,8 @@ fn main() {
         "auto_threshold": model.auto_threshold().map(round),
         "auto_coverage": round(auto.coverage),
         "auto_precision": auto.precision.map(round),
+        "calibration_error": metrics::expected_calibration_error(&items, 10).map(round),
+        "mean_confidence": round(items.iter().map(|i| i.0).sum::<f64>() / n),
         "owner_top1": round(owners.iter().filter(|o| o.1).count() as f64 / n),
         "owner_precision_at_80_coverage": metrics::precision_at_coverage(&owners, 0.8).map(round),
         "p50_us": round(metrics::percentile(&micros, 50.0)),

@@ -312,6 +312,8 @@ struct EvalReport {
     auto_precision: Option<f64>,
     /// Oracle diagnostic: precision of the most confident 80 % of the test set.
     precision_at_80: Option<f64>,
+    /// Expected calibration error of the top-1 confidence (10 bins).
+    calibration_error: Option<f64>,
     train_seconds: f64,
     /// Wall-clock time per classification (includes any preemption on a busy machine).
     latencies_us: Vec<f64>,
@@ -326,7 +328,7 @@ impl EvalReport {
 
     fn print_human(&self) {
         eprintln!(
-            "{}: n={} accuracy {:.4}  macro-F1 {:.4}  threshold {}  coverage {:.4}  precision {}  (oracle precision@80% {})  train {:.1} s  p50 {:.0} µs  p99 {:.0} µs (CPU p99 {:.0} µs)",
+            "{}: n={} accuracy {:.4}  macro-F1 {:.4}  threshold {}  coverage {:.4}  precision {}  (oracle precision@80% {})  calibration error {}  train {:.1} s  p50 {:.0} µs  p99 {:.0} µs (CPU p99 {:.0} µs)",
             self.name,
             self.n_test,
             self.accuracy,
@@ -335,6 +337,7 @@ impl EvalReport {
             self.auto_coverage,
             fmt_opt(self.auto_precision),
             fmt_opt(self.precision_at_80),
+            fmt_opt(self.calibration_error),
             self.train_seconds,
             self.p(50.0),
             self.p(99.0),
@@ -351,6 +354,7 @@ impl EvalReport {
             "auto_coverage": self.auto_coverage,
             "auto_precision": self.auto_precision,
             "precision_at_80_coverage": self.precision_at_80,
+            "calibration_error": self.calibration_error,
             "train_seconds": self.train_seconds,
             "p50_us": self.p(50.0),
             "p99_us": self.p(99.0),
@@ -408,6 +412,7 @@ fn train_and_evaluate(
         auto_coverage: auto.coverage,
         auto_precision: auto.precision,
         precision_at_80: metrics::precision_at_coverage(&items, 0.8),
+        calibration_error: metrics::expected_calibration_error(&items, 10),
         train_seconds,
         latencies_us,
         cpu_us,
@@ -435,6 +440,7 @@ fn cv_json(reports: &[EvalReport], folds: usize, n: usize) -> serde_json::Value 
         "auto_coverage": mean(reports.iter().map(|r| r.auto_coverage)),
         "auto_precision": mean(reports.iter().filter_map(|r| r.auto_precision)),
         "precision_at_80_coverage": mean(reports.iter().filter_map(|r| r.precision_at_80)),
+        "calibration_error": mean(reports.iter().filter_map(|r| r.calibration_error)),
         "train_seconds": mean(reports.iter().map(|r| r.train_seconds)),
         "p50_us": metrics::percentile(&all_latencies, 50.0),
         "p99_us": metrics::percentile(&all_latencies, 99.0),

@@ -169,6 +169,31 @@ pub fn precision_at_coverage(items: &[(f64, bool)], coverage: f64) -> Option<f64
     (n > 0).then(|| sorted[..n].iter().filter(|i| i.1).count() as f64 / n as f64)
 }
 
+/// Expected calibration error of top-1 confidences: the items are put in `bins` equal-width
+/// confidence bins, and the gaps between each bin's mean confidence and its accuracy are
+/// averaged, weighted by the bin's share of the items. 0 = a confidence of 0.9 is right nine
+/// times in ten. `None` for no items.
+pub fn expected_calibration_error(items: &[(f64, bool)], bins: usize) -> Option<f64> {
+    if items.is_empty() || bins == 0 {
+        return None;
+    }
+    // Per bin: items, summed confidence, right answers.
+    let mut sums = vec![(0usize, 0.0f64, 0usize); bins];
+    for &(confidence, right) in items {
+        let c = confidence.clamp(0.0, 1.0);
+        let b = ((c * bins as f64) as usize).min(bins - 1);
+        sums[b].0 += 1;
+        sums[b].1 += c;
+        sums[b].2 += usize::from(right);
+    }
+    let gap: f64 = sums
+        .iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|&(_, confidence, right)| (confidence - right as f64).abs())
+        .sum();
+    Some(gap / items.len() as f64)
+}
+
 /// The `p`-th percentile (0..=100, nearest rank) of unsorted values; 0 for none.
 pub fn percentile(values: &[f64], p: f64) -> f64 {
     let mut sorted = values.to_vec();
@@ -183,6 +208,21 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_error_is_the_weighted_gap_between_confidence_and_accuracy() {
+        // Confidence 0.75, right 3 times in 4: calibrated.
+        let calibrated = [(0.75, true), (0.75, true), (0.75, true), (0.75, false)];
+        assert!(expected_calibration_error(&calibrated, 10).unwrap().abs() < 1e-12);
+        // Bin [0.9, 1): confidence 0.95, right half the time (gap 0.45, half the items); bin
+        // [0.2, 0.3): confidence 0.25, right every time (gap 0.75, the other half).
+        let off = [(0.95, true), (0.95, false), (0.25, true), (0.25, true)];
+        let e = expected_calibration_error(&off, 10).unwrap();
+        assert!((e - (0.5 * 0.45 + 0.5 * 0.75)).abs() < 1e-12, "{e}");
+        // A confidence of exactly 1 falls in the top bin.
+        assert_eq!(expected_calibration_error(&[(1.0, true)], 10), Some(0.0));
+        assert_eq!(expected_calibration_error(&[], 10), None);
+    }
 
     #[test]
     fn confusion_metrics_match_hand_computation() {

@@ -244,16 +244,20 @@ fn cli_eval_cv_train_predict() {
         "train_seconds",
         "p50_us",
         "p99_us",
+        "calibration_error",
     ] {
         assert!(json.get(key).is_some(), "missing {key}: {json}");
     }
     assert!(json["accuracy"].as_f64().unwrap() > 0.9);
+    let ece = json["calibration_error"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ece), "{ece}");
 
     let mut args = vec!["cv", "--data", data, "--folds", "3"];
     args.extend(common);
     let json = last_json(&run_cli(&args).unwrap());
     assert_eq!(json["folds"], 3);
     assert!(json["accuracy"].as_f64().unwrap() > 0.3);
+    assert!(json["calibration_error"].as_f64().is_some(), "{json}");
 
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.bin");
