@@ -35,7 +35,8 @@ pub use error::CatalogError;
 pub use format::Format;
 pub use gazetteer::{Gazetteer, Resolution, Via};
 pub use model::{
-    Catalog, CatalogItem, Grade, Limits, Responsibility, Unit, UnitDirectory, UnitKind,
+    Catalog, CatalogItem, Grade, Limits, Responsibility, STREET_OWNER, Unit, UnitDirectory,
+    UnitKind,
 };
 pub use store::{CatalogDir, Clarification, ClarificationChange, RULINGS_FILE};
 pub use validate::{Location, Problem};

@@ -281,7 +281,19 @@ impl CatalogItem {
             Responsibility::Territorial => street,
         }
     }
+
+    /// Who handles this item wherever it happens: the functional unit, or [`STREET_OWNER`]
+    /// ("the street office of the place") for a territorial item.
+    pub fn owner_key(&self) -> &str {
+        match &self.responsibility {
+            Responsibility::Functional { unit } => unit,
+            Responsibility::Territorial => STREET_OWNER,
+        }
+    }
 }
+
+/// [`CatalogItem::owner_key`] of every territorial item: the street office of the place.
+pub const STREET_OWNER: &str = "(street)";
 
 /// A version of the catalog together with the unit directory it refers to.
 ///

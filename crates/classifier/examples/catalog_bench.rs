@@ -29,11 +29,7 @@ fn main() {
         },
     };
     let catalog = minyi_catalog::Catalog::demo();
-    let owner = |code: &str| match catalog.get(code).map(|i| &i.responsibility) {
-        Some(minyi_catalog::model::Responsibility::Functional { unit }) => unit.as_str(),
-        Some(minyi_catalog::model::Responsibility::Territorial) => "(street)",
-        None => "",
-    };
+    let owner = |code: &str| catalog.get(code).map_or("", |i| i.owner_key());
     let train = examples(minyi_catalog::demo_history(&catalog, 4, 7));
     let test = examples(minyi_catalog::demo_history(&catalog, 2, 1234));
 

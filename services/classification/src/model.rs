@@ -5,21 +5,16 @@
 use std::path::Path;
 
 use minyi_catalog::Catalog;
-use minyi_catalog::model::Responsibility;
 use minyi_classifier::{Example, Model, Prediction, TrainConfig};
 
 /// How many of the best items the unit-level confidence sums over.
 pub const OWNER_TOP_K: usize = 10;
 
-/// The owner of a territorial item: the street office of the petition's place.
-pub const STREET_OWNER: &str = "(street)";
+pub use minyi_catalog::STREET_OWNER;
 
 /// Who handles an item: a functional item's unit, or [`STREET_OWNER`].
 pub fn owner_of<'a>(catalog: &'a Catalog, code: &str) -> Option<&'a str> {
-    match &catalog.get(code)?.responsibility {
-        Responsibility::Functional { unit } => Some(unit),
-        Responsibility::Territorial => Some(STREET_OWNER),
-    }
+    catalog.get(code).map(|item| item.owner_key())
 }
 
 /// The owner of the best prediction and the summed confidence of the predictions with that
