@@ -5,7 +5,7 @@ use std::sync::Arc;
 use minyi_catalog::Gazetteer;
 use minyi_catalog::model::Responsibility;
 use minyi_classification::Router;
-use minyi_classification::model::catalog_examples;
+use minyi_classification::model::{OWNER_TOP_K, STREET_OWNER, catalog_examples, owner_confidence};
 use minyi_classification::router::{AUTO, NEEDS_DISPATCHER};
 use minyi_classifier::{Model, TrainConfig};
 
@@ -90,7 +90,7 @@ fn hostile_input_never_panics() {
 
 #[test]
 fn the_owner_confidence_sums_the_items_of_the_best_items_unit() {
-    use minyi_classification::model::{STREET_OWNER, owner_confidence, owner_of};
+    use minyi_classification::model::owner_of;
     use minyi_classifier::Prediction;
     let catalog = minyi_catalog::demo_slice();
     let functional: Vec<_> = catalog
@@ -160,14 +160,32 @@ fn an_uncertain_item_goes_to_its_unit_when_the_unit_is_sure() {
         // The tightest limits among the unit's candidates: never looser than the best item's.
         assert!(r.complete_days >= 1 && r.complete_days <= item.limits.complete_days);
         assert!(r.accept_hours >= 1 && r.accept_hours <= item.limits.accept_hours);
-        // Without a place, a territorial unit is never guessed.
-        let r = router.decide(text, "", None);
-        if r.decision == AUTO {
-            let item = router.catalog.get(&r.item_code).unwrap();
-            assert!(matches!(
-                item.responsibility,
-                Responsibility::Functional { .. }
-            ));
-        }
     }
+    // Without a place, a territorial unit is never guessed, however sure: a territorial item's
+    // own phrasings (their unit is "the street of the place") go to a dispatcher without an
+    // address, and to the street with one.
+    let mut checked = 0;
+    for item in router.catalog.items() {
+        if !matches!(item.responsibility, Responsibility::Territorial) {
+            continue;
+        }
+        let text = item.phrasings.join("，");
+        let predictions = router.model.predict(&text, OWNER_TOP_K);
+        let (owner, _) = owner_confidence(&router.catalog, &predictions).unwrap();
+        if owner != STREET_OWNER {
+            continue;
+        }
+        checked += 1;
+        let r = router.decide(&text, "", None);
+        assert_eq!(r.decision, NEEDS_DISPATCHER, "{r:?}");
+        assert!(r.lead_unit.is_empty(), "{r:?}");
+        let r = router.decide(&text, "光明街道东周社区", None);
+        assert_eq!(r.decision, AUTO, "{r:?}");
+        assert_eq!(r.lead_unit, r.street);
+        assert!(!r.street.is_empty());
+    }
+    assert!(
+        checked >= 6,
+        "only {checked} territorial texts were read as territorial"
+    );
 }
