@@ -65,23 +65,37 @@ impl Knn {
     }
 
     /// Per class, the summed cosine similarity of the text's `k` nearest training rows of that
-    /// class (rows sharing no feature with the text never count).
+    /// class (rows sharing no feature with the text never count; among rows equally similar
+    /// to the k-th, the earlier rows count). `k = 0`: every row sharing a feature counts.
     pub fn scores(&self, x: &SparseVec) -> Vec<f32> {
         let mut out = vec![0f32; self.n_classes];
         let sims = self.index.scores(x);
-        let mut nearest: Vec<(usize, f32)> = sims
-            .into_iter()
-            .enumerate()
-            .filter(|&(_, s)| s > 0.0 && s.is_finite())
-            .collect();
-        if nearest.len() > self.k && self.k > 0 {
-            nearest.select_nth_unstable_by(self.k - 1, |a, b| b.1.total_cmp(&a.1));
-            nearest.truncate(self.k);
-        }
-        for (row, sim) in nearest {
+        let relevant = |s: f32| s > 0.0 && s.is_finite();
+        let mut add = |row: usize, sim: f32| {
             if let Some(o) = self.labels.get(row).and_then(|&c| out.get_mut(c as usize)) {
                 *o += sim;
             }
+        };
+        if self.k == 0 {
+            sims.iter()
+                .enumerate()
+                .filter(|&(_, &s)| relevant(s))
+                .for_each(|(row, &s)| add(row, s));
+            return out;
+        }
+        // One pass keeping the k best, most similar first: most rows are rejected by one
+        // comparison, and nothing of the size of the training set is allocated or sorted.
+        let mut best: Vec<(f32, usize)> = Vec::with_capacity(self.k + 1);
+        for (row, &s) in sims.iter().enumerate() {
+            if !relevant(s) || (best.len() == self.k && s <= best[self.k - 1].0) {
+                continue;
+            }
+            let at = best.partition_point(|&(b, _)| b >= s);
+            best.insert(at, (s, row));
+            best.truncate(self.k);
+        }
+        for (sim, row) in best {
+            add(row, sim);
         }
         out
     }
@@ -356,6 +370,31 @@ mod tests {
         );
         let s = sparse.scores(&SparseVec::from_pairs(&[(1, 1.0)]));
         assert!((s[1] - 0.6).abs() < 1e-6, "{s:?}");
+    }
+
+    #[test]
+    fn the_k_nearest_are_the_most_similar_rows_earlier_rows_first_on_ties() {
+        // Row i has feature 0 with weight w_i: its similarity to the query [1 on feature 0]
+        // is w_i. Rows 2 and 5 tie at 0.5 for the third place: row 2 counts.
+        let weights = [0.9, 0.1, 0.5, 0.7, 0.0, 0.5, 0.3];
+        let rows: Vec<SparseVec> = weights
+            .iter()
+            .map(|&w| SparseVec::from_pairs(&[(0, w)]))
+            .collect();
+        let labels: Vec<u32> = (0..weights.len() as u32).collect();
+        let n = weights.len();
+        let query = SparseVec::from_pairs(&[(0, 1.0)]);
+        let knn = Knn::fit(&rows, &labels, 1, n, 3, 1.0);
+        let s = knn.scores(&query);
+        let counted: Vec<usize> = (0..n).filter(|&c| s[c] > 0.0).collect();
+        assert_eq!(counted, [0, 2, 3], "{s:?}");
+        assert!((s[0] - 0.9).abs() < 1e-6 && (s[2] - 0.5).abs() < 1e-6);
+        // More neighbours than rows sharing a feature: all of them, never the zero row.
+        let all = Knn::fit(&rows, &labels, 1, n, 10, 1.0).scores(&query);
+        let counted: Vec<usize> = (0..n).filter(|&c| all[c] > 0.0).collect();
+        assert_eq!(counted, [0, 1, 2, 3, 5, 6]);
+        let every = Knn::fit(&rows, &labels, 1, n, 0, 1.0).scores(&query);
+        assert_eq!(every, all);
     }
 
     #[test]
