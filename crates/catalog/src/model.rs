@@ -398,6 +398,25 @@ impl Catalog {
         self.by_code.get(code).and_then(|&i| self.items.get(i))
     }
 
+    /// How sure a ranking of items is of the unit, whichever of its items it is: the owner
+    /// ([`CatalogItem::owner_key`]) of the first of `ranked` (item code, confidence), best
+    /// first, and the summed confidence of the ranked items with that owner. `None` when
+    /// `ranked` is empty or its first item is not in the catalog.
+    pub fn owner_confidence<'c>(
+        &self,
+        ranked: impl IntoIterator<Item = (&'c str, f64)>,
+    ) -> Option<(&str, f64)> {
+        let mut ranked = ranked.into_iter();
+        let (first, mut confidence) = ranked.next()?;
+        let owner = self.get(first)?.owner_key();
+        for (code, c) in ranked {
+            if self.get(code).is_some_and(|i| i.owner_key() == owner) {
+                confidence += c;
+            }
+        }
+        Some((owner, confidence))
+    }
+
     /// Replaces the item with the same code, or appends it; returns the replaced item.
     pub fn upsert(&mut self, item: CatalogItem) -> Option<CatalogItem> {
         match self.by_code.get(&item.code) {

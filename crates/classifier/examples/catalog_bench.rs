@@ -48,13 +48,9 @@ fn main() {
         micros.push(t.elapsed().as_secs_f64() * 1e6);
         // Not timed: the owner's confidence over the top 10.
         let top10 = model.predict(&e.text, 10);
-        if let Some(first) = top10.first() {
-            let o = owner(&first.label);
-            let confidence = top10
-                .iter()
-                .filter(|p| owner(&p.label) == o)
-                .map(|p| p.confidence)
-                .sum();
+        if let Some((o, confidence)) =
+            catalog.owner_confidence(top10.iter().map(|p| (p.label.as_str(), p.confidence)))
+        {
             owners.push((confidence, o == owner(&e.label)));
         }
         let right = predictions.first().is_some_and(|p| p.label == e.label);

@@ -17,19 +17,12 @@ pub fn owner_of<'a>(catalog: &'a Catalog, code: &str) -> Option<&'a str> {
     catalog.get(code).map(|item| item.owner_key())
 }
 
-/// The owner of the best prediction and the summed confidence of the predictions with that
-/// owner: how sure the model is of the unit, whichever of its items it is.
+/// [`Catalog::owner_confidence`] of the model's predictions, best first.
 pub fn owner_confidence<'a>(
     catalog: &'a Catalog,
     predictions: &[Prediction],
 ) -> Option<(&'a str, f64)> {
-    let owner = owner_of(catalog, &predictions.first()?.label)?;
-    let confidence = predictions
-        .iter()
-        .filter(|p| owner_of(catalog, &p.label) == Some(owner))
-        .map(|p| p.confidence)
-        .sum();
-    Some((owner, confidence))
+    catalog.owner_confidence(predictions.iter().map(|p| (p.label.as_str(), p.confidence)))
 }
 
 /// The unit-level auto-dispatch threshold for `catalog`: a model trained with `config` on half
