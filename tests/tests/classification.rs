@@ -205,10 +205,13 @@ async fn production_pipeline_routes_dispatches_and_links() {
 }
 
 /// An operator activates another catalog version, then an arbitration ruling teaches a new
-/// phrasing: the running classification service retrains and swaps both in, no restart.
+/// phrasing: the running classification services retrain and swap both in, no restart. Two
+/// replicas with catalog directories of their own (two pods) follow the one catalog in the
+/// database: the second never saw the first one's directory.
 #[tokio::test]
 async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart() {
     use minyi::app::Mode;
+    use minyi_core::store::CatalogStore;
     let dir = tempfile::tempdir().unwrap();
     let catalog_dir = dir.path().join("catalog");
     let catalog = support::small_catalog(&catalog_dir);
@@ -218,51 +221,84 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
         catalog_poll_secs: 1,
         ..support::production_config().await
     };
-    let app = support::spawn_with(
-        config,
-        Mode::Production(INTAKE_AND_CLASSIFICATION.to_vec()),
-        None,
-    )
-    .await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
-        .unwrap()
-        .connect()
+    let db = config.database_url.clone().unwrap();
+    let services = Mode::Production(INTAKE_AND_CLASSIFICATION.to_vec());
+    let app = support::spawn_with(config.clone(), services.clone(), None).await;
+    // The second replica: an empty catalog directory and a model path of its own.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = minyi::config::Config {
+        catalog_dir: Some(other_dir.path().join("catalog")),
+        model_path: Some(other_dir.path().join("model.bin")),
+        ..config
+    };
+    let replica = support::spawn_with(other, services, None).await;
+
+    let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
+    let mut clients = Vec::new();
+    for a in [&app, &replica] {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", a.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let token: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", a.token(Role::Agent)).parse().unwrap();
+        clients.push(ClassificationServiceClient::with_interceptor(
+            channel,
+            support::Bearer(Some(token)),
+        ));
+    }
+    // Each replica's answer for the novel text once `done` holds (the first model trains in
+    // the background: Unavailable until it is ready).
+    async fn until(
+        client: &mut ClassificationServiceClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                support::Bearer,
+            >,
+        >,
+        text: &str,
+        what: &str,
+        done: impl Fn(&minyi_proto::classification::SuggestResponse) -> bool,
+    ) -> minyi_proto::classification::SuggestResponse {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ask = SuggestRequest {
+                text: text.into(),
+                location: None,
+                k: 5,
+            };
+            match client.suggest(ask).await {
+                Ok(s) if done(s.get_ref()) => return s.into_inner(),
+                Ok(_) => {}
+                Err(e) if e.code() == tonic::Code::Unavailable => {}
+                Err(e) => panic!("{e:?}"),
+            }
+            assert!(Instant::now() < deadline, "{what}: not within 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let mut before = Vec::new();
+    for c in &mut clients {
+        let s = until(c, novel, "first model", |_| true).await;
+        assert_eq!(s.catalog_version, "v1", "the seeded catalog, not the demo");
+        assert_eq!(s.suggestions.len(), 5);
+        before.push(s);
+    }
+
+    // The catalog the first service seeded from its directory is in the database: another
+    // version is imported there, and `minyi catalog activate` run as an operator would.
+    let store = minyi_core::store::PgCatalogStore::connect(&db)
         .await
         .unwrap();
-    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", app.token(Role::Agent))
-        .parse()
-        .unwrap();
-    let mut suggest =
-        ClassificationServiceClient::with_interceptor(channel, support::Bearer(Some(token)));
-    let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
-    let ask = |text: &str| SuggestRequest {
-        text: text.into(),
-        location: None,
-        k: 5,
-    };
-    // The first model trains in the background: Unavailable until it is ready.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let before = loop {
-        match suggest.suggest(ask(novel)).await {
-            Ok(s) => break s.into_inner(),
-            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(e) => panic!("{e:?}"),
-        }
-    };
-    assert_eq!(before.catalog_version, "v1");
-
-    // `minyi catalog activate`, as an operator would run it.
-    let store = minyi_catalog::CatalogDir::open(&catalog_dir).unwrap();
-    let v2 = store.import(&catalog).unwrap();
+    let v2 = store.import(&catalog).await.unwrap();
     let bin = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
         .join("debug/minyi");
     let out = tokio::process::Command::new(bin)
-        .args(["catalog", "activate", &v2, "--dir"])
-        .arg(&catalog_dir)
+        .args(["catalog", "activate", &v2, "--database-url", &db])
+        .env_remove("MINYI_CATALOG_DIR")
         .output()
         .await
         .unwrap();
@@ -272,54 +308,40 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is active"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let after = loop {
-        let s = suggest.suggest(ask(novel)).await.unwrap().into_inner();
-        if s.catalog_version == v2 {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{v2} never reached the classifier"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_ne!(
-        after.model_version, before.model_version,
-        "retrained for {v2}"
-    );
+    let mut after = Vec::new();
+    for (c, b) in clients.iter_mut().zip(&before) {
+        let s = until(c, novel, "the new version", |s| s.catalog_version == v2).await;
+        assert_ne!(s.model_version, b.model_version, "retrained for {v2}");
+        after.push(s);
+    }
 
     // Rulings that file the novel phrasing under an item it was not suggested for.
     let item = catalog
         .items()
         .iter()
-        .find(|i| i.code != after.suggestions[0].item_code)
+        .find(|i| i.code != after[0].suggestions[0].item_code)
         .unwrap();
-    let mut lines = String::new();
     for n in 0..3 {
-        lines.push_str(
-            &serde_json::json!({"text": format!("{novel}（{n}）"), "label": item.code, "ruling": "t"})
-                .to_string(),
-        );
-        lines.push('\n');
+        store
+            .record_example(
+                &format!("{novel}（{n}）"),
+                &item.code,
+                serde_json::json!({"ruling": "t"}),
+            )
+            .await
+            .unwrap();
     }
-    std::fs::write(catalog_dir.join(minyi_catalog::RULINGS_FILE), lines).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = suggest.suggest(ask(novel)).await.unwrap().into_inner();
-        if s.model_version != after.model_version {
-            assert_eq!(
-                s.suggestions[0].item_code, item.code,
-                "learned from the rulings"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rulings never reached the classifier"
+    for (c, a) in clients.iter_mut().zip(&after) {
+        let s = until(c, novel, "the rulings", |s| {
+            s.model_version != a.model_version
+        })
+        .await;
+        assert_eq!(
+            s.suggestions[0].item_code, item.code,
+            "learned from the rulings"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    replica.stop().await;
     app.stop().await;
 }
 

@@ -1,15 +1,19 @@
 //! `minyi catalog …`: the operator's command line for the catalog.
 //!
 //! ```text
-//! minyi catalog import FILE [--dir DIR] [--activate] [--units UNITS]
-//! minyi catalog export [--version V] [--format csv|json|yaml] [--out FILE] [--dir DIR]
+//! minyi catalog import FILE [STORE] [--activate] [--units UNITS]
+//! minyi catalog export [--version V] [--format csv|json|yaml] [--out FILE] [STORE]
 //! minyi catalog validate FILE [--units UNITS]
-//! minyi catalog diff A B [--dir DIR]          (A, B: files or stored versions)
+//! minyi catalog diff A B [STORE]          (A, B: files or stored versions)
 //! minyi catalog demo --out FILE [--format csv|json|yaml]
 //! minyi catalog history --out FILE [--per-item N] [--seed S]
-//! minyi catalog list [--dir DIR]
-//! minyi catalog activate VERSION [--dir DIR]
+//! minyi catalog list [STORE]
+//! minyi catalog activate VERSION [STORE]
 //! ```
+//!
+//! STORE is where versions are kept ([`StoreArgs`]): `--dir DIR` (`MINYI_CATALOG_DIR`), a
+//! catalog directory as embedded mode keeps it; else `--database-url URL`
+//! (`MINYI_DATABASE_URL`), the production database every service reads; else `data/catalog`.
 //!
 //! CSV files carry no unit directory: `--units` (JSON/YAML list or CSV `code,name,kind,parent`)
 //! supplies one, else the built-in 光明区 directory is used.
@@ -30,6 +34,74 @@ use crate::store::CatalogDir;
 /// Files above this size get a progress bar on import.
 const PROGRESS_THRESHOLD: u64 = 512 * 1024;
 
+/// Where stored versions are: a directory, or the production database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Catalog directory [default: data/catalog, unless a database URL is given].
+    #[arg(long, env = "MINYI_CATALOG_DIR")]
+    pub dir: Option<PathBuf>,
+    /// The services' PostgreSQL database (production); a given --dir wins.
+    #[arg(long, env = "MINYI_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+/// Stored catalog versions as the command line uses them. [`CatalogDir`] is one; the `minyi`
+/// binary, which has the database driver, supplies the database through [`run_with`].
+pub trait Versions {
+    /// For messages: `catalog directory data/catalog`, `the catalog database`.
+    fn describe(&self) -> String;
+    /// Stored versions, oldest first.
+    fn list_versions(&self) -> Result<Vec<String>, CatalogError>;
+    /// Validates and stores a new version; returns its label.
+    fn import(&self, catalog: &Catalog) -> Result<String, CatalogError>;
+    /// Makes a stored version the active one.
+    fn activate(&self, version: &str) -> Result<(), CatalogError>;
+    /// The active version's label, if any.
+    fn active_version(&self) -> Result<Option<String>, CatalogError>;
+    /// A stored version, validated.
+    fn load(&self, version: &str) -> Result<Catalog, CatalogError>;
+    /// The active catalog.
+    fn active(&self) -> Result<Catalog, CatalogError>;
+}
+
+impl Versions for CatalogDir {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+    fn list_versions(&self) -> Result<Vec<String>, CatalogError> {
+        CatalogDir::list_versions(self)
+    }
+    fn import(&self, catalog: &Catalog) -> Result<String, CatalogError> {
+        CatalogDir::import(self, catalog)
+    }
+    fn activate(&self, version: &str) -> Result<(), CatalogError> {
+        CatalogDir::activate(self, version)
+    }
+    fn active_version(&self) -> Result<Option<String>, CatalogError> {
+        CatalogDir::active_version(self)
+    }
+    fn load(&self, version: &str) -> Result<Catalog, CatalogError> {
+        CatalogDir::load(self, version)
+    }
+    fn active(&self) -> Result<Catalog, CatalogError> {
+        CatalogDir::active(self)
+    }
+}
+
+/// Opens the database named by a URL as [`Versions`].
+pub type OpenDatabase<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Versions>, CatalogError>;
+
+impl StoreArgs {
+    fn open(&self, open_database: OpenDatabase<'_>) -> Result<Box<dyn Versions>, CatalogError> {
+        match (&self.dir, &self.database_url) {
+            (None, Some(url)) => open_database(url),
+            (dir, _) => Ok(Box::new(CatalogDir::open(
+                dir.as_deref().unwrap_or(Path::new("data/catalog")),
+            )?)),
+        }
+    }
+}
+
 /// Arguments of `minyi catalog`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CatalogArgs {
@@ -45,9 +117,8 @@ pub enum CatalogCommand {
     Import {
         /// Catalog file (.csv, .json, .yaml).
         file: PathBuf,
-        /// Catalog directory.
-        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
-        dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Make the new version active.
         #[arg(long)]
         activate: bool,
@@ -66,9 +137,8 @@ pub enum CatalogCommand {
         /// Output file (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Catalog directory.
-        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
-        dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Check a catalog file and print every problem as `line N: field: message`.
     Validate {
@@ -84,9 +154,9 @@ pub enum CatalogCommand {
         a: String,
         /// New catalog: file or version.
         b: String,
-        /// Catalog directory, for versions.
-        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
-        dir: PathBuf,
+        /// Where versions are.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Write the generated demo catalog (3,469 items).
     Demo {
@@ -111,37 +181,48 @@ pub enum CatalogCommand {
     },
     /// List stored versions.
     List {
-        /// Catalog directory.
-        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
-        dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Make a stored version the active one. Running classification services pick it up
     /// within `catalog_poll_secs` (a new model is trained; no restart).
     Activate {
         /// Version to activate (`v3` or `3`).
         version: String,
-        /// Catalog directory.
-        #[arg(long, env = "MINYI_CATALOG_DIR", default_value = "data/catalog")]
-        dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
 /// Runs a `minyi catalog` command, writing its report to `out`. A failed `validate` prints its
 /// problems to `out` and then returns [`CatalogError::Invalid`].
 pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<(), CatalogError> {
+    run_with(args, out, &|_| {
+        Err(CatalogError::Backend(
+            "this program cannot open a catalog database; use --dir".into(),
+        ))
+    })
+}
+
+/// [`run`], opening `--database-url` with `open_database`.
+pub fn run_with(
+    args: &CatalogArgs,
+    out: &mut dyn Write,
+    open_database: OpenDatabase<'_>,
+) -> Result<(), CatalogError> {
     let w = |out: &mut dyn Write, s: String| {
         writeln!(out, "{s}").map_err(|e| CatalogError::io("<output>", e))
     };
     match &args.command {
         CatalogCommand::Import {
             file,
-            dir,
+            store,
             activate,
             units,
         } => {
             let units = load_units(units.as_deref())?;
             let catalog = read_file(file, &units, true)?;
-            let store = CatalogDir::open(dir)?;
+            let store = store.open(open_database)?;
             let version = store.import(&catalog)?;
             if *activate {
                 store.activate(&version)?;
@@ -161,9 +242,9 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<(), CatalogError> 
             version,
             format,
             out: dest,
-            dir,
+            store,
         } => {
-            let store = CatalogDir::open(dir)?;
+            let store = store.open(open_database)?;
             let catalog = match version {
                 Some(v) => store.load(v)?,
                 None => store.active()?,
@@ -209,10 +290,10 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<(), CatalogError> 
                 Err(e) => Err(e),
             }
         }
-        CatalogCommand::Diff { a, b, dir } => {
+        CatalogCommand::Diff { a, b, store } => {
             let units = UnitDirectory::guangming();
-            let old = file_or_version(a, dir, &units)?;
-            let new = file_or_version(b, dir, &units)?;
+            let old = file_or_version(a, store, open_database, &units)?;
+            let new = file_or_version(b, store, open_database, &units)?;
             write!(out, "{}", diff(&old, &new)).map_err(|e| CatalogError::io("<output>", e))
         }
         CatalogCommand::Demo { out: dest, format } => {
@@ -254,8 +335,8 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<(), CatalogError> 
                 format!("wrote {} texts to {}", rows.len(), dest.display()),
             )
         }
-        CatalogCommand::Activate { version, dir } => {
-            let store = CatalogDir::open(dir)?;
+        CatalogCommand::Activate { version, store } => {
+            let store = store.open(open_database)?;
             // Load first: a version that does not validate is never made active.
             let catalog = store.load(version)?;
             store.activate(version)?;
@@ -268,12 +349,12 @@ pub fn run(args: &CatalogArgs, out: &mut dyn Write) -> Result<(), CatalogError> 
                 ),
             )
         }
-        CatalogCommand::List { dir } => {
-            let store = CatalogDir::open(dir)?;
+        CatalogCommand::List { store } => {
+            let store = store.open(open_database)?;
             let active = store.active_version()?;
             let versions = store.list_versions()?;
             if versions.is_empty() {
-                return w(out, format!("no versions in {}", dir.display()));
+                return w(out, format!("no versions in {}", store.describe()));
             }
             for v in versions {
                 let mark = if active.as_deref() == Some(v.as_str()) {
@@ -366,11 +447,16 @@ fn read_file(path: &Path, units: &UnitDirectory, progress: bool) -> Result<Catal
     })
 }
 
-fn file_or_version(spec: &str, dir: &Path, units: &UnitDirectory) -> Result<Catalog, CatalogError> {
+fn file_or_version(
+    spec: &str,
+    store: &StoreArgs,
+    open_database: OpenDatabase<'_>,
+    units: &UnitDirectory,
+) -> Result<Catalog, CatalogError> {
     let p = Path::new(spec);
     if p.is_file() {
         read_file(p, units, false)
     } else {
-        CatalogDir::open(dir)?.load(spec)
+        store.open(open_database)?.load(spec)
     }
 }

@@ -40,6 +40,12 @@ pub enum CatalogError {
         .0.display()
     )]
     NoActiveVersion(PathBuf),
+    /// The catalog database has no active version yet.
+    #[error("no active catalog version in {0} (import one with --activate)")]
+    NoActiveVersionIn(String),
+    /// The catalog database failed or could not be reached.
+    #[error("catalog store: {0}")]
+    Backend(String),
     /// No item with this code.
     #[error("unknown catalog item {0:?}")]
     UnknownItem(String),

@@ -38,5 +38,8 @@ pub use model::{
     Catalog, CatalogItem, Grade, Limits, Responsibility, STREET_OWNER, Unit, UnitDirectory,
     UnitKind,
 };
-pub use store::{CatalogDir, Clarification, ClarificationChange, RULINGS_FILE};
+pub use store::{
+    CatalogDir, Clarification, ClarificationChange, RULINGS_FILE, TrainingExample, read_stored,
+    stored_form, version_number,
+};
 pub use validate::{Location, Problem};

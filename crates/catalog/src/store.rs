@@ -115,8 +115,18 @@ pub struct CatalogDir {
     root: PathBuf,
 }
 
+/// A labelled example from people's decisions (arbitration rulings, dispatchers'
+/// reclassifications): `label` is an item code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainingExample {
+    /// The petition's text, digit runs masked.
+    pub text: String,
+    /// The item code it was filed under.
+    pub label: String,
+}
+
 /// Parses `v3` or `3` into 3.
-fn version_number(v: &str) -> Option<u32> {
+pub fn version_number(v: &str) -> Option<u32> {
     let v = v.trim();
     v.strip_prefix('v').unwrap_or(v).parse().ok()
 }
@@ -169,18 +179,12 @@ impl CatalogDir {
     /// Validates and stores a catalog as a new version; returns its label (`v{N}`), which
     /// also becomes the stored catalog's `version`. Does not activate it.
     pub fn import(&self, catalog: &Catalog) -> Result<String, CatalogError> {
-        let problems = catalog.validate();
-        if !problems.is_empty() {
-            return Err(CatalogError::Invalid { problems });
-        }
-        let mut c = catalog.clone();
         let tmp = self
             .root
             .join(format!(".import-{}.tmp", std::process::id()));
         let mut n = self.numbers()?.last().copied().unwrap_or(0) + 1;
         loop {
-            c.version = format!("v{n}");
-            let json = format::write(&c, Format::Json)?;
+            let (c, json) = stored_form(catalog, n)?;
             write_file(&tmp, json.as_bytes())?;
             let dest = self.file_of(n);
             match fs::hard_link(&tmp, &dest) {
@@ -248,19 +252,7 @@ impl CatalogDir {
             }
             Err(e) => return Err(CatalogError::io(path, e)),
         };
-        let units = UnitDirectory::default();
-        let label = format!("v{n}");
-        let mut c = format::read(
-            &text,
-            Format::Json,
-            &ReadOptions {
-                units: &units,
-                version: &label,
-            },
-            None,
-        )?;
-        c.version = label;
-        Ok(c)
+        read_stored(&text, n)
     }
 
     /// Applies an arbitration clarification to the active catalog, stores the result as a new
@@ -272,6 +264,36 @@ impl CatalogDir {
         self.activate(&v)?;
         Ok(v)
     }
+}
+
+/// The stored form of version `n` of `catalog` (validated first): the catalog with its
+/// `version` set to `v{n}`, as JSON. Every store keeps versions in this form.
+pub fn stored_form(catalog: &Catalog, n: u32) -> Result<(Catalog, String), CatalogError> {
+    let problems = catalog.validate();
+    if !problems.is_empty() {
+        return Err(CatalogError::Invalid { problems });
+    }
+    let mut c = catalog.clone();
+    c.version = format!("v{n}");
+    let json = format::write(&c, Format::Json)?;
+    Ok((c, json))
+}
+
+/// Reads version `n` back from its [`stored_form`], validated.
+pub fn read_stored(text: &str, n: u32) -> Result<Catalog, CatalogError> {
+    let units = UnitDirectory::default();
+    let label = format!("v{n}");
+    let mut c = format::read(
+        text,
+        Format::Json,
+        &ReadOptions {
+            units: &units,
+            version: &label,
+        },
+        None,
+    )?;
+    c.version = label;
+    Ok(c)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CatalogError> {

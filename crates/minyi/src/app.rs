@@ -21,7 +21,10 @@ use minyi_core::clock::{Clock, SystemClock};
 use minyi_core::grpc::auth_interceptor;
 use minyi_core::petition::IntakeLimits;
 use minyi_core::pii::Keyring;
-use minyi_core::store::{MemoryStore, OutboxHandoff, PostgresStore, SqliteStore, TicketStore};
+use minyi_core::store::{
+    CatalogStore, MemoryStore, OutboxHandoff, PgCatalogStore, PostgresStore, SqliteStore,
+    TicketStore,
+};
 use minyi_core::timers::{MemoryTimers, RedisTimers, TimerStore};
 use minyi_dispatch::arbitration::ArbitrationApi;
 use minyi_dispatch::state::{MemoryRoutingState, RedisRoutingState, RoutingState};
@@ -73,6 +76,9 @@ pub struct Backends {
     pub bus: Arc<dyn Bus>,
     pub timers: Arc<dyn TimerStore>,
     pub routing_state: Arc<dyn RoutingState>,
+    /// Catalog versions and training examples: the database in production (one catalog for
+    /// every process), the catalog directory in embedded mode.
+    pub catalog: Arc<dyn CatalogStore>,
     /// Between the store's hot writers and this process's relay (production, with
     /// `relay_handoff`): committed events go out at once instead of at the next claim.
     pub handoff: Option<Arc<OutboxHandoff>>,
@@ -284,6 +290,7 @@ impl App {
                 bus: Arc::new(MemoryBus::default()),
                 timers: Arc::new(MemoryTimers::default()),
                 routing_state: Arc::new(MemoryRoutingState::default()),
+                catalog: Arc::new(open_catalog_dir(&config)?),
                 handoff: None,
             },
             Mode::Production(_) => production_backends(&config).await?,
@@ -305,7 +312,7 @@ impl App {
             ),
             None => None,
         };
-        let catalog = Arc::new(load_catalog(&config)?);
+        let catalog = Arc::new(load_catalog(&config, backends.catalog.as_ref()).await?);
         let router = if services.contains(&Service::Classification) {
             Some(start_router(&config, catalog.clone())?)
         } else {
@@ -454,7 +461,7 @@ impl App {
                 .set_serving::<CatalogServiceServer<CatalogApi>>()
                 .await;
             catalog_grpc = Some(CatalogServiceServer::with_interceptor(
-                CatalogApi::new(self.config.catalog_dir()),
+                CatalogApi::new(self.backends.catalog.clone()),
                 interceptor.clone(),
             ));
             let worker = Worker {
@@ -474,7 +481,7 @@ impl App {
             workers.push(tokio::spawn(worker.run(stop_rx.clone())));
             let watch = minyi_classification::watch::CatalogWatch {
                 handle: router.clone(),
-                catalog_dir: self.config.catalog_dir(),
+                store: self.backends.catalog.clone(),
                 model_path: self.config.model_path(),
                 per_item: self.config.classifier_examples_per_item,
                 train: train_config(&self.config),
@@ -509,7 +516,7 @@ impl App {
                     self.keyring.clone(),
                     stop_rx.clone(),
                 )
-                .with_catalog_dir(self.config.catalog_dir()),
+                .with_catalog_store(self.backends.catalog.clone()),
                 interceptor.clone(),
             ));
             health_reporter
@@ -519,7 +526,7 @@ impl App {
                 ArbitrationApi::new(
                     engine.clone(),
                     self.keyring.clone(),
-                    Some(self.config.catalog_dir()),
+                    Some(self.backends.catalog.clone()),
                 ),
                 interceptor.clone(),
             ));
@@ -707,22 +714,32 @@ fn no_delay(
     })
 }
 
-/// Loads the active catalog, importing the demo catalog into an empty directory.
-fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
+/// The catalog directory (`catalog_dir`), created if needed.
+fn open_catalog_dir(config: &Config) -> anyhow::Result<CatalogDir> {
     let dir = config.catalog_dir();
-    let store = CatalogDir::open(&dir)
-        .with_context(|| format!("opening the catalog directory {}", dir.display()))?;
-    let catalog = match store.active() {
-        Ok(c) => c,
-        Err(_) if store.list_versions().map(|v| v.is_empty()).unwrap_or(true) => {
-            tracing::info!(dir = %dir.display(), "empty catalog directory: importing the demo catalog");
-            let v = store.import(&Catalog::demo())?;
-            store.activate(&v)?;
-            store.active()?
+    CatalogDir::open(&dir)
+        .with_context(|| format!("opening the catalog directory {}", dir.display()))
+}
+
+/// Loads the active catalog. A store without any version is seeded first: a database from the
+/// catalog directory's active version when it has one (how an installation that kept its
+/// catalog in a directory moves it into the database), else with the demo catalog.
+async fn load_catalog(config: &Config, store: &dyn CatalogStore) -> anyhow::Result<Catalog> {
+    if store.list_versions().await?.is_empty() {
+        let local = open_catalog_dir(config)?;
+        // (In embedded mode the store is that directory: empty, so the demo catalog.)
+        let (seed, from) = match local.active() {
+            Ok(c) => (c, CatalogStore::describe(&local)),
+            Err(_) => (Catalog::demo(), "the demo catalog".to_owned()),
+        };
+        if let Some(v) = store.seed(&seed).await? {
+            tracing::info!(store = %store.describe(), from = %from, version = %v, "empty catalog store: seeded");
         }
-        Err(e) => return Err(e).context("no active catalog version"),
-    };
-    Ok(catalog)
+    }
+    store
+        .active()
+        .await
+        .with_context(|| format!("no active catalog version in {}", store.describe()))
 }
 
 /// Loads or trains the classifier for `catalog` in the background: the handle fills when it
@@ -843,8 +860,10 @@ async fn production_backends(config: &Config) -> anyhow::Result<Backends> {
     let routing_state = RedisRoutingState::connect_client(redis, &config.redis_prefix)
         .await
         .context("connecting to Redis")?;
+    let catalog = Arc::new(PgCatalogStore::new(store.pool().clone()));
     Ok(Backends {
         store: Arc::new(store),
+        catalog,
         bus: Arc::new(bus),
         timers: Arc::new(timers),
         routing_state: Arc::new(routing_state),

@@ -79,7 +79,9 @@ pub struct Config {
     /// trace export (the default, and in embedded mode).
     pub otlp_endpoint: Option<String>,
     /// Versioned catalog directory (`minyi catalog import --dir`); defaults to
-    /// `{data_dir}/catalog`. The 3,469-item demo catalog is imported when it is empty.
+    /// `{data_dir}/catalog`. Embedded mode keeps its catalog and training examples there (the
+    /// 3,469-item demo catalog is imported when it is empty); production keeps them in the
+    /// database and reads this directory only to seed an empty one.
     pub catalog_dir: Option<PathBuf>,
     /// Saved classifier; defaults to `{data_dir}/classifier.model`. Trained from the catalog
     /// when missing or older than the catalog.
@@ -106,8 +108,8 @@ pub struct Config {
     /// guess the handler may correct, under the tightest time limits of the unit's candidate
     /// items.
     pub auto_dispatch_by_unit: Option<bool>,
-    /// How often classification checks the catalog directory for a newly activated version
-    /// or new arbitration rulings, and retrains without a restart, in seconds.
+    /// How often classification checks the catalog store for a newly activated version or new
+    /// training examples, and retrains without a restart, in seconds.
     pub catalog_poll_secs: u64,
     /// Days within which a similar petition at the same community is a duplicate.
     pub duplicate_window_days: i64,

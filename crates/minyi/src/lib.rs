@@ -17,6 +17,7 @@ pub mod app;
 pub mod arbitrate;
 pub mod bench;
 pub mod bench_timers;
+pub mod catalog_db;
 pub mod client;
 pub mod config;
 pub mod demo;

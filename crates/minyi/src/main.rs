@@ -129,9 +129,10 @@ fn main() -> ExitCode {
             &args,
             &mut std::io::stdout().lock(),
         )),
-        Command::Catalog(args) => offline(minyi_catalog::cli::run(
+        Command::Catalog(args) => offline(minyi_catalog::cli::run_with(
             &args,
             &mut std::io::stdout().lock(),
+            &minyi::catalog_db::DatabaseVersions::open,
         )),
         Command::Classify(args) => offline(minyi_classifier::cli::run(
             &args,

@@ -1,14 +1,16 @@
-//! `CatalogService`: the versioned responsibility catalog over gRPC, on the catalog directory
-//! this process classifies from. The same operations as `minyi catalog …`; an activated
-//! version reaches the classifier through [`crate::watch`] without a restart.
+//! `CatalogService`: the versioned responsibility catalog over gRPC, on the catalog store this
+//! process classifies from (the database in production, shared by every replica). The same
+//! operations as `minyi catalog …`; an activated version reaches the classifiers through
+//! [`crate::watch`] without a restart.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use minyi_catalog::format::{self, Format, ReadOptions};
-use minyi_catalog::{Catalog, CatalogDir, CatalogError, UnitDirectory};
+use minyi_catalog::{Catalog, CatalogError, UnitDirectory};
 use minyi_core::auth::Role;
 use minyi_core::grpc::{claims, invalid_argument, require_role};
 use minyi_core::petition::Violations;
+use minyi_core::store::CatalogStore;
 use minyi_proto::catalog::catalog_service_server::CatalogService;
 use minyi_proto::catalog::*;
 use tonic::{Request, Response, Status};
@@ -21,22 +23,18 @@ const READERS: &[Role] = &[
 ];
 const WRITERS: &[Role] = &[Role::Admin];
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CatalogApi {
-    dir: PathBuf,
+    store: Arc<dyn CatalogStore>,
 }
 
 impl CatalogApi {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+    pub fn new(store: Arc<dyn CatalogStore>) -> Self {
+        Self { store }
     }
 
-    fn store(&self) -> Result<CatalogDir, Status> {
-        CatalogDir::open(&self.dir).map_err(status)
-    }
-
-    fn version_of(&self, store: &CatalogDir, c: &Catalog) -> Result<CatalogVersion, Status> {
-        let active = store.active_version().map_err(status)?;
+    async fn version_of(&self, c: &Catalog) -> Result<CatalogVersion, Status> {
+        let active = self.store.active_version().await.map_err(status)?;
         Ok(CatalogVersion {
             version: c.version.clone(),
             items: c.len() as u32,
@@ -59,6 +57,10 @@ fn status(e: CatalogError) -> Status {
         CatalogError::UnknownVersion(v) => {
             Status::not_found(format!("unknown catalog version {v:?}"))
         }
+        e @ (CatalogError::NoActiveVersion(_) | CatalogError::NoActiveVersionIn(_)) => {
+            Status::failed_precondition(e.to_string())
+        }
+        e @ CatalogError::Backend(_) => Status::unavailable(e.to_string()),
         e @ (CatalogError::Parse { .. } | CatalogError::Format(_)) => {
             Status::invalid_argument(e.to_string())
         }
@@ -85,11 +87,10 @@ impl CatalogService for CatalogApi {
         request: Request<ListVersionsRequest>,
     ) -> Result<Response<ListVersionsResponse>, Status> {
         require_role(&claims(&request)?, READERS, "read the catalog")?;
-        let store = self.store()?;
         let mut versions = Vec::new();
-        for v in store.list_versions().map_err(status)? {
-            let c = store.load(&v).map_err(status)?;
-            versions.push(self.version_of(&store, &c)?);
+        for v in self.store.list_versions().await.map_err(status)? {
+            let c = self.store.load(&v).await.map_err(status)?;
+            versions.push(self.version_of(&c).await?);
         }
         Ok(Response::new(ListVersionsResponse { versions }))
     }
@@ -132,22 +133,20 @@ impl CatalogService for CatalogApi {
             .file
             .ok_or_else(|| Status::invalid_argument("file: required"))?;
         let catalog = parse(&file).map_err(status)?;
-        let store = self.store()?;
-        let version = store.import(&catalog).map_err(status)?;
+        let version = self.store.import(&catalog).await.map_err(status)?;
         if r.activate {
-            store.activate(&version).map_err(status)?;
+            self.store.activate(&version).await.map_err(status)?;
         }
-        let stored = store.load(&version).map_err(status)?;
-        Ok(Response::new(self.version_of(&store, &stored)?))
+        let stored = self.store.load(&version).await.map_err(status)?;
+        Ok(Response::new(self.version_of(&stored).await?))
     }
 
     async fn diff(&self, request: Request<DiffRequest>) -> Result<Response<DiffResponse>, Status> {
         require_role(&claims(&request)?, READERS, "read the catalog")?;
         let r = request.into_inner();
-        let store = self.store()?;
         let (from, to) = (
-            store.load(&r.from).map_err(status)?,
-            store.load(&r.to).map_err(status)?,
+            self.store.load(&r.from).await.map_err(status)?,
+            self.store.load(&r.to).await.map_err(status)?,
         );
         let d = minyi_catalog::diff(&from, &to);
         Ok(Response::new(DiffResponse {
@@ -167,12 +166,14 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<CatalogVersion>, Status> {
         require_role(&claims(&request)?, WRITERS, "activate catalog versions")?;
         let r = request.into_inner();
-        let store = self.store()?;
         // Loading validates: a version that does not load is never made active.
-        let catalog = store.load(&r.version).map_err(status)?;
-        store.activate(&catalog.version).map_err(status)?;
+        let catalog = self.store.load(&r.version).await.map_err(status)?;
+        self.store
+            .activate(&catalog.version)
+            .await
+            .map_err(status)?;
         tracing::info!(version = %catalog.version, "catalog version activated");
-        Ok(Response::new(self.version_of(&store, &catalog)?))
+        Ok(Response::new(self.version_of(&catalog).await?))
     }
 
     async fn export(
@@ -188,11 +189,10 @@ impl CatalogService for CatalogApi {
         };
         let format =
             Format::from_name(name).ok_or_else(|| status(CatalogError::Format(name.into())))?;
-        let store = self.store()?;
         let catalog = if r.version.is_empty() {
-            store.active().map_err(status)?
+            self.store.active().await.map_err(status)?
         } else {
-            store.load(&r.version).map_err(status)?
+            self.store.load(&r.version).await.map_err(status)?
         };
         Ok(Response::new(CatalogFile {
             format: name.to_ascii_lowercase(),

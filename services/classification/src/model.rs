@@ -114,17 +114,19 @@ pub fn cached_owner_threshold(
         owner_threshold: owner_threshold(catalog, &examples(), config),
         key,
     };
-    let written = serde_json::to_vec_pretty(&chosen)
-        .map_err(std::io::Error::other)
-        .and_then(|json| {
-            let tmp = path.with_extension("tmp-minyi");
-            std::fs::write(&tmp, json)?;
-            std::fs::rename(&tmp, &path)
-        });
-    if let Err(e) = written {
+    if let Err(e) = save_json(&path, &chosen) {
         tracing::warn!(error = %e, path = %path.display(), "could not save the unit-level threshold");
     }
     chosen.owner_threshold
+}
+
+/// Writes `value` as JSON to `path` through a temporary file and a rename: readers see the old
+/// file or the new one, never half of one.
+pub(crate) fn save_json(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp-minyi");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Training examples for `catalog`: `per_item` synthetic petitions per item, plus `history`.

@@ -1,16 +1,20 @@
-//! Keeps the router in step with the catalog directory, without a restart: when an operator
-//! activates another catalog version (`minyi catalog activate`), or an arbitration ruling adds
-//! a training example (`rulings.jsonl`, written by the arbitration service), a new model is
-//! trained in the background from the catalog's text plus every ruling, saved, and swapped in.
-//! Routing goes on with the old router meanwhile; every routing records the model and catalog
-//! versions it used.
+//! Keeps the router in step with the catalog store, without a restart: when an operator
+//! activates another catalog version (`minyi catalog activate`, `CatalogService.Activate`), or
+//! people's decisions add training examples (arbitration rulings, dispatchers'
+//! reclassifications, recorded by the dispatch service), a new model is trained in the
+//! background from the catalog's text plus every example, saved, and swapped in. Routing goes
+//! on with the old router meanwhile; every routing records the model and catalog versions it
+//! used. In production the store is the database, so every classification replica follows the
+//! same catalog and learns from every dispatch replica's decisions.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use minyi_catalog::{Catalog, CatalogDir, Gazetteer, RULINGS_FILE};
+use minyi_catalog::{Catalog, Gazetteer, TrainingExample};
 use minyi_classifier::{Example, Model, TrainConfig};
+use minyi_core::store::CatalogStore;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::model::catalog_examples;
@@ -18,14 +22,14 @@ use crate::router::{Router, RouterHandle};
 
 pub struct CatalogWatch {
     pub handle: RouterHandle,
-    pub catalog_dir: PathBuf,
+    pub store: Arc<dyn CatalogStore>,
     pub model_path: PathBuf,
     /// Synthetic training petitions per catalog item.
     pub per_item: usize,
     pub train: TrainConfig,
     /// Unit-level automatic dispatch (see [`Router::owner_threshold`]).
     pub by_unit: bool,
-    /// How often the directory is checked.
+    /// How often the store is checked.
     pub every: Duration,
 }
 
@@ -33,7 +37,33 @@ pub struct CatalogWatch {
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     catalog_version: String,
-    rulings_len: u64,
+    /// [`CatalogStore::examples_mark`] when its examples were read.
+    examples_mark: u64,
+}
+
+/// Beside the saved model (`{model}.examples.json`): the examples it was trained with, so a
+/// restart does not retrain for examples it already has.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct TrainedWith {
+    model_version: String,
+    examples_mark: u64,
+}
+
+/// Where [`TrainedWith`] is kept for the model at `model_path`.
+pub fn trained_with_path(model_path: &Path) -> PathBuf {
+    let mut name = model_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".examples.json");
+    model_path.with_file_name(name)
+}
+
+/// The examples mark `model` was trained with, when the file beside it says so; else 0 (the
+/// start-up model learns from the catalog's text only).
+fn trained_mark(model_path: &Path, model: &Model) -> u64 {
+    std::fs::read(trained_with_path(model_path))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<TrainedWith>(&b).ok())
+        .filter(|t| t.model_version == model.version())
+        .map_or(0, |t| t.examples_mark)
 }
 
 impl CatalogWatch {
@@ -42,50 +72,31 @@ impl CatalogWatch {
             r = self.handle.wait_ready() => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
-        let rulings = self.catalog_dir.join(RULINGS_FILE);
-        // Rulings recorded after the saved model was trained are not in it yet.
-        let rulings_len = if modified(&rulings) > modified(&self.model_path) {
-            0
-        } else {
-            file_len(&rulings)
-        };
         let mut seen = Seen {
             catalog_version: router.catalog.version.clone(),
-            rulings_len,
+            examples_mark: trained_mark(&self.model_path, &router.model),
         };
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.every) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            let now = match self.look() {
+            let now = match self.look().await {
                 Ok(now) => now,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the catalog directory; retrying");
+                    tracing::warn!(store = %self.store.describe(), error = %e, "cannot read the catalog store; retrying");
                     continue;
                 }
             };
             if now == seen {
                 continue;
             }
-            let (dir, model_path, per_item, train, version, by_unit) = (
-                self.catalog_dir.clone(),
-                self.model_path.clone(),
-                self.per_item,
-                self.train.clone(),
-                now.catalog_version.clone(),
-                self.by_unit,
-            );
-            let built = tokio::task::spawn_blocking(move || {
-                build(&dir, &model_path, per_item, &train, &version, by_unit)
-            })
-            .await;
-            match built {
-                Ok(Ok((router, examples))) => {
+            match self.build(&now).await {
+                Ok((router, examples)) => {
                     tracing::info!(
                         catalog = %router.catalog.version,
                         model = %router.model.version(),
-                        rulings = examples,
+                        examples,
                         auto_threshold = router.model.auto_threshold(),
                         owner_threshold = router.owner_threshold,
                         "new router in force"
@@ -93,97 +104,105 @@ impl CatalogWatch {
                     self.handle.swap(router);
                     seen = now;
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::error!(error = %e, "could not build the new router; the old one stays")
                 }
-                Err(e) => tracing::error!(error = %e, "router build panicked; the old one stays"),
             }
         }
     }
 
-    fn look(&self) -> Result<Seen, minyi_catalog::CatalogError> {
-        let dir = CatalogDir::open(&self.catalog_dir)?;
-        let catalog_version = dir.active_version()?.ok_or_else(|| {
-            minyi_catalog::CatalogError::NoActiveVersion(self.catalog_dir.clone())
-        })?;
+    async fn look(&self) -> Result<Seen, minyi_catalog::CatalogError> {
+        let catalog_version =
+            self.store.active_version().await?.ok_or_else(|| {
+                minyi_catalog::CatalogError::NoActiveVersionIn(self.store.describe())
+            })?;
         Ok(Seen {
             catalog_version,
-            rulings_len: file_len(&self.catalog_dir.join(RULINGS_FILE)),
+            examples_mark: self.store.examples_mark().await?,
         })
+    }
+
+    /// Trains a router for `seen`'s catalog version with every example about its items.
+    /// Returns it and the number of examples used.
+    async fn build(&self, seen: &Seen) -> Result<(Router, usize), String> {
+        let catalog = self
+            .store
+            .load(&seen.catalog_version)
+            .await
+            .map_err(|e| e.to_string())?;
+        let history = usable(
+            self.store.examples().await.map_err(|e| e.to_string())?,
+            &catalog,
+        );
+        let (model_path, per_item, train, by_unit, mark) = (
+            self.model_path.clone(),
+            self.per_item,
+            self.train.clone(),
+            self.by_unit,
+            seen.examples_mark,
+        );
+        tokio::task::spawn_blocking(move || {
+            let n = history.len();
+            build(
+                &model_path,
+                catalog,
+                per_item,
+                &train,
+                &history,
+                by_unit,
+                mark,
+            )
+            .map(|r| (r, n))
+        })
+        .await
+        .map_err(|e| format!("router build panicked: {e}"))?
     }
 }
 
-/// Trains a router for `version` with every ruling about its items. Returns it and the number
-/// of rulings used.
 fn build(
-    dir: &Path,
     model_path: &Path,
+    catalog: Catalog,
     per_item: usize,
     train: &TrainConfig,
-    version: &str,
+    history: &[Example],
     by_unit: bool,
-) -> Result<(Router, usize), String> {
-    let catalog = CatalogDir::open(dir)
-        .and_then(|d| d.load(version))
-        .map_err(|e| e.to_string())?;
-    let history = rulings(&dir.join(RULINGS_FILE), &catalog);
-    let examples = catalog_examples(&catalog, per_item, &history);
+    examples_mark: u64,
+) -> Result<Router, String> {
+    let examples = catalog_examples(&catalog, per_item, history);
     let model = Model::train(&examples, train, None).map_err(|e| e.to_string())?;
-    if let Err(e) = model.save(model_path) {
-        tracing::warn!(error = %e, "could not save the new model; it is used, not kept");
+    match model.save(model_path) {
+        Ok(()) => {
+            let with = TrainedWith {
+                model_version: model.version().to_owned(),
+                examples_mark,
+            };
+            if let Err(e) = crate::model::save_json(&trained_with_path(model_path), &with) {
+                tracing::warn!(error = %e, "could not note the model's examples; a restart retrains once");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not save the new model; it is used, not kept"),
     }
     let owner_threshold = by_unit
         .then(|| {
             crate::model::cached_owner_threshold(model_path, &model, &catalog, || examples, train)
         })
         .flatten();
-    Ok((
-        Router {
-            catalog: Arc::new(catalog),
-            gazetteer: Arc::new(Gazetteer::guangming()),
-            model: Arc::new(model),
-            owner_threshold,
-        },
-        history.len(),
-    ))
+    Ok(Router {
+        catalog: Arc::new(catalog),
+        gazetteer: Arc::new(Gazetteer::guangming()),
+        model: Arc::new(model),
+        owner_threshold,
+    })
 }
 
-/// The rulings (`{"text": …, "label": item code, …}` per line) whose item is in `catalog`.
-/// Unreadable lines are skipped with a warning.
-pub fn rulings(path: &Path, catalog: &Catalog) -> Vec<Example> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let known: std::collections::HashSet<&str> =
-        catalog.items().iter().map(|i| i.code.as_str()).collect();
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        #[derive(serde::Deserialize)]
-        struct Line {
-            text: String,
-            label: String,
-        }
-        match serde_json::from_str::<Line>(line) {
-            Ok(l) if known.contains(l.label.as_str()) && !l.text.trim().is_empty() => {
-                out.push(Example {
-                    text: l.text,
-                    label: l.label,
-                })
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(line = n + 1, error = %e, "unreadable ruling skipped"),
-        }
-    }
-    out
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The examples whose item is in `catalog` and whose text is not blank.
+fn usable(examples: Vec<TrainingExample>, catalog: &Catalog) -> Vec<Example> {
+    examples
+        .into_iter()
+        .filter(|e| catalog.get(&e.label).is_some() && !e.text.trim().is_empty())
+        .map(|e| Example {
+            text: e.text,
+            label: e.label,
+        })
+        .collect()
 }

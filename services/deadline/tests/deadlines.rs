@@ -6,14 +6,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use minyi_catalog::CatalogDir;
 use minyi_core::auth::{Claims, Role};
 use minyi_core::clock::{Clock, ManualClock};
 use minyi_core::petition::{Channel, TicketStatus};
 use minyi_core::pii::Keyring;
 use minyi_core::store::{
-    DispatchState, PostgresStore, RoutingRecord, SuggestionRecord, TicketRecord, TicketStore,
-    TicketUpdate,
+    CatalogStore, DispatchState, PgCatalogStore, PostgresStore, RoutingRecord, SuggestionRecord,
+    TicketRecord, TicketStore, TicketUpdate,
 };
 use minyi_core::timers::{RedisTimers, TimerStore};
 use minyi_deadline::{DeadlineConfig, Deadlines};
@@ -40,8 +39,8 @@ struct World {
     clock: ManualClock,
     engine: Engine,
     prefix: String,
-    _dir: tempfile::TempDir,
-    catalog_dir: std::path::PathBuf,
+    /// The catalog in the test's database, as production keeps it.
+    catalog: Arc<PgCatalogStore>,
 }
 
 async fn world() -> World {
@@ -54,15 +53,11 @@ async fn world() -> World {
             .unwrap(),
     );
     let clock = ManualClock::new(monday_9am());
-    let dir = tempfile::tempdir().unwrap();
-    let catalog_dir = dir.path().join("catalog");
-    let catalog = minyi_catalog::demo_slice();
-    let cd = CatalogDir::open(&catalog_dir).unwrap();
-    let v = cd.import(&catalog).unwrap();
-    cd.activate(&v).unwrap();
+    let cd = Arc::new(PgCatalogStore::new(store.pool().clone()));
+    cd.seed(&minyi_catalog::demo_slice()).await.unwrap();
     let engine = Engine {
         store: store.clone(),
-        catalog: Arc::new(cd.active().unwrap()),
+        catalog: Arc::new(cd.active().await.unwrap()),
         deadlines: Arc::new(minyi_dispatch::deadlines::Deadlines::default()),
         rules: Rules::default(),
         clock: Arc::new(clock.clone()),
@@ -76,8 +71,7 @@ async fn world() -> World {
         clock,
         engine,
         prefix,
-        _dir: dir,
-        catalog_dir,
+        catalog: cd,
     }
 }
 
@@ -474,7 +468,7 @@ async fn arbitration_from_escalation_to_ruling_to_new_catalog_version() {
     let api = ArbitrationApi::new(
         w.engine.clone(),
         Keyring::new("k", [("k", Keyring::generate_key().as_str())]).unwrap(),
-        Some(w.catalog_dir.clone()),
+        Some(w.catalog.clone()),
     );
     use minyi_proto::arbitration::*;
     let pending = api
@@ -517,9 +511,9 @@ async fn arbitration_from_escalation_to_ruling_to_new_catalog_version() {
     assert_eq!(case.decided_by, "arb");
 
     // The clarification is a new, active catalog version, and the ticket is training data.
-    let cd = CatalogDir::open(&w.catalog_dir).unwrap();
-    assert_eq!(cd.active_version().unwrap().as_deref(), Some("v2"));
-    let item = cd.active().unwrap().get(&rule).cloned().unwrap();
+    let cd = &w.catalog;
+    assert_eq!(cd.active_version().await.unwrap().as_deref(), Some("v2"));
+    let item = cd.active().await.unwrap().get(&rule).cloned().unwrap();
     assert_eq!(
         item.responsibility,
         minyi_catalog::Responsibility::functional("DEP-ZJ")
@@ -529,8 +523,11 @@ async fn arbitration_from_escalation_to_ruling_to_new_catalog_version() {
             .iter()
             .any(|n| n.contains("夜间施工噪音由住建局负责"))
     );
-    let rulings = std::fs::read_to_string(w.catalog_dir.join("rulings.jsonl")).unwrap();
-    assert!(rulings.contains(&t.text) && rulings.contains(&rule));
+    let examples = cd.examples().await.unwrap();
+    assert!(
+        examples.iter().any(|e| e.text == t.text && e.label == rule),
+        "{examples:?}"
+    );
 
     // 先办后议: the owner cannot return it.
     let t = w.get(&t).await;

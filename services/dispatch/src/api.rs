@@ -26,7 +26,7 @@ pub struct DispatchApi {
     keyring: Keyring,
     shutdown: watch::Receiver<bool>,
     /// Where dispatchers' reclassifications are recorded as training examples.
-    catalog_dir: Option<std::path::PathBuf>,
+    catalog: Option<std::sync::Arc<dyn minyi_core::store::CatalogStore>>,
 }
 
 impl DispatchApi {
@@ -36,14 +36,17 @@ impl DispatchApi {
             engine,
             keyring,
             shutdown,
-            catalog_dir: None,
+            catalog: None,
         }
     }
 
     /// Records each dispatcher's reclassification (a dispatch naming `item_code`) as a training
-    /// example in `dir` (see [`crate::training`]).
-    pub fn with_catalog_dir(mut self, dir: std::path::PathBuf) -> Self {
-        self.catalog_dir = Some(dir);
+    /// example in `store` (see [`crate::training`]).
+    pub fn with_catalog_store(
+        mut self,
+        store: std::sync::Arc<dyn minyi_core::store::CatalogStore>,
+    ) -> Self {
+        self.catalog = Some(store);
         self
     }
 
@@ -457,9 +460,9 @@ impl DispatchService for DispatchApi {
         } else {
             (String::new(), "")
         };
-        if let Some(dir) = self.catalog_dir.as_deref().filter(|_| !label.is_empty()) {
+        if let Some(store) = self.catalog.as_deref().filter(|_| !label.is_empty()) {
             let extra = serde_json::json!({"source": source, "ticket": t.tracking_number});
-            if let Err(e) = crate::training::record(dir, &t.text, &label, extra) {
+            if let Err(e) = crate::training::record(store, &t.text, &label, extra).await {
                 tracing::warn!(error = %e, "could not record the reclassification for training");
             }
         }

@@ -1,15 +1,15 @@
 //! `ArbitrationService` (快裁): the queue of hard tickets and the ruling, which may clarify the
 //! catalog (a new catalog version) and records the ticket as training data.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use minyi_catalog::store::{Clarification, ClarificationChange};
-use minyi_catalog::{CatalogDir, Responsibility, UnitKind};
+use minyi_catalog::{CatalogError, Responsibility, UnitKind};
 use minyi_core::auth::Role;
 use minyi_core::grpc::{claims, invalid_argument, require_role};
 use minyi_core::petition::{TicketStatus, Violations};
 use minyi_core::pii::Keyring;
-use minyi_core::store::TicketQuery;
+use minyi_core::store::{CatalogStore, TicketQuery};
 use minyi_proto::arbitration::arbitration_service_server::ArbitrationService;
 use minyi_proto::arbitration::*;
 use minyi_proto::dispatch::DispatchTicket;
@@ -24,16 +24,16 @@ use crate::view::ticket_view;
 pub struct ArbitrationApi {
     engine: Engine,
     keyring: Keyring,
-    /// Where clarifications create new catalog versions.
-    catalog_dir: Option<PathBuf>,
+    /// Where clarifications create new catalog versions and rulings become training examples.
+    catalog: Option<Arc<dyn CatalogStore>>,
 }
 
 impl ArbitrationApi {
-    pub fn new(engine: Engine, keyring: Keyring, catalog_dir: Option<PathBuf>) -> Self {
+    pub fn new(engine: Engine, keyring: Keyring, catalog: Option<Arc<dyn CatalogStore>>) -> Self {
         Self {
             engine,
             keyring,
-            catalog_dir,
+            catalog,
         }
     }
 
@@ -45,7 +45,7 @@ impl ArbitrationApi {
         }
     }
 
-    fn clarify(
+    async fn clarify(
         &self,
         c: &minyi_proto::arbitration::Clarification,
         owner: &str,
@@ -90,27 +90,31 @@ impl ArbitrationApi {
                 ));
             }
         };
-        let Some(dir) = &self.catalog_dir else {
+        let Some(store) = &self.catalog else {
             return Err(Status::failed_precondition(
-                "this process has no catalog directory to clarify",
+                "this process has no catalog store to clarify",
             ));
         };
-        let store = CatalogDir::open(dir).map_err(|e| Status::internal(e.to_string()))?;
         let version = store
             .clarify(&Clarification {
                 ruling: ruling_ref.to_owned(),
                 change,
             })
-            .map_err(|e| {
-                Status::failed_precondition(format!("the clarification is invalid: {e}"))
+            .await
+            .map_err(|e| match e {
+                CatalogError::Backend(_) | CatalogError::Io { .. } => {
+                    Status::unavailable(format!("the catalog store failed: {e}"))
+                }
+                e => Status::failed_precondition(format!("the clarification is invalid: {e}")),
             })?;
         // The ruled ticket becomes a labelled example for the next training.
         crate::training::record(
-            dir,
+            store.as_ref(),
             text,
             item,
             serde_json::json!({"source": "arbitration", "ruling": ruling_ref, "catalog_version": version}),
         )
+        .await
         .map_err(|e| Status::internal(format!("recording the ruling: {e}")))?;
         Ok(version)
     }
@@ -233,7 +237,8 @@ impl ArbitrationService for ArbitrationApi {
         let owner = r.owner_unit.trim().to_owned();
         let catalog_version = match &r.clarification {
             Some(c) if !c.kind.is_empty() => {
-                self.clarify(c, &owner, &format!("KC-{}", t.tracking_number), &t.text)?
+                self.clarify(c, &owner, &format!("KC-{}", t.tracking_number), &t.text)
+                    .await?
             }
             _ => String::new(),
         };

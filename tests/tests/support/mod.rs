@@ -80,6 +80,23 @@ pub fn small_catalog(dir: &std::path::Path) -> minyi_catalog::Catalog {
     store.active().unwrap()
 }
 
+/// The newest training example in a production app's database, as one object: `text`,
+/// `label` and what was recorded beside them (`source`, `ticket`, …).
+#[allow(dead_code)]
+pub async fn last_training_example(config: &Config) -> serde_json::Value {
+    let pool = sqlx::PgPool::connect(config.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let (text, label, mut example): (String, String, serde_json::Value) =
+        sqlx::query_as("SELECT text, label, extra FROM training_examples ORDER BY id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    example["text"] = text.into();
+    example["label"] = label.into();
+    example
+}
+
 /// Services of a production-mode test app.
 pub const INTAKE_AND_CLASSIFICATION: &[Service] = &[Service::Intake, Service::Classification];
 

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
 
+mod catalog;
 mod dispatch;
 mod handoff;
 mod memory;
@@ -23,6 +24,7 @@ mod pg_intake;
 mod postgres;
 mod sqlite;
 
+pub use catalog::{CatalogStore, PgCatalogStore};
 pub use dispatch::{
     AlertRecord, ArbitrationRecord, AuditRecord, CallbackRecord, CoHandler, DispatchRecord,
     DispatchState, ExtensionRecord, InboxRecord, NoteRecord, PauseRecord, ReturnRecord, Transition,
