@@ -767,6 +767,69 @@ async fn a_dispatchers_reclassification_becomes_a_training_example() {
     c.stop().await;
 }
 
+/// A catalog version activated while the cluster runs (here by an arbitrator's new matter type)
+/// reaches the dispatch process without a restart: a dispatcher may name an item only the new
+/// version has, which the version dispatch started with refused.
+#[tokio::test]
+async fn a_newly_activated_catalog_reaches_dispatch_without_a_restart() {
+    use minyi_core::store::CatalogStore;
+    let c = spawn_cluster().await;
+    let (text, code) = territorial_text();
+    let id = submit(&c, &text, "").await;
+    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let naming = |item_code: &str| DispatchRequest {
+        ticket: id.clone(),
+        lead_unit: "ST-GM".into(),
+        item_code: item_code.into(),
+        ..DispatchRequest::default()
+    };
+    let refused = dispatcher
+        .dispatch(naming("GM-NEW-0001"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("not in the active catalog"),
+        "{refused:?}"
+    );
+
+    let store = minyi_core::store::PgCatalogStore::connect(
+        c.dispatch.config.database_url.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut item = store.active().await.unwrap().get(&code).unwrap().clone();
+    item.code = "GM-NEW-0001".into();
+    item.name = format!("{}（新增）", item.name);
+    let v = store
+        .clarify(&minyi_catalog::Clarification {
+            ruling: "KC-TEST".into(),
+            change: minyi_catalog::ClarificationChange::NewItem {
+                item: Box::new(item),
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(v, "v2");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let t = loop {
+        match dispatcher.dispatch(naming("GM-NEW-0001")).await {
+            Ok(t) => break t.into_inner(),
+            Err(e) if e.message().contains("not in the active catalog") => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "v2 never reached dispatch"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(t.state, DISPATCHED);
+    assert_eq!(t.routing.unwrap().item_code, "GM-NEW-0001");
+    c.stop().await;
+}
+
 /// A returned ticket sent on to the next suggestion is handled as that suggestion's matter,
 /// and the dispatcher's choice is recorded as a training example.
 #[tokio::test]

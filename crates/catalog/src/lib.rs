@@ -24,6 +24,7 @@ pub mod diff;
 pub mod error;
 pub mod format;
 pub mod gazetteer;
+pub mod live;
 pub mod model;
 pub mod store;
 pub mod units;
@@ -34,6 +35,7 @@ pub use diff::{CatalogDiff, diff};
 pub use error::CatalogError;
 pub use format::Format;
 pub use gazetteer::{Gazetteer, Resolution, Via};
+pub use live::LiveCatalog;
 pub use model::{
     Catalog, CatalogItem, Grade, Limits, Responsibility, STREET_OWNER, Unit, UnitDirectory,
     UnitKind,

@@ -184,3 +184,38 @@ async fn two_connections_share_one_catalog() {
         .unwrap();
     assert_eq!(b.examples().await.unwrap().len(), 1);
 }
+
+/// `follow_active` puts a newly activated version in force in a running process's
+/// [`minyi_catalog::LiveCatalog`], and stops on shutdown.
+#[tokio::test]
+async fn a_process_follows_the_active_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CatalogDir::open(tmp.path()).unwrap();
+    let c = minyi_catalog::demo_slice();
+    let store: Arc<dyn CatalogStore> = Arc::new(dir);
+    store.seed(&c).await.unwrap();
+    let live = minyi_catalog::LiveCatalog::new(store.active().await.unwrap());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(minyi_core::store::follow_active(
+        store.clone(),
+        live.clone(),
+        std::time::Duration::from_millis(20),
+        stopped,
+    ));
+    let v2 = store.import(&smaller(&c, 6)).await.unwrap();
+    store.activate(&v2).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live.current().version != v2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "v2 never came into force"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.current().len(), 6);
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), follower)
+        .await
+        .expect("stops on shutdown")
+        .unwrap();
+}

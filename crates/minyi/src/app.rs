@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use minyi_catalog::{Catalog, CatalogDir, Gazetteer};
+use minyi_catalog::{Catalog, CatalogDir, Gazetteer, LiveCatalog};
 use minyi_classification::api::ClassificationApi;
 use minyi_classification::catalog_api::CatalogApi;
 use minyi_classification::worker::{Worker, WorkerConfig};
@@ -100,8 +100,10 @@ pub struct App {
     tls: Option<ServerTls>,
     /// The catalog, gazetteer and classifier in force (classification).
     router: Option<RouterHandle>,
-    /// The active catalog version at start (Open311 services, classification).
-    catalog: Arc<Catalog>,
+    /// The active catalog version, kept current from the store for dispatch and Open311
+    /// (classification follows with its router; the dashboard keeps the version it started
+    /// with).
+    catalog: LiveCatalog,
 }
 
 /// What `/metrics` reads: the recorded RPC series, and gauges of the backends as this
@@ -319,7 +321,7 @@ impl App {
             None
         };
         let app = App {
-            catalog,
+            catalog: catalog.into(),
             router,
             config,
             services,
@@ -353,8 +355,9 @@ impl App {
         self.tls.is_some()
     }
 
+    /// The catalog version in force now.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.clone()
+        self.catalog.current()
     }
 
     pub fn backends(&self) -> &Backends {
@@ -506,6 +509,14 @@ impl App {
             inbox_written: Arc::new(Notify::new()),
             routing_state: self.backends.routing_state.clone(),
         };
+        if self.services.contains(&Service::Dispatch) || self.services.contains(&Service::Intake) {
+            workers.push(tokio::spawn(minyi_core::store::follow_active(
+                self.backends.catalog.clone(),
+                self.catalog.clone(),
+                std::time::Duration::from_secs(self.config.catalog_poll_secs.max(1)),
+                stop_rx.clone(),
+            )));
+        }
         if self.services.contains(&Service::Dispatch) {
             health_reporter
                 .set_serving::<DispatchServiceServer<minyi_dispatch::DispatchApi>>()
@@ -605,7 +616,7 @@ impl App {
             use minyi_proto::supervisor::supervisor_service_server::SupervisorServiceServer;
             let dashboard = minyi_dashboard::Dashboard::new(
                 self.backends.store.clone(),
-                self.catalog.clone(),
+                self.catalog.current(),
                 self.clock.clone(),
                 self.authority.clone(),
             );

@@ -57,7 +57,7 @@ async fn world() -> World {
     cd.seed(&minyi_catalog::demo_slice()).await.unwrap();
     let engine = Engine {
         store: store.clone(),
-        catalog: Arc::new(cd.active().await.unwrap()),
+        catalog: cd.active().await.unwrap().into(),
         deadlines: Arc::new(minyi_dispatch::deadlines::Deadlines::default()),
         rules: Rules::default(),
         clock: Arc::new(clock.clone()),
@@ -139,7 +139,7 @@ impl World {
             follow_ups: vec![],
             routing: Some(RoutingRecord {
                 decision: "auto".into(),
-                item_code: self.engine.catalog.items()[0].code.clone(),
+                item_code: self.engine.catalog.current().items()[0].code.clone(),
                 lead_unit: "DEP-ZJ".into(),
                 accept_hours: 2,
                 respond_hours,
@@ -437,7 +437,7 @@ fn request<T>(body: T, sub: &str, role: Role) -> tonic::Request<T> {
 async fn arbitration_from_escalation_to_ruling_to_new_catalog_version() {
     let w = world().await;
     let t = w.dispatched(0).await;
-    let rule = w.engine.catalog.items()[1].code.clone();
+    let rule = w.engine.catalog.current().items()[1].code.clone();
     let ret = |why: &str| Command::Return {
         reason: why.into(),
         catalog_rule: rule.clone(),

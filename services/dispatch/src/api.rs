@@ -51,7 +51,7 @@ impl DispatchApi {
     }
 
     fn view(&self, t: &TicketRecord, role: Role) -> DispatchTicket {
-        ticket_view(t, role, &self.keyring, &self.engine.catalog, &[])
+        ticket_view(t, role, &self.keyring, &self.engine.catalog.current(), &[])
     }
 
     async fn act(
@@ -275,7 +275,7 @@ impl DispatchService for DispatchApi {
                 let why = match lead {
                     Some(l) => format!(
                         "this ticket is assigned to {}, not to you ({unit})",
-                        crate::view::unit_name(&self.engine.catalog, &l)
+                        crate::view::unit_name(&self.engine.catalog.current(), &l)
                     ),
                     None => format!("this ticket is not assigned to you ({unit})"),
                 };
@@ -290,7 +290,7 @@ impl DispatchService for DispatchApi {
             &t,
             who.role,
             &self.keyring,
-            &self.engine.catalog,
+            &self.engine.catalog.current(),
             &audit,
         )))
     }

@@ -58,7 +58,7 @@ impl ArbitrationApi {
             invalid_argument(&v)
         };
         let item = c.item_code.trim();
-        if self.engine.catalog.get(item).is_none() {
+        if self.engine.catalog.current().get(item).is_none() {
             return Err(bad(
                 "clarification.item_code",
                 format!("{item} is not in the active catalog"),
@@ -70,7 +70,13 @@ impl ArbitrationApi {
                 note: c.note.trim().to_owned(),
             },
             "reassign" => {
-                let street = self.engine.catalog.units().get(owner).map(|u| u.kind)
+                let street = self
+                    .engine
+                    .catalog
+                    .current()
+                    .units()
+                    .get(owner)
+                    .map(|u| u.kind)
                     == Some(UnitKind::Street);
                 ClarificationChange::Reassign {
                     item: item.to_owned(),
@@ -154,7 +160,15 @@ impl ArbitrationService for ArbitrationApi {
         Ok(Response::new(ListPendingResponse {
             tickets: tickets
                 .iter()
-                .map(|t| ticket_view(t, who.role, &self.keyring, &self.engine.catalog, &[]))
+                .map(|t| {
+                    ticket_view(
+                        t,
+                        who.role,
+                        &self.keyring,
+                        &self.engine.catalog.current(),
+                        &[],
+                    )
+                })
                 .collect(),
         }))
     }
@@ -184,7 +198,7 @@ impl ArbitrationService for ArbitrationApi {
             &t,
             who.role,
             &self.keyring,
-            &self.engine.catalog,
+            &self.engine.catalog.current(),
             &audit,
         )))
     }
@@ -211,7 +225,7 @@ impl ArbitrationService for ArbitrationApi {
             &t,
             who.role,
             &self.keyring,
-            &self.engine.catalog,
+            &self.engine.catalog.current(),
             &[],
         )))
     }
@@ -263,7 +277,7 @@ impl ArbitrationService for ArbitrationApi {
             &t,
             who.role,
             &self.keyring,
-            &self.engine.catalog,
+            &self.engine.catalog.current(),
             &[],
         )))
     }

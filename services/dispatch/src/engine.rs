@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use minyi_catalog::Catalog;
+use minyi_catalog::LiveCatalog;
 use minyi_core::clock::Clock;
 use minyi_core::event::{new_event, timestamp};
 use minyi_core::store::{
@@ -38,7 +38,7 @@ pub type Dedupe = Option<(String, Uuid)>;
 #[derive(Clone)]
 pub struct Engine {
     pub store: Arc<dyn TicketStore>,
-    pub catalog: Arc<Catalog>,
+    pub catalog: LiveCatalog,
     pub deadlines: Arc<Deadlines>,
     pub rules: Rules,
     pub clock: Arc<dyn Clock>,
@@ -200,7 +200,7 @@ impl Engine {
             cmd,
             actor,
             now,
-            &self.catalog,
+            &self.catalog.current(),
             &self.deadlines,
             &self.rules,
         );

@@ -236,6 +236,8 @@ pub async fn spawn_cluster() -> Cluster {
     let config = Config {
         catalog_dir: Some(catalog_dir),
         model_path: Some(dir.path().join("model.bin")),
+        // Activations reach every process within a second.
+        catalog_poll_secs: 1,
         ..production_config().await
     };
     let one = |s: Service| Mode::Production(vec![s]);

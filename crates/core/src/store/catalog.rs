@@ -422,3 +422,40 @@ impl CatalogStore for PgCatalogStore {
         Ok(n as u64)
     }
 }
+
+/// Keeps `live` at the store's active version, checking every `every` until `shutdown`: how
+/// dispatch and intake processes follow an activation (or an arbitration clarification) without
+/// a restart. Classification follows with its own watcher, which also retrains.
+pub async fn follow_active(
+    store: std::sync::Arc<dyn CatalogStore>,
+    live: minyi_catalog::LiveCatalog,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let active = match store.active_version().await {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(store = %store.describe(), error = %e, "cannot read the active catalog version; retrying");
+                continue;
+            }
+        };
+        if active == live.current().version {
+            continue;
+        }
+        match store.load(&active).await {
+            Ok(c) => {
+                tracing::info!(version = %c.version, items = c.len(), "catalog version in force");
+                live.replace(c);
+            }
+            Err(e) => {
+                tracing::warn!(version = %active, error = %e, "cannot load the active catalog version; the old one stays")
+            }
+        }
+    }
+}

@@ -38,7 +38,7 @@ mod error;
 mod requests;
 mod services;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -48,7 +48,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
-use minyi_catalog::Catalog;
+use minyi_catalog::{Catalog, LiveCatalog};
 use minyi_core::auth::{Role, TokenAuthority};
 use minyi_core::clock::{Clock, SystemClock};
 use minyi_core::petition::{Channel, NewPetition};
@@ -72,18 +72,13 @@ pub const MAX_LISTED: usize = 1000;
 /// Widest date range of a listing, and the default one (the spec's figure).
 pub const MAX_RANGE_DAYS: i64 = 90;
 
-/// The catalog the services are read from. Swap in a new version with
-/// [`Open311State::swap_catalog`] (or by writing the lock): requests in flight keep the
-/// version they started with.
-pub type SharedCatalog = Arc<RwLock<Arc<Catalog>>>;
-
 /// What the Open311 endpoints need.
 #[derive(Clone)]
 pub struct Open311State {
     /// Files petitions (validation, sealing of personal data, outbox) and reads tickets.
     pub intake: IntakeApi,
-    /// Catalog items are the services.
-    pub catalog: SharedCatalog,
+    /// Catalog items are the services; requests in flight keep the version they started with.
+    pub catalog: LiveCatalog,
     /// Verifies `api_key`s, which are Minyi bearer tokens.
     pub authority: TokenAuthority,
     /// Compared with a client's `jurisdiction_id`, when it sends one.
@@ -94,10 +89,15 @@ pub struct Open311State {
 
 impl Open311State {
     /// State for [`DEFAULT_JURISDICTION`] on the system clock.
-    pub fn new(intake: IntakeApi, catalog: Arc<Catalog>, authority: TokenAuthority) -> Self {
+    /// `catalog` may be a [`LiveCatalog`] the process keeps current.
+    pub fn new(
+        intake: IntakeApi,
+        catalog: impl Into<LiveCatalog>,
+        authority: TokenAuthority,
+    ) -> Self {
         Open311State {
             intake,
-            catalog: Arc::new(RwLock::new(catalog)),
+            catalog: catalog.into(),
             authority,
             jurisdiction_id: DEFAULT_JURISDICTION.to_owned(),
             clock: Arc::new(SystemClock),
@@ -114,16 +114,8 @@ impl Open311State {
         self
     }
 
-    /// Publishes a new catalog version to the services endpoints.
-    pub fn swap_catalog(&self, catalog: Arc<Catalog>) {
-        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = catalog;
-    }
-
     fn catalog(&self) -> Arc<Catalog> {
-        self.catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.catalog.current()
     }
 }
 
