@@ -471,3 +471,80 @@ async fn catalog_service_validates_imports_diffs_and_activates() {
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
     app.stop().await;
 }
+
+/// A classification process that starts on a database with training examples learns from
+/// them in its first model, and does not train again for them (the examples it was trained
+/// with are noted beside the saved model).
+#[tokio::test]
+async fn a_new_replica_learns_the_recorded_examples_at_start() {
+    use minyi::app::Mode;
+    use minyi_core::store::CatalogStore;
+    let config = minyi::config::Config {
+        catalog_poll_secs: 1,
+        ..support::production_config().await
+    };
+    let store = minyi_core::store::PgCatalogStore::connect(config.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let catalog = minyi_catalog::demo_slice();
+    store.seed(&catalog).await.unwrap();
+    let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
+    let item = &catalog.items()[catalog.len() - 1];
+    for n in 0..3 {
+        store
+            .record_example(
+                &format!("{novel}（{n}）"),
+                &item.code,
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = minyi::config::Config {
+        catalog_dir: Some(dir.path().join("catalog")),
+        model_path: Some(dir.path().join("model.bin")),
+        ..config
+    };
+    let app = support::spawn_with(
+        config,
+        Mode::Production(INTAKE_AND_CLASSIFICATION.to_vec()),
+        Some(dir),
+    )
+    .await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", app.token(Role::Agent))
+        .parse()
+        .unwrap();
+    let mut suggest =
+        ClassificationServiceClient::with_interceptor(channel, support::Bearer(Some(token)));
+    let ask = || SuggestRequest {
+        text: novel.into(),
+        location: None,
+        k: 5,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        match suggest.suggest(ask()).await {
+            Ok(s) => break s.into_inner(),
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(first.catalog_version, "v1");
+    assert_eq!(
+        first.suggestions[0].item_code, item.code,
+        "learned at start"
+    );
+    // Three polls later the same model is in force: nothing was retrained.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = suggest.suggest(ask()).await.unwrap().into_inner();
+    assert_eq!(later.model_version, first.model_version);
+    app.stop().await;
+}

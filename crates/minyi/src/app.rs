@@ -316,7 +316,18 @@ impl App {
         };
         let catalog = Arc::new(load_catalog(&config, backends.catalog.as_ref()).await?);
         let router = if services.contains(&Service::Classification) {
-            Some(start_router(&config, catalog.clone())?)
+            // The mark before the examples: one recorded in between is learnt at the next poll.
+            let store = backends.catalog.as_ref();
+            let mark = store
+                .examples_mark()
+                .await
+                .context("reading the training examples")?;
+            let examples = store
+                .examples()
+                .await
+                .context("reading the training examples")?;
+            let history = minyi_classification::watch::usable(examples, &catalog);
+            Some(start_router(&config, catalog.clone(), history, mark)?)
         } else {
             None
         };
@@ -754,8 +765,14 @@ async fn load_catalog(config: &Config, store: &dyn CatalogStore) -> anyhow::Resu
 }
 
 /// Loads or trains the classifier for `catalog` in the background: the handle fills when it
-/// is ready.
-fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<RouterHandle> {
+/// is ready. A model trained here learns from `history` too, the store's training examples up
+/// to `examples_mark`.
+fn start_router(
+    config: &Config,
+    catalog: Arc<Catalog>,
+    history: Vec<minyi_classifier::Example>,
+    examples_mark: u64,
+) -> anyhow::Result<RouterHandle> {
     let model_path = config.model_path();
     let per_item = config.classifier_examples_per_item;
     let train = train_config(config);
@@ -764,8 +781,22 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
     let filled = handle.clone();
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        match minyi_classification::model::load_or_train(&model_path, &catalog, per_item, &train) {
+        let built = minyi_classification::model::load_or_train(
+            &model_path,
+            &catalog,
+            per_item,
+            &history,
+            &train,
+        );
+        match built {
             Ok((model, trained)) => {
+                if trained {
+                    minyi_classification::watch::note_trained_with(
+                        &model_path,
+                        &model,
+                        examples_mark,
+                    );
+                }
                 // Saved beside the model once chosen: a restart does not train again for it.
                 let owner_threshold = by_unit
                     .then(|| {
@@ -775,9 +806,7 @@ fn start_router(config: &Config, catalog: Arc<Catalog>) -> anyhow::Result<Router
                             &catalog,
                             || {
                                 minyi_classification::model::catalog_examples(
-                                    &catalog,
-                                    per_item,
-                                    &[],
+                                    &catalog, per_item, &history,
                                 )
                             },
                             &train,

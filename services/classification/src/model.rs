@@ -146,6 +146,7 @@ pub fn load_or_train(
     path: &Path,
     catalog: &Catalog,
     per_item: usize,
+    history: &[Example],
     config: &TrainConfig,
 ) -> Result<(Model, bool), minyi_classifier::ClassifyError> {
     if path.exists() {
@@ -173,9 +174,10 @@ pub fn load_or_train(
             }
         }
     }
-    let examples = catalog_examples(catalog, per_item, &[]);
+    let examples = catalog_examples(catalog, per_item, history);
     tracing::info!(
         examples = examples.len(),
+        history = history.len(),
         items = catalog.len(),
         "training the classifier for the catalog"
     );
@@ -260,21 +262,21 @@ mod tests {
             threshold_folds: 2,
             ..TrainConfig::default()
         };
-        let (_, trained) = load_or_train(&path, &catalog, 2, &config(0.98)).unwrap();
+        let (_, trained) = load_or_train(&path, &catalog, 2, &[], &config(0.98)).unwrap();
         assert!(trained);
-        let (m, trained) = load_or_train(&path, &catalog, 2, &config(0.98)).unwrap();
+        let (m, trained) = load_or_train(&path, &catalog, 2, &[], &config(0.98)).unwrap();
         assert!(!trained, "same catalog and target: the saved model serves");
         assert_eq!(m.target_precision(), 0.98);
-        let (m, trained) = load_or_train(&path, &catalog, 2, &config(0.9)).unwrap();
+        let (m, trained) = load_or_train(&path, &catalog, 2, &[], &config(0.9)).unwrap();
         assert!(trained, "another target precision: retrained");
         assert_eq!(m.target_precision(), 0.9);
-        let (_, trained) = load_or_train(&path, &catalog, 2, &config(0.9)).unwrap();
+        let (_, trained) = load_or_train(&path, &catalog, 2, &[], &config(0.9)).unwrap();
         assert!(!trained);
         let no_margin = TrainConfig {
             precision_margin_z: 0.0,
             ..config(0.9)
         };
-        let (m, trained) = load_or_train(&path, &catalog, 2, &no_margin).unwrap();
+        let (m, trained) = load_or_train(&path, &catalog, 2, &[], &no_margin).unwrap();
         assert!(trained, "another threshold margin: retrained");
         assert_eq!(m.precision_margin_z(), 0.0);
     }

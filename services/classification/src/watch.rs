@@ -56,8 +56,19 @@ pub fn trained_with_path(model_path: &Path) -> PathBuf {
     model_path.with_file_name(name)
 }
 
-/// The examples mark `model` was trained with, when the file beside it says so; else 0 (the
-/// start-up model learns from the catalog's text only).
+/// Notes beside the saved model that it was trained with the examples up to `examples_mark`
+/// ([`CatalogStore::examples_mark`]). A file that cannot be written costs one retraining.
+pub fn note_trained_with(model_path: &Path, model: &Model, examples_mark: u64) {
+    let with = TrainedWith {
+        model_version: model.version().to_owned(),
+        examples_mark,
+    };
+    if let Err(e) = crate::model::save_json(&trained_with_path(model_path), &with) {
+        tracing::warn!(error = %e, "could not note the model's examples; a restart retrains once");
+    }
+}
+
+/// The examples mark `model` was trained with, when the file beside it says so; else 0.
 fn trained_mark(model_path: &Path, model: &Model) -> u64 {
     std::fs::read(trained_with_path(model_path))
         .ok()
@@ -171,15 +182,7 @@ fn build(
     let examples = catalog_examples(&catalog, per_item, history);
     let model = Model::train(&examples, train, None).map_err(|e| e.to_string())?;
     match model.save(model_path) {
-        Ok(()) => {
-            let with = TrainedWith {
-                model_version: model.version().to_owned(),
-                examples_mark,
-            };
-            if let Err(e) = crate::model::save_json(&trained_with_path(model_path), &with) {
-                tracing::warn!(error = %e, "could not note the model's examples; a restart retrains once");
-            }
-        }
+        Ok(()) => note_trained_with(model_path, &model, examples_mark),
         Err(e) => tracing::warn!(error = %e, "could not save the new model; it is used, not kept"),
     }
     let owner_threshold = by_unit
@@ -196,7 +199,7 @@ fn build(
 }
 
 /// The examples whose item is in `catalog` and whose text is not blank.
-fn usable(examples: Vec<TrainingExample>, catalog: &Catalog) -> Vec<Example> {
+pub fn usable(examples: Vec<TrainingExample>, catalog: &Catalog) -> Vec<Example> {
     examples
         .into_iter()
         .filter(|e| catalog.get(&e.label).is_some() && !e.text.trim().is_empty())
