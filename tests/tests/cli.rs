@@ -219,6 +219,18 @@ fn serve_refuses_plaintext_beyond_loopback_naming_the_settings() {
 #[tokio::test]
 async fn catalog_commands_work_on_the_database() {
     let url = minyi_core::testing::fresh_database().await.unwrap();
+    // A database no service has migrated: the command line changes no schema, and says so.
+    let out = minyi()
+        .args(["catalog", "list", "--database-url", &url])
+        .env_remove("MINYI_CATALOG_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("migrate it first"), "{err}");
+    minyi_core::store::PgCatalogStore::connect(&url)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("small.json");
     let small = minyi_catalog::demo_slice();

@@ -12,13 +12,13 @@ pub struct DatabaseVersions {
 }
 
 impl DatabaseVersions {
-    /// Connects (and migrates, as a service would on start).
+    /// Connects to a migrated database; changes no schema.
     pub fn open(url: &str) -> Result<Box<dyn Versions>, CatalogError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| CatalogError::Backend(format!("cannot start the runtime: {e}")))?;
-        let store = runtime.block_on(PgCatalogStore::connect(url))?;
+        let store = runtime.block_on(PgCatalogStore::connect_existing(url))?;
         Ok(Box::new(Self { runtime, store }))
     }
 }

@@ -187,8 +187,37 @@ impl PgCatalogStore {
         Self { pool }
     }
 
-    /// Connects and migrates (for the command line; services share the ticket store's pool).
+    /// Connects and migrates (tests; services share the ticket store's pool).
     pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        let store = Self::open(url).await?;
+        super::PostgresStore::migrate(&store.pool)
+            .await
+            .map_err(|e| CatalogError::Backend(e.to_string()))?;
+        Ok(store)
+    }
+
+    /// Connects to a database the services have migrated, changing no schema (the command
+    /// line: an operator's newer binary must not migrate production ahead of a rollout).
+    pub async fn connect_existing(url: &str) -> Result<Self, CatalogError> {
+        let store = Self::open(url).await?;
+        let ready: bool = sqlx::query_scalar(
+            "SELECT to_regclass('catalog_versions') IS NOT NULL \
+             AND to_regclass('training_examples') IS NOT NULL",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .map_err(backend)?;
+        if !ready {
+            return Err(CatalogError::Backend(
+                "the database has no catalog tables yet: migrate it first \
+                 (`minyi serve classification --migrate-only`, or start a service)"
+                    .into(),
+            ));
+        }
+        Ok(store)
+    }
+
+    async fn open(url: &str) -> Result<Self, CatalogError> {
         use sqlx::Connection;
         let options: sqlx::postgres::PgConnectOptions = url
             .parse()
@@ -207,9 +236,6 @@ impl PgCatalogStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        super::PostgresStore::migrate(&pool)
-            .await
-            .map_err(|e| CatalogError::Backend(e.to_string()))?;
         Ok(Self { pool })
     }
 
