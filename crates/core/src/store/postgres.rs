@@ -57,11 +57,38 @@ impl PostgresStore {
         })
     }
 
+    /// Applies the migrations, one process at a time. The others wait by polling a
+    /// non-blocking advisory lock: a session blocked in a lock statement (as in the
+    /// migrator's own `pg_advisory_lock`) holds a snapshot, which a `CREATE INDEX
+    /// CONCURRENTLY` in the migrating process waits for while it holds the lock — a deadlock
+    /// that failed one of several replicas starting together on a new database.
     pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations")
-            .run(pool)
+        /// "minyi migrate", any constant all Minyi processes share.
+        const MIGRATION_LOCK: i64 = 0x6d69_6e79_696d_6967;
+        let mut conn = pool.acquire().await?;
+        while !sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .fetch_one(&mut *conn)
+            .await?
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // The migrator takes its own lock on this connection too: held by nobody else now.
+        // (`run_direct`: `run` on a connection is refused in a Send future, sqlx's documented
+        // way around.)
+        let applied = sqlx::migrate!("./migrations")
+            .run_direct(None, &mut *conn, false)
             .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")));
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // The lock goes with the connection.
+            conn.detach();
+        }
+        applied
     }
 
     /// The newest migration applied to this database (0 when none).
