@@ -82,8 +82,9 @@ pipes+=("$(run_pipe embedded 21153 21153)")
 kill -TERM $PID; wait $PID || true
 rm -rf "$DATA"
 
-# Production: every service its own process; the catalog and the trained model are made once
-# (by the first classification process) in a data directory all processes share.
+# Production: every service its own process; the trained model is made once (by the first
+# classification process) in a data directory all processes share; the catalog is in the
+# database.
 SHARED=$(mktemp -d)
 cluster_pids=()
 start_svc() { # service grpc_port

@@ -9,7 +9,6 @@ use minyi_catalog::model::Responsibility;
 use minyi_core::auth::Role;
 use minyi_core::petition::TicketStatus;
 use minyi_proto::classification::SuggestRequest;
-use minyi_proto::classification::classification_service_client::ClassificationServiceClient;
 use minyi_proto::common::Location;
 use minyi_proto::intake::{GetTicketRequest, SubmitPetitionRequest, Ticket};
 use support::{Backend, INTAKE_AND_CLASSIFICATION, spawn_services};
@@ -148,16 +147,7 @@ async fn pipeline(backend: Backend) {
     }
 
     // Suggest while typing; hostile input is answered, not crashed on.
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", app.token(Role::Agent))
-        .parse()
-        .unwrap();
-    let mut suggest =
-        ClassificationServiceClient::with_interceptor(channel, support::Bearer(Some(token)));
+    let mut suggest = app.suggest().await;
     let s = suggest
         .suggest(SuggestRequest {
             text: functional.phrasings[0].clone(),
@@ -234,53 +224,10 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
     let replica = support::spawn_with(other, services, None).await;
 
     let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
-    let mut clients = Vec::new();
-    for a in [&app, &replica] {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", a.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let token: tonic::metadata::MetadataValue<_> =
-            format!("Bearer {}", a.token(Role::Agent)).parse().unwrap();
-        clients.push(ClassificationServiceClient::with_interceptor(
-            channel,
-            support::Bearer(Some(token)),
-        ));
-    }
-    // Each replica's answer for the novel text once `done` holds (the first model trains in
-    // the background: Unavailable until it is ready).
-    async fn until(
-        client: &mut ClassificationServiceClient<
-            tonic::service::interceptor::InterceptedService<
-                tonic::transport::Channel,
-                support::Bearer,
-            >,
-        >,
-        text: &str,
-        what: &str,
-        done: impl Fn(&minyi_proto::classification::SuggestResponse) -> bool,
-    ) -> minyi_proto::classification::SuggestResponse {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ask = SuggestRequest {
-                text: text.into(),
-                location: None,
-                k: 5,
-            };
-            match client.suggest(ask).await {
-                Ok(s) if done(s.get_ref()) => return s.into_inner(),
-                Ok(_) => {}
-                Err(e) if e.code() == tonic::Code::Unavailable => {}
-                Err(e) => panic!("{e:?}"),
-            }
-            assert!(Instant::now() < deadline, "{what}: not within 60 s");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let mut clients = vec![app.suggest().await, replica.suggest().await];
     let mut before = Vec::new();
     for c in &mut clients {
-        let s = until(c, novel, "first model", |_| true).await;
+        let s = support::suggest_until(c, novel, "first model", |_| true).await;
         assert_eq!(s.catalog_version, "v1", "the seeded catalog, not the demo");
         assert_eq!(s.suggestions.len(), 5);
         before.push(s);
@@ -310,7 +257,8 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
     assert!(String::from_utf8_lossy(&out.stdout).contains("is active"));
     let mut after = Vec::new();
     for (c, b) in clients.iter_mut().zip(&before) {
-        let s = until(c, novel, "the new version", |s| s.catalog_version == v2).await;
+        let s =
+            support::suggest_until(c, novel, "the new version", |s| s.catalog_version == v2).await;
         assert_ne!(s.model_version, b.model_version, "retrained for {v2}");
         after.push(s);
     }
@@ -332,7 +280,7 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
             .unwrap();
     }
     for (c, a) in clients.iter_mut().zip(&after) {
-        let s = until(c, novel, "the rulings", |s| {
+        let s = support::suggest_until(c, novel, "the rulings", |s| {
             s.model_version != a.model_version
         })
         .await;
@@ -472,71 +420,45 @@ async fn catalog_service_validates_imports_diffs_and_activates() {
     app.stop().await;
 }
 
-/// A classification process that starts on a database with training examples learns from
-/// them in its first model, and does not train again for them (the examples it was trained
-/// with are noted beside the saved model).
+/// An installation that kept its catalog and examples in a catalog directory moves to the
+/// database: the first production process seeds the database with the directory's active
+/// version and its examples, learns from them in its first model, and does not train again
+/// for them (the examples it was trained with are noted beside the saved model).
 #[tokio::test]
-async fn a_new_replica_learns_the_recorded_examples_at_start() {
+async fn a_catalog_directory_moves_into_the_database_with_its_examples() {
     use minyi::app::Mode;
     use minyi_core::store::CatalogStore;
-    let config = minyi::config::Config {
-        catalog_poll_secs: 1,
-        ..support::production_config().await
-    };
-    let store = minyi_core::store::PgCatalogStore::connect(config.database_url.as_deref().unwrap())
-        .await
-        .unwrap();
-    let catalog = minyi_catalog::demo_slice();
-    store.seed(&catalog).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    let catalog = support::small_catalog(&catalog_dir);
+    let local = minyi_catalog::CatalogDir::open(&catalog_dir).unwrap();
     let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
     let item = &catalog.items()[catalog.len() - 1];
     for n in 0..3 {
-        store
+        local
             .record_example(
                 &format!("{novel}（{n}）"),
                 &item.code,
-                serde_json::json!({}),
+                serde_json::json!({"source": "arbitration"}),
             )
             .await
             .unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
     let config = minyi::config::Config {
-        catalog_dir: Some(dir.path().join("catalog")),
+        catalog_dir: Some(catalog_dir),
         model_path: Some(dir.path().join("model.bin")),
-        ..config
+        catalog_poll_secs: 1,
+        ..support::production_config().await
     };
+    let db = config.database_url.clone().unwrap();
     let app = support::spawn_with(
         config,
         Mode::Production(INTAKE_AND_CLASSIFICATION.to_vec()),
         Some(dir),
     )
     .await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", app.token(Role::Agent))
-        .parse()
-        .unwrap();
-    let mut suggest =
-        ClassificationServiceClient::with_interceptor(channel, support::Bearer(Some(token)));
-    let ask = || SuggestRequest {
-        text: novel.into(),
-        location: None,
-        k: 5,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first = loop {
-        match suggest.suggest(ask()).await {
-            Ok(s) => break s.into_inner(),
-            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(e) => panic!("{e:?}"),
-        }
-    };
+    let mut suggest = app.suggest().await;
+    let first = support::suggest_until(&mut suggest, novel, "first model", |_| true).await;
     assert_eq!(first.catalog_version, "v1");
     assert_eq!(
         first.suggestions[0].item_code, item.code,
@@ -544,7 +466,16 @@ async fn a_new_replica_learns_the_recorded_examples_at_start() {
     );
     // Three polls later the same model is in force: nothing was retrained.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let later = suggest.suggest(ask()).await.unwrap().into_inner();
+    let later = support::suggest_until(&mut suggest, novel, "answer", |_| true).await;
     assert_eq!(later.model_version, first.model_version);
+    // In the database now, for every replica.
+    let store = minyi_core::store::PgCatalogStore::connect(&db)
+        .await
+        .unwrap();
+    assert_eq!(store.examples().await.unwrap().len(), 3);
+    assert_eq!(
+        store.active().await.unwrap().content_hash(),
+        catalog.content_hash()
+    );
     app.stop().await;
 }

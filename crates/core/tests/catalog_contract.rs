@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use minyi_catalog::{Catalog, CatalogDir, CatalogError, Clarification, ClarificationChange};
+use minyi_catalog::{
+    Catalog, CatalogDir, CatalogError, Clarification, ClarificationChange, TrainingExample,
+};
 use minyi_core::store::{CatalogStore, PgCatalogStore};
 
 fn smaller(c: &Catalog, keep: usize) -> Catalog {
@@ -23,10 +25,31 @@ async fn contract(store: Arc<dyn CatalogStore>) {
     assert!(store.examples().await.unwrap().is_empty());
     assert_eq!(store.examples_mark().await.unwrap(), 0);
 
-    // Seeding imports and activates into an empty store only.
+    // Seeding imports, activates and records the examples into an empty store only.
     let c = minyi_catalog::demo_slice();
-    assert_eq!(store.seed(&c).await.unwrap().as_deref(), Some("v1"));
-    assert_eq!(store.seed(&smaller(&c, 3)).await.unwrap(), None);
+    let seeded = TrainingExample {
+        text: "垃圾站臭味".into(),
+        label: "S-0".into(),
+    };
+    assert_eq!(
+        store
+            .seed(&c, std::slice::from_ref(&seeded))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        store
+            .seed(&smaller(&c, 3), std::slice::from_ref(&seeded))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.examples().await.unwrap(),
+        std::slice::from_ref(&seeded)
+    );
     let v1 = store.active().await.unwrap();
     assert_eq!((v1.version.as_str(), v1.len()), ("v1", c.len()));
     assert_eq!(v1.content_hash(), c.content_hash());
@@ -143,7 +166,14 @@ async fn contract(store: Arc<dyn CatalogStore>) {
         .iter()
         .map(|e| (e.text.as_str(), e.label.as_str()))
         .collect();
-    assert_eq!(pairs, [("楼下烧烤店油烟", "A-1"), ("井盖缺失", "B-2")]);
+    assert_eq!(
+        pairs,
+        [
+            ("垃圾站臭味", "S-0"),
+            ("楼下烧烤店油烟", "A-1"),
+            ("井盖缺失", "B-2")
+        ]
+    );
 }
 
 #[tokio::test]
@@ -170,7 +200,7 @@ async fn two_connections_share_one_catalog() {
         PgCatalogStore::connect(&url).await.unwrap(),
     );
     let c = minyi_catalog::demo_slice();
-    let (sa, sb) = tokio::join!(a.seed(&c), b.seed(&c));
+    let (sa, sb) = tokio::join!(a.seed(&c, &[]), b.seed(&c, &[]));
     assert_eq!(
         [sa.unwrap(), sb.unwrap()].iter().flatten().count(),
         1,
@@ -193,7 +223,7 @@ async fn a_process_follows_the_active_version() {
     let dir = CatalogDir::open(tmp.path()).unwrap();
     let c = minyi_catalog::demo_slice();
     let store: Arc<dyn CatalogStore> = Arc::new(dir);
-    store.seed(&c).await.unwrap();
+    store.seed(&c, &[]).await.unwrap();
     let live = minyi_catalog::LiveCatalog::new(store.active().await.unwrap());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let follower = tokio::spawn(minyi_core::store::follow_active(

@@ -744,18 +744,19 @@ fn open_catalog_dir(config: &Config) -> anyhow::Result<CatalogDir> {
 }
 
 /// Loads the active catalog. A store without any version is seeded first: a database from the
-/// catalog directory's active version when it has one (how an installation that kept its
-/// catalog in a directory moves it into the database), else with the demo catalog.
+/// catalog directory's active version and its training examples when it has one (how an
+/// installation that kept its catalog in a directory moves it into the database), else with
+/// the demo catalog.
 async fn load_catalog(config: &Config, store: &dyn CatalogStore) -> anyhow::Result<Catalog> {
     if store.list_versions().await?.is_empty() {
         let local = open_catalog_dir(config)?;
         // (In embedded mode the store is that directory: empty, so the demo catalog.)
-        let (seed, from) = match local.active() {
-            Ok(c) => (c, CatalogStore::describe(&local)),
-            Err(_) => (Catalog::demo(), "the demo catalog".to_owned()),
+        let (seed, examples, from) = match local.active() {
+            Ok(c) => (c, local.examples().await?, CatalogStore::describe(&local)),
+            Err(_) => (Catalog::demo(), Vec::new(), "the demo catalog".to_owned()),
         };
-        if let Some(v) = store.seed(&seed).await? {
-            tracing::info!(store = %store.describe(), from = %from, version = %v, "empty catalog store: seeded");
+        if let Some(v) = store.seed(&seed, &examples).await? {
+            tracing::info!(store = %store.describe(), from = %from, version = %v, examples = examples.len(), "empty catalog store: seeded");
         }
     }
     store

@@ -81,7 +81,8 @@ pub struct Config {
     /// Versioned catalog directory (`minyi catalog import --dir`); defaults to
     /// `{data_dir}/catalog`. Embedded mode keeps its catalog and training examples there (the
     /// 3,469-item demo catalog is imported when it is empty); production keeps them in the
-    /// database and reads this directory only to seed an empty one.
+    /// database and reads this directory (active version and examples) only to seed an empty
+    /// one.
     pub catalog_dir: Option<PathBuf>,
     /// Saved classifier; defaults to `{data_dir}/classifier.model`. Trained from the catalog
     /// when missing or older than the catalog.

@@ -54,7 +54,7 @@ async fn world() -> World {
     );
     let clock = ManualClock::new(monday_9am());
     let cd = Arc::new(PgCatalogStore::new(store.pool().clone()));
-    cd.seed(&minyi_catalog::demo_slice()).await.unwrap();
+    cd.seed(&minyi_catalog::demo_slice(), &[]).await.unwrap();
     let engine = Engine {
         store: store.clone(),
         catalog: cd.active().await.unwrap().into(),

@@ -8,6 +8,7 @@ use minyi::app::{App, Backends, Mode, Service};
 use minyi::config::Config;
 use minyi_core::auth::{Role, TokenAuthority};
 use minyi_core::pii::Keyring;
+use minyi_proto::classification::classification_service_client::ClassificationServiceClient;
 use minyi_proto::dispatch::dispatch_service_client::DispatchServiceClient;
 use minyi_proto::intake::intake_service_client::IntakeServiceClient;
 use tokio::sync::oneshot;
@@ -15,6 +16,37 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub type Intake = IntakeServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Suggest = ClassificationServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// The answer to `text` (top 5, no place) once `done` holds for it, waiting out the first
+/// model's training (Unavailable until it is ready); panics after 60 s naming `what`.
+#[allow(dead_code)]
+pub async fn suggest_until(
+    client: &mut Suggest,
+    text: &str,
+    what: &str,
+    done: impl Fn(&minyi_proto::classification::SuggestResponse) -> bool,
+) -> minyi_proto::classification::SuggestResponse {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ask = minyi_proto::classification::SuggestRequest {
+            text: text.into(),
+            location: None,
+            k: 5,
+        };
+        match client.suggest(ask).await {
+            Ok(s) if done(s.get_ref()) => return s.into_inner(),
+            Ok(_) => {}
+            Err(e) if e.code() == tonic::Code::Unavailable => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
 pub type Dispatch = DispatchServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer …` (or nothing) to every request.
@@ -204,6 +236,20 @@ impl TestApp {
         let header: Option<tonic::metadata::MetadataValue<_>> =
             role.map(|r| format!("Bearer {}", self.token(r)).parse().unwrap());
         IntakeServiceClient::with_interceptor(channel, Bearer(header))
+    }
+
+    /// A ClassificationService client acting as an agent.
+    #[allow(dead_code)]
+    pub async fn suggest(&self) -> Suggest {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let header = format!("Bearer {}", self.token(Role::Agent))
+            .parse()
+            .unwrap();
+        ClassificationServiceClient::with_interceptor(channel, Bearer(Some(header)))
     }
 
     /// Graceful stop, as on SIGTERM.

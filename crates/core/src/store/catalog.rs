@@ -42,10 +42,15 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// version and activates it; returns the new version.
     async fn clarify(&self, c: &Clarification) -> Result<String, CatalogError>;
 
-    /// Imports and activates `catalog` when the store holds no version at all (a new
-    /// installation); returns the version it stored, or `None` when there were versions. Of
-    /// several processes starting at once, one seeds.
-    async fn seed(&self, catalog: &Catalog) -> Result<Option<String>, CatalogError>;
+    /// Imports and activates `catalog`, and records `examples` (`source: seed`), when the store
+    /// holds no version at all (a new installation, or one moving its catalog directory into
+    /// the database); returns the version it stored, or `None` when there were versions. All
+    /// or nothing; of several processes starting at once, one seeds.
+    async fn seed(
+        &self,
+        catalog: &Catalog,
+        examples: &[TrainingExample],
+    ) -> Result<Option<String>, CatalogError>;
 
     /// Appends a training example; `extra` (an object: source, ticket, ruling, …) is kept
     /// beside it. The caller masks personal data in `text`.
@@ -99,12 +104,21 @@ impl CatalogStore for CatalogDir {
         CatalogDir::clarify(self, c)
     }
 
-    async fn seed(&self, catalog: &Catalog) -> Result<Option<String>, CatalogError> {
+    /// Examples are appended after the version is active (files have no transaction: a crash
+    /// between the two loses them).
+    async fn seed(
+        &self,
+        catalog: &Catalog,
+        examples: &[TrainingExample],
+    ) -> Result<Option<String>, CatalogError> {
         if !CatalogDir::list_versions(self)?.is_empty() {
             return Ok(None);
         }
         let v = CatalogDir::import(self, catalog)?;
         CatalogDir::activate(self, &v)?;
+        for e in examples {
+            self.record_example(&e.text, &e.label, seeded()).await?;
+        }
         Ok(Some(v))
     }
 
@@ -157,6 +171,11 @@ impl CatalogStore for CatalogDir {
     async fn examples_mark(&self) -> Result<u64, CatalogError> {
         Ok(std::fs::metadata(self.path().join(RULINGS_FILE)).map_or(0, |m| m.len()))
     }
+}
+
+/// What a seeded example is recorded with.
+fn seeded() -> serde_json::Value {
+    serde_json::json!({ "source": "seed" })
 }
 
 /// `{"text", "label", …extra}`: one example as the directory store writes it.
@@ -389,7 +408,11 @@ impl CatalogStore for PgCatalogStore {
         Ok(v)
     }
 
-    async fn seed(&self, catalog: &Catalog) -> Result<Option<String>, CatalogError> {
+    async fn seed(
+        &self,
+        catalog: &Catalog,
+        examples: &[TrainingExample],
+    ) -> Result<Option<String>, CatalogError> {
         let mut tx = self.writing().await?;
         let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM catalog_versions)")
             .fetch_one(&mut *tx)
@@ -400,6 +423,15 @@ impl CatalogStore for PgCatalogStore {
         }
         let v = Self::insert(&mut tx, catalog).await?;
         Self::set_active(&mut tx, 1).await?;
+        for e in examples {
+            sqlx::query("INSERT INTO training_examples (text, label, extra) VALUES ($1, $2, $3)")
+                .bind(&e.text)
+                .bind(&e.label)
+                .bind(seeded())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(Some(v))
     }
