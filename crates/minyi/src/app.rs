@@ -100,9 +100,8 @@ pub struct App {
     tls: Option<ServerTls>,
     /// The catalog, gazetteer and classifier in force (classification).
     router: Option<RouterHandle>,
-    /// The active catalog version, kept current from the store for dispatch and Open311
-    /// (classification follows with its router; the dashboard keeps the version it started
-    /// with).
+    /// The active catalog version, kept current from the store for dispatch, Open311 and the
+    /// dashboard (classification follows with its router).
     catalog: LiveCatalog,
 }
 
@@ -520,7 +519,10 @@ impl App {
             inbox_written: Arc::new(Notify::new()),
             routing_state: self.backends.routing_state.clone(),
         };
-        if self.services.contains(&Service::Dispatch) || self.services.contains(&Service::Intake) {
+        if [Service::Dispatch, Service::Intake, Service::Dashboard]
+            .iter()
+            .any(|s| self.services.contains(s))
+        {
             workers.push(tokio::spawn(minyi_core::store::follow_active(
                 self.backends.catalog.clone(),
                 self.catalog.clone(),
@@ -627,7 +629,7 @@ impl App {
             use minyi_proto::supervisor::supervisor_service_server::SupervisorServiceServer;
             let dashboard = minyi_dashboard::Dashboard::new(
                 self.backends.store.clone(),
-                self.catalog.current(),
+                self.catalog.clone(),
                 self.clock.clone(),
                 self.authority.clone(),
             );

@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
-use minyi_catalog::Catalog;
+use minyi_catalog::{Catalog, LiveCatalog};
 use minyi_core::auth::{AuthError, Claims, Role, TokenAuthority};
 use minyi_core::clock::Clock;
 use minyi_core::store::{StoreError, TicketQuery, TicketRecord, TicketStore};
@@ -72,7 +72,8 @@ pub struct Dashboard {
 
 struct Inner {
     store: Arc<dyn TicketStore>,
-    catalog: Arc<Catalog>,
+    /// Unit, item and category names: the version in force.
+    catalog: LiveCatalog,
     work: WorkTime,
     clock: Arc<dyn Clock>,
     authority: TokenAuthority,
@@ -85,14 +86,14 @@ struct Inner {
 impl Dashboard {
     pub fn new(
         store: Arc<dyn TicketStore>,
-        catalog: Arc<Catalog>,
+        catalog: impl Into<LiveCatalog>,
         clock: Arc<dyn Clock>,
         authority: TokenAuthority,
     ) -> Dashboard {
         Dashboard {
             inner: Arc::new(Inner {
                 store,
-                catalog,
+                catalog: catalog.into(),
                 work: WorkTime::default(),
                 clock,
                 authority,
@@ -103,8 +104,8 @@ impl Dashboard {
         }
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.current()
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -166,7 +167,7 @@ impl Dashboard {
         Ok(Fact::from_record(
             t,
             audit.as_deref(),
-            &self.inner.catalog,
+            &self.inner.catalog.current(),
             &self.inner.work,
         ))
     }
@@ -179,11 +180,12 @@ impl Dashboard {
         let now = self.now();
         let model = self.read();
         let filter = Filter::default_at(now);
+        let catalog = self.inner.catalog.current();
         let cx = Context {
             model: &model,
             filter: &filter,
             now,
-            catalog: &self.inner.catalog,
+            catalog: &catalog,
             work: &self.inner.work,
         };
         let (overdue, at_risk) = cx.overdue_and_at_risk();
@@ -258,7 +260,7 @@ impl Dashboard {
         hotspot_pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(Filter, HotspotQuery), ApiError> {
         match (
-            Filter::parse(raw, self.now(), &self.inner.catalog),
+            Filter::parse(raw, self.now(), &self.inner.catalog.current()),
             HotspotQuery::parse(hotspot_pairs),
         ) {
             (Ok(f), Ok(q)) => Ok((f, q)),
@@ -299,11 +301,12 @@ impl Dashboard {
     pub fn overview(&self, filter: &Filter, hotspot_query: &HotspotQuery) -> Overview {
         let now = self.now();
         let model = self.read();
+        let catalog = self.inner.catalog.current();
         let cx = Context {
             model: &model,
             filter,
             now,
-            catalog: &self.inner.catalog,
+            catalog: &catalog,
             work: &self.inner.work,
         };
         let (overdue, at_risk) = cx.overdue_and_at_risk();
@@ -326,7 +329,7 @@ impl Dashboard {
                 filter,
                 hotspot_query,
                 now,
-                &Names(&self.inner.catalog),
+                &Names(&catalog),
                 &self.inner.similarity,
             ),
             hotspot_query: hotspot_query.clone(),
@@ -342,8 +345,38 @@ impl Dashboard {
             filter,
             q,
             self.now(),
-            &Names(&self.inner.catalog),
+            &Names(&self.inner.catalog.current()),
             &self.inner.similarity,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dashboard reads names and categories from the catalog in force: a category that a
+    /// newly activated version adds is a valid filter at once.
+    #[test]
+    fn filters_follow_the_catalog_in_force() {
+        let live = LiveCatalog::new(minyi_catalog::demo_slice());
+        let dashboard = Dashboard::new(
+            Arc::new(minyi_core::store::MemoryStore::ephemeral()),
+            live.clone(),
+            Arc::new(minyi_core::clock::SystemClock),
+            TokenAuthority::new(b"a test secret of at least thirty-two bytes"),
+        );
+        let raw = RawFilter {
+            category: "新设大类".into(),
+            ..RawFilter::default()
+        };
+        assert!(dashboard.parse(&raw, []).is_err());
+        let (_, mut items, units) = minyi_catalog::demo_slice().into_parts();
+        items[0].path[0] = "新设大类".into();
+        let mut next = Catalog::new("v2", items, units);
+        next.version = "v2".into();
+        live.replace(next);
+        assert!(dashboard.parse(&raw, []).is_ok());
+        assert_eq!(dashboard.catalog().version, "v2");
     }
 }
