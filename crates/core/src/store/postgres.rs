@@ -26,6 +26,36 @@ pub struct PostgresStore {
     handoff: Option<Arc<OutboxHandoff>>,
 }
 
+/// Indexes the migrations build `CONCURRENTLY`: one whose build failed midway (a deadlock, a
+/// cancelled start) is left INVALID, and the retried `CREATE INDEX CONCURRENTLY IF NOT EXISTS`
+/// skips it, so the planner never uses it. Rebuilt here, under the migration lock.
+const CONCURRENT_INDEXES: &[&str] = &["tickets_community_idx"];
+
+async fn repair_invalid_indexes(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    for name in CONCURRENT_INDEXES {
+        let invalid: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace \
+             AND NOT i.indisvalid)",
+        )
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
+        if invalid {
+            tracing::warn!(
+                index = name,
+                "rebuilding an index a failed migration left invalid"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "REINDEX INDEX CONCURRENTLY {name}"
+            )))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     /// Connects and runs the migrations (idempotent; guarded by an advisory lock, so several
     /// replicas may start at once).
@@ -76,10 +106,13 @@ impl PostgresStore {
         // The migrator takes its own lock on this connection too: held by nobody else now.
         // (`run_direct`: `run` on a connection is refused in a Send future, sqlx's documented
         // way around.)
-        let applied = sqlx::migrate!("./migrations")
+        let applied = match sqlx::migrate!("./migrations")
             .run_direct(None, &mut *conn, false)
             .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")));
+        {
+            Ok(()) => repair_invalid_indexes(&mut conn).await,
+            Err(e) => Err(StoreError::Internal(format!("migration failed: {e}"))),
+        };
         let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *conn)
