@@ -508,6 +508,11 @@ async fn arbitration_from_escalation_to_ruling_to_new_catalog_version() {
     assert!(ruled.no_return);
     let case = ruled.arbitration.unwrap();
     assert_eq!(case.catalog_version, "v2");
+    assert_eq!(
+        w.engine.catalog.current().version,
+        "v2",
+        "in force in this process at once"
+    );
     assert_eq!(case.decided_by, "arb");
 
     // The clarification is a new, active catalog version, and the ticket is training data.

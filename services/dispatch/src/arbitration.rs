@@ -113,6 +113,11 @@ impl ArbitrationApi {
                 }
                 e => Status::failed_precondition(format!("the clarification is invalid: {e}")),
             })?;
+        // In force here at once; other processes follow at their next poll.
+        match store.load(&version).await {
+            Ok(c) => self.engine.catalog.replace(c),
+            Err(e) => tracing::warn!(%version, error = %e, "cannot load the clarified catalog yet"),
+        }
         // The ruled ticket becomes a labelled example for the next training.
         crate::training::record(
             store.as_ref(),
