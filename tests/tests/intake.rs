@@ -360,6 +360,7 @@ async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
         "minyi_bus_queue_depth{queue=\"classification\"}".to_owned(),
         "minyi_bus_dead_letters{queue=\"dispatch\"} 0".to_owned(),
         "# TYPE minyi_tickets_received_total counter".to_owned(),
+        "minyi_catalog_version_info{version=\"v1\"} 1".to_owned(),
     ] {
         assert!(raw.contains(&want), "missing {want} in:\n{raw}");
     }
@@ -368,6 +369,11 @@ async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
         // Embedded mode runs every service, so every series the operators' Grafana dashboard
         // queries must be exported here under that very name.
         assert!(raw.contains("\nminyi_tickets_at_risk 0\n"), "{raw}");
+        // The classifier is ready: it handled the petition.
+        assert!(
+            raw.contains("minyi_classifier_model_info{model=\""),
+            "{raw}"
+        );
         for series in grafana_series() {
             assert!(
                 raw.contains(&format!("# TYPE {series} ")),

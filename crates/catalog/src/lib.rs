@@ -13,10 +13,12 @@
 //! - [`format`](mod@format): CSV / JSON / YAML import and export.
 //! - [`validate`]: problems with location and field, all of them at once.
 //! - [`diff`](mod@diff): what changed between two versions.
-//! - [`store`]: [`CatalogDir`], the versioned catalog directory, and arbitration
-//!   [`Clarification`]s.
+//! - [`store`]: [`CatalogDir`], the versioned catalog directory (embedded mode; production
+//!   keeps versions in PostgreSQL, `minyi_core::store::PgCatalogStore`, in the same stored
+//!   form), [`TrainingExample`]s and arbitration [`Clarification`]s.
+//! - [`live`]: [`LiveCatalog`], the version in force in a running process.
 //! - [`gazetteer`]: address text / coordinates → street and community, or unresolved.
-//! - [`cli`]: `minyi catalog …`.
+//! - [`cli`]: `minyi catalog …`, on a directory or (from the `minyi` binary) the database.
 
 pub mod cli;
 pub mod demo;

@@ -116,6 +116,10 @@ struct Scrape {
     /// This process runs the dashboard: report overdue tickets from its read model.
     dashboard: Option<minyi_dashboard::Dashboard>,
     started: std::time::SystemTime,
+    /// The catalog in force (dispatch, intake, dashboard).
+    catalog: LiveCatalog,
+    /// Classification: the catalog and model its router uses.
+    router: Option<RouterHandle>,
 }
 
 impl Scrape {
@@ -163,6 +167,34 @@ impl Scrape {
         );
         for (queue, n) in dead {
             out.sample("minyi_bus_dead_letters", &[("queue", queue)], n as f64);
+        }
+        // Which catalog version (and model) this process works with: replicas that disagree
+        // for longer than a poll interval point at a process that cannot read the store.
+        let (version, model) = match &self.router {
+            Some(handle) => match handle.current() {
+                Some(r) => (
+                    Some(r.catalog.version.clone()),
+                    Some(r.model.version().to_owned()),
+                ),
+                None => (None, None),
+            },
+            None => (Some(self.catalog.current().version.clone()), None),
+        };
+        if let Some(v) = version {
+            out.header(
+                "minyi_catalog_version_info",
+                "gauge",
+                "The catalog version in force in this process (classification: its model's).",
+            );
+            out.sample("minyi_catalog_version_info", &[("version", &v)], 1.0);
+        }
+        if let Some(m) = model {
+            out.header(
+                "minyi_classifier_model_info",
+                "gauge",
+                "The classifier model in force in this process.",
+            );
+            out.sample("minyi_classifier_model_info", &[("model", &m)], 1.0);
         }
         if self.timers
             && let Some(n) = within(self.backends.timers.pending()).await
@@ -619,6 +651,8 @@ impl App {
             timers: self.services.contains(&Service::Deadline),
             dashboard: None,
             started: std::time::SystemTime::now(),
+            catalog: self.catalog.clone(),
+            router: self.router.clone(),
         };
         let mut http_app =
             axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
