@@ -62,6 +62,11 @@ pub trait Versions {
     fn load(&self, version: &str) -> Result<Catalog, CatalogError>;
     /// The active catalog.
     fn active(&self) -> Result<Catalog, CatalogError>;
+    /// A stored version's item count and content hash; by default by loading it.
+    fn summary(&self, version: &str) -> Result<(usize, String), CatalogError> {
+        let c = self.load(version)?;
+        Ok((c.len(), c.content_hash()))
+    }
 }
 
 impl Versions for CatalogDir {
@@ -362,11 +367,10 @@ pub fn run_with(
                 } else {
                     " "
                 };
-                let line = match store.load(&v) {
-                    Ok(c) => format!(
-                        "{mark} {v:<5} {:>5} items  sha256 {}",
-                        c.len(),
-                        short_hash(&c)
+                let line = match store.summary(&v) {
+                    Ok((items, sha256)) => format!(
+                        "{mark} {v:<5} {items:>5} items  sha256 {}",
+                        &sha256[..sha256.len().min(12)]
                     ),
                     Err(e) => format!("{mark} {v:<5} unreadable: {e}"),
                 };

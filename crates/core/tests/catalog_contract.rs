@@ -62,6 +62,15 @@ async fn contract(store: Arc<dyn CatalogStore>) {
     assert_eq!(store.active_version().await.unwrap().as_deref(), Some("v2"));
     assert_eq!(store.active().await.unwrap().len(), 10);
     assert_eq!(store.load("v1").await.unwrap().items(), c.items());
+    assert_eq!(
+        store.summary("v2").await.unwrap(),
+        (10, c2.content_hash()),
+        "count and hash without loading"
+    );
+    assert!(matches!(
+        store.summary("v9").await,
+        Err(CatalogError::UnknownVersion(_))
+    ));
     for bad in ["v9", "bogus", "-1"] {
         assert!(
             matches!(
@@ -209,6 +218,13 @@ async fn two_connections_share_one_catalog() {
     let v2 = a.import(&smaller(&c, 7)).await.unwrap();
     a.activate(&v2).await.unwrap();
     assert_eq!(b.active().await.unwrap().len(), 7);
+    // A version stored before hashes were kept is hashed when listed.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE catalog_versions SET sha256 = NULL WHERE n = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(b.summary("v1").await.unwrap(), (c.len(), c.content_hash()));
     a.record_example("路灯不亮", "X", serde_json::json!({}))
         .await
         .unwrap();

@@ -45,4 +45,7 @@ impl Versions for DatabaseVersions {
     fn active(&self) -> Result<Catalog, CatalogError> {
         self.runtime.block_on(self.store.active())
     }
+    fn summary(&self, version: &str) -> Result<(usize, String), CatalogError> {
+        self.runtime.block_on(self.store.summary(version))
+    }
 }

@@ -87,10 +87,16 @@ impl CatalogService for CatalogApi {
         request: Request<ListVersionsRequest>,
     ) -> Result<Response<ListVersionsResponse>, Status> {
         require_role(&claims(&request)?, READERS, "read the catalog")?;
+        let active = self.store.active_version().await.map_err(status)?;
         let mut versions = Vec::new();
         for v in self.store.list_versions().await.map_err(status)? {
-            let c = self.store.load(&v).await.map_err(status)?;
-            versions.push(self.version_of(&c).await?);
+            let (items, sha256) = self.store.summary(&v).await.map_err(status)?;
+            versions.push(CatalogVersion {
+                active: active.as_deref() == Some(v.as_str()),
+                version: v,
+                items: items as u32,
+                sha256,
+            });
         }
         Ok(Response::new(ListVersionsResponse { versions }))
     }

@@ -38,6 +38,13 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// The active catalog.
     async fn active(&self) -> Result<Catalog, CatalogError>;
 
+    /// A stored version's item count and content hash ([`Catalog::content_hash`]), for
+    /// listings; by default by loading it.
+    async fn summary(&self, version: &str) -> Result<(usize, String), CatalogError> {
+        let c = self.load(version).await?;
+        Ok((c.len(), c.content_hash()))
+    }
+
     /// Applies an arbitration clarification to the active catalog, stores the result as a new
     /// version and activates it; returns the new version.
     async fn clarify(&self, c: &Clarification) -> Result<String, CatalogError>;
@@ -279,13 +286,16 @@ impl PgCatalogStore {
             .map_err(backend)?;
         let n = last.unwrap_or(0) + 1;
         let (c, json) = stored_form(catalog, n as u32)?;
-        sqlx::query("INSERT INTO catalog_versions (n, body, items) VALUES ($1, $2, $3)")
-            .bind(n)
-            .bind(json)
-            .bind(c.len() as i32)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO catalog_versions (n, body, items, sha256) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(n)
+        .bind(json)
+        .bind(c.len() as i32)
+        .bind(c.content_hash())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
         Ok(c.version)
     }
 
@@ -390,6 +400,27 @@ impl CatalogStore for PgCatalogStore {
         .ok_or_else(Self::no_active)?;
         let n: i32 = row.get("n");
         read_stored(row.get("body"), n as u32)
+    }
+
+    /// From the stored columns (versions stored before the hash column are loaded).
+    async fn summary(&self, version: &str) -> Result<(usize, String), CatalogError> {
+        let n = version_number(version)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| CatalogError::UnknownVersion(version.into()))?;
+        let row: Option<(i32, Option<String>)> =
+            sqlx::query_as("SELECT items, sha256 FROM catalog_versions WHERE n = $1")
+                .bind(n)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        match row {
+            None => Err(CatalogError::UnknownVersion(version.into())),
+            Some((items, Some(sha256))) => Ok((items as usize, sha256)),
+            Some((_, None)) => {
+                let c = self.load(version).await?;
+                Ok((c.len(), c.content_hash()))
+            }
+        }
     }
 
     async fn clarify(&self, c: &Clarification) -> Result<String, CatalogError> {
