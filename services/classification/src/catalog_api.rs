@@ -33,13 +33,14 @@ impl CatalogApi {
         Self { store }
     }
 
-    async fn version_of(&self, c: &Catalog) -> Result<CatalogVersion, Status> {
+    /// `version`, stored with the content of `c` (the hash leaves the version label out).
+    async fn version_of(&self, version: &str, c: &Catalog) -> Result<CatalogVersion, Status> {
         let active = self.store.active_version().await.map_err(status)?;
         Ok(CatalogVersion {
-            version: c.version.clone(),
+            version: version.to_owned(),
             items: c.len() as u32,
             sha256: c.content_hash(),
-            active: active.as_deref() == Some(c.version.as_str()),
+            active: active.as_deref() == Some(version),
         })
     }
 }
@@ -143,8 +144,8 @@ impl CatalogService for CatalogApi {
         if r.activate {
             self.store.activate(&version).await.map_err(status)?;
         }
-        let stored = self.store.load(&version).await.map_err(status)?;
-        Ok(Response::new(self.version_of(&stored).await?))
+        // Stored as parsed: its count and hash need no reload.
+        Ok(Response::new(self.version_of(&version, &catalog).await?))
     }
 
     async fn diff(&self, request: Request<DiffRequest>) -> Result<Response<DiffResponse>, Status> {
@@ -179,7 +180,9 @@ impl CatalogService for CatalogApi {
             .await
             .map_err(status)?;
         tracing::info!(version = %catalog.version, "catalog version activated");
-        Ok(Response::new(self.version_of(&catalog).await?))
+        Ok(Response::new(
+            self.version_of(&catalog.version, &catalog).await?,
+        ))
     }
 
     async fn export(

@@ -328,6 +328,27 @@ impl PgCatalogStore {
         read_stored(&body, n as u32)
     }
 
+    /// One example; `extra` is kept when it is an object.
+    async fn insert_example(
+        exec: impl sqlx::PgExecutor<'_>,
+        text: &str,
+        label: &str,
+        extra: serde_json::Value,
+    ) -> Result<(), CatalogError> {
+        let extra = match extra {
+            serde_json::Value::Object(_) => extra,
+            _ => serde_json::json!({}),
+        };
+        sqlx::query("INSERT INTO training_examples (text, label, extra) VALUES ($1, $2, $3)")
+            .bind(text)
+            .bind(label)
+            .bind(extra)
+            .execute(exec)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     fn no_active() -> CatalogError {
         CatalogError::NoActiveVersionIn("the catalog database".into())
     }
@@ -455,13 +476,7 @@ impl CatalogStore for PgCatalogStore {
         let v = Self::insert(&mut tx, catalog).await?;
         Self::set_active(&mut tx, 1).await?;
         for e in examples {
-            sqlx::query("INSERT INTO training_examples (text, label, extra) VALUES ($1, $2, $3)")
-                .bind(&e.text)
-                .bind(&e.label)
-                .bind(seeded())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            Self::insert_example(&mut *tx, &e.text, &e.label, seeded()).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(Some(v))
@@ -473,18 +488,7 @@ impl CatalogStore for PgCatalogStore {
         label: &str,
         extra: serde_json::Value,
     ) -> Result<(), CatalogError> {
-        let extra = match extra {
-            serde_json::Value::Object(_) => extra,
-            _ => serde_json::json!({}),
-        };
-        sqlx::query("INSERT INTO training_examples (text, label, extra) VALUES ($1, $2, $3)")
-            .bind(text)
-            .bind(label)
-            .bind(extra)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Self::insert_example(&self.pool, text, label, extra).await
     }
 
     async fn examples(&self) -> Result<Vec<TrainingExample>, CatalogError> {
