@@ -269,16 +269,7 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
         .iter()
         .find(|i| i.code != after[0].suggestions[0].item_code)
         .unwrap();
-    for n in 0..3 {
-        store
-            .record_example(
-                &format!("{novel}（{n}）"),
-                &item.code,
-                serde_json::json!({"ruling": "t"}),
-            )
-            .await
-            .unwrap();
-    }
+    support::record_rulings(&store, novel, &item.code).await;
     for (c, a) in clients.iter_mut().zip(&after) {
         let s = support::suggest_until(c, novel, "the rulings", |s| {
             s.model_version != a.model_version
@@ -434,16 +425,7 @@ async fn a_catalog_directory_moves_into_the_database_with_its_examples() {
     let local = minyi_catalog::CatalogDir::open(&catalog_dir).unwrap();
     let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
     let item = &catalog.items()[catalog.len() - 1];
-    for n in 0..3 {
-        local
-            .record_example(
-                &format!("{novel}（{n}）"),
-                &item.code,
-                serde_json::json!({"source": "arbitration"}),
-            )
-            .await
-            .unwrap();
-    }
+    support::record_rulings(&local, novel, &item.code).await;
     let config = minyi::config::Config {
         catalog_dir: Some(catalog_dir),
         model_path: Some(dir.path().join("model.bin")),

@@ -129,6 +129,22 @@ pub async fn last_training_example(config: &Config) -> serde_json::Value {
     example
 }
 
+/// Records three phrasings of `text` (`text（0）` …) filed under `item`, as arbitration
+/// rulings are.
+#[allow(dead_code)]
+pub async fn record_rulings(store: &dyn minyi_core::store::CatalogStore, text: &str, item: &str) {
+    for n in 0..3 {
+        store
+            .record_example(
+                &format!("{text}（{n}）"),
+                item,
+                serde_json::json!({"source": "arbitration"}),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// Services of a production-mode test app.
 pub const INTAKE_AND_CLASSIFICATION: &[Service] = &[Service::Intake, Service::Classification];
 
