@@ -238,7 +238,12 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
     let store = minyi_core::store::PgCatalogStore::connect(&db)
         .await
         .unwrap();
-    let v2 = store.import(&catalog).await.unwrap();
+    // One phrasing more: a model's version is a hash of what it learnt plus the second it was
+    // trained, so an identical catalog could give the same version within a second.
+    let mut items = catalog.items().to_vec();
+    items[0].phrasings.push("新版目录补充的一种说法".into());
+    let changed = minyi_catalog::Catalog::new("v2", items, catalog.units().clone());
+    let v2 = store.import(&changed).await.unwrap();
     let bin = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))

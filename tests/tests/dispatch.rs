@@ -5,13 +5,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use minyi::app::{Mode, Service};
+use minyi::config::Config;
 use minyi_catalog::model::Responsibility;
 use minyi_core::auth::Role;
 use minyi_core::petition::TicketStatus;
 use minyi_proto::common::Location;
 use minyi_proto::dispatch::*;
 use minyi_proto::intake::{GetTicketRequest as IntakeGet, SubmitPetitionRequest};
-use support::{Cluster, Dispatch, spawn_cluster};
+use support::{Dispatch, TestApp, spawn_cluster};
 use tokio_stream_next::next;
 use tonic::Code;
 
@@ -33,8 +35,8 @@ const COMPLETED: i32 = 4;
 const CALLED_BACK: i32 = 5;
 const ARCHIVED: i32 = 6;
 
-async fn submit(c: &Cluster, text: &str, address: &str) -> String {
-    let mut agent = c.intake.intake(Some(Role::Agent)).await;
+async fn submit(intake: &TestApp, text: &str, address: &str) -> String {
+    let mut agent = intake.intake(Some(Role::Agent)).await;
     agent
         .submit_petition(SubmitPetitionRequest {
             channel: 1,
@@ -60,8 +62,12 @@ async fn submit(c: &Cluster, text: &str, address: &str) -> String {
 }
 
 /// Waits until the ticket's coarse status is `status`.
-async fn wait_status(c: &Cluster, id: &str, status: TicketStatus) -> minyi_proto::intake::Ticket {
-    let mut agent = c.intake.intake(Some(Role::Agent)).await;
+async fn wait_status(
+    intake: &TestApp,
+    id: &str,
+    status: TicketStatus,
+) -> minyi_proto::intake::Ticket {
+    let mut agent = intake.intake(Some(Role::Agent)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let t = agent
@@ -119,8 +125,8 @@ async fn dispatch_lifecycle_in_production_mode() {
 
     // --- submit → auto-dispatched → accepted → completed → callback → archived ---
     let (text, owner) = functional_text();
-    let id = submit(&c, &text, "光明街道东周社区").await;
-    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    let id = submit(&c.intake, &text, "光明街道东周社区").await;
+    wait_status(&c.intake, &id, TicketStatus::Dispatched).await;
     let t = get(&mut dispatcher, &id).await;
     assert_eq!(t.state, DISPATCHED);
     assert_eq!(t.lead_unit, owner);
@@ -256,7 +262,7 @@ async fn dispatch_lifecycle_in_production_mode() {
         .unwrap()
         .into_inner();
     assert_eq!(done.state, COMPLETED);
-    wait_status(&c, &id, TicketStatus::Completed).await;
+    wait_status(&c.intake, &id, TicketStatus::Completed).await;
 
     // Callback: a dissatisfied rating for a cause on the unit's side reopens for redo.
     let e = dispatcher
@@ -315,7 +321,7 @@ async fn dispatch_lifecycle_in_production_mode() {
         .unwrap()
         .into_inner();
     assert_eq!(archived.state, ARCHIVED);
-    wait_status(&c, &id, TicketStatus::Archived).await;
+    wait_status(&c.intake, &id, TicketStatus::Archived).await;
     let e = dispatcher
         .archive(ArchiveRequest {
             ticket: id.clone(),
@@ -359,8 +365,8 @@ async fn dispatch_lifecycle_in_production_mode() {
     assert_eq!(audit[0].role, "system");
 
     // --- return → re-dispatched by a dispatcher ---
-    let id2 = submit(&c, &format!("{text}。另外一件事"), "凤凰街道").await;
-    wait_status(&c, &id2, TicketStatus::Dispatched).await;
+    let id2 = submit(&c.intake, &format!("{text}。另外一件事"), "凤凰街道").await;
+    wait_status(&c.intake, &id2, TicketStatus::Dispatched).await;
     let (_, rule) = territorial_text();
     let e = lead
         .r#return(ReturnRequest {
@@ -384,7 +390,7 @@ async fn dispatch_lifecycle_in_production_mode() {
         .unwrap()
         .into_inner();
     assert_eq!(returned.state, RETURNED);
-    wait_status(&c, &id2, TicketStatus::NeedsDispatcher).await;
+    wait_status(&c.intake, &id2, TicketStatus::NeedsDispatcher).await;
     let queue = dispatcher
         .list_queue(ListQueueRequest::default())
         .await
@@ -584,8 +590,8 @@ async fn dispatch_lifecycle_in_production_mode() {
 
     // --- manual dispatch of a ticket classification was unsure about ---
     let (ttext, _) = territorial_text();
-    let id3 = submit(&c, &ttext, "").await;
-    wait_status(&c, &id3, TicketStatus::NeedsDispatcher).await;
+    let id3 = submit(&c.intake, &ttext, "").await;
+    wait_status(&c.intake, &id3, TicketStatus::NeedsDispatcher).await;
     let queue = dispatcher
         .list_queue(ListQueueRequest::default())
         .await
@@ -616,7 +622,7 @@ async fn dispatch_lifecycle_in_production_mode() {
         .into_inner();
     assert_eq!(manual.lead_unit, "ST-GM");
     assert!(manual.manual);
-    wait_status(&c, &id3, TicketStatus::Dispatched).await;
+    wait_status(&c.intake, &id3, TicketStatus::Dispatched).await;
     let mut gm = c.dispatch.dispatch(Role::Handler, Some("ST-GM")).await;
     let inbox = gm
         .list_inbox(ListInboxRequest::default())
@@ -654,8 +660,8 @@ async fn dispatch_lifecycle_in_production_mode() {
 async fn a_citizens_follow_up_resumes_a_paused_clock() {
     let c = spawn_cluster().await;
     let (text, owner) = functional_text();
-    let id = submit(&c, &text, "光明街道东周社区").await;
-    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    let id = submit(&c.intake, &text, "光明街道东周社区").await;
+    wait_status(&c.intake, &id, TicketStatus::Dispatched).await;
     let mut lead = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
     lead.accept(AcceptRequest {
         ticket: id.clone(),
@@ -740,8 +746,8 @@ async fn a_dispatchers_reclassification_becomes_a_training_example() {
     let c = spawn_cluster().await;
     let (text, code) = territorial_text();
     // No place: a dispatcher decides.
-    let id = submit(&c, &format!("{text}，电话13800138000"), "").await;
-    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
+    let id = submit(&c.intake, &format!("{text}，电话13800138000"), "").await;
+    wait_status(&c.intake, &id, TicketStatus::NeedsDispatcher).await;
     let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
     let t = dispatcher
         .dispatch(DispatchRequest {
@@ -772,12 +778,46 @@ async fn a_dispatchers_reclassification_becomes_a_training_example() {
 /// version has, which the version dispatch started with refused.
 #[tokio::test]
 async fn a_newly_activated_catalog_reaches_dispatch_without_a_restart() {
-    use minyi_core::store::CatalogStore;
     let c = spawn_cluster().await;
+    activation_reaches_dispatch(&c.intake, &c.dispatch).await;
+    c.stop().await;
+}
+
+/// The same in one process running classification and dispatch (as `minyi dev` does): there
+/// the classification watch is the process's only follower of the catalog store.
+#[tokio::test]
+async fn a_newly_activated_catalog_reaches_dispatch_in_the_process_of_classification() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    support::small_catalog(&catalog_dir);
+    let config = Config {
+        catalog_dir: Some(catalog_dir),
+        model_path: Some(dir.path().join("model.bin")),
+        catalog_poll_secs: 1,
+        ..support::production_config().await
+    };
+    let app = support::spawn_with(
+        config,
+        Mode::Production(vec![
+            Service::Intake,
+            Service::Classification,
+            Service::Dispatch,
+        ]),
+        Some(dir),
+    )
+    .await;
+    activation_reaches_dispatch(&app, &app).await;
+    app.stop().await;
+}
+
+/// An item added by a clarification is refused by dispatch before it is active and accepted
+/// after, without a restart.
+async fn activation_reaches_dispatch(intake: &TestApp, dispatch: &TestApp) {
+    use minyi_core::store::CatalogStore;
     let (text, code) = territorial_text();
-    let id = submit(&c, &text, "").await;
-    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
-    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let id = submit(intake, &text, "").await;
+    wait_status(intake, &id, TicketStatus::NeedsDispatcher).await;
+    let mut dispatcher = dispatch.dispatch(Role::Dispatcher, None).await;
     let naming = |item_code: &str| DispatchRequest {
         ticket: id.clone(),
         lead_unit: "ST-GM".into(),
@@ -794,7 +834,7 @@ async fn a_newly_activated_catalog_reaches_dispatch_without_a_restart() {
     );
 
     let store = minyi_core::store::PgCatalogStore::connect(
-        c.dispatch.config.database_url.as_deref().unwrap(),
+        dispatch.config.database_url.as_deref().unwrap(),
     )
     .await
     .unwrap();
@@ -827,7 +867,6 @@ async fn a_newly_activated_catalog_reaches_dispatch_without_a_restart() {
     };
     assert_eq!(t.state, DISPATCHED);
     assert_eq!(t.routing.unwrap().item_code, "GM-NEW-0001");
-    c.stop().await;
 }
 
 /// A returned ticket sent on to the next suggestion is handled as that suggestion's matter,
@@ -837,8 +876,8 @@ async fn a_ticket_sent_on_to_the_next_suggestion_becomes_a_training_example() {
     let c = spawn_cluster().await;
     let (text, owner) = functional_text();
     let (_, rule) = territorial_text();
-    let id = submit(&c, &text, "光明街道东周社区").await;
-    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    let id = submit(&c.intake, &text, "光明街道东周社区").await;
+    wait_status(&c.intake, &id, TicketStatus::Dispatched).await;
     let mut lead = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
     lead.r#return(ReturnRequest {
         ticket: id.clone(),
@@ -848,7 +887,7 @@ async fn a_ticket_sent_on_to_the_next_suggestion_becomes_a_training_example() {
     })
     .await
     .unwrap();
-    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
+    wait_status(&c.intake, &id, TicketStatus::NeedsDispatcher).await;
     let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
     let before = get(&mut dispatcher, &id).await.routing.unwrap();
     let next = before
@@ -887,7 +926,7 @@ async fn inbox_stream_resumes_from_its_cursor() {
     let (ttext, _) = territorial_text();
     let mut ids = Vec::new();
     for i in 0..6 {
-        let id = submit(&c, &format!("{ttext} 第{i}次"), "").await;
+        let id = submit(&c.intake, &format!("{ttext} 第{i}次"), "").await;
         ids.push(id);
     }
     let mut gm = c.dispatch.dispatch(Role::Handler, Some("ST-GM")).await;
@@ -1139,8 +1178,8 @@ async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
     let c = spawn_cluster().await;
     let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
     let (ttext, rule) = territorial_text();
-    let id = submit(&c, &ttext, "").await;
-    wait_status(&c, &id, TicketStatus::NeedsDispatcher).await;
+    let id = submit(&c.intake, &ttext, "").await;
+    wait_status(&c.intake, &id, TicketStatus::NeedsDispatcher).await;
     for unit in ["ST-GM", "ST-FH"] {
         dispatcher
             .dispatch(DispatchRequest {
@@ -1162,7 +1201,7 @@ async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
             .await
             .unwrap();
     }
-    wait_status(&c, &id, TicketStatus::InArbitration).await;
+    wait_status(&c.intake, &id, TicketStatus::InArbitration).await;
 
     // The CLI runs as an async child process: this runtime keeps serving the cluster.
     let endpoint = format!("http://{}", c.dispatch.grpc);
@@ -1217,7 +1256,7 @@ async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
     .await;
     assert!(ok, "{err}");
     assert!(out.contains("光明街道") && out.contains("v2"), "{out}");
-    wait_status(&c, &id, TicketStatus::Dispatched).await;
+    wait_status(&c.intake, &id, TicketStatus::Dispatched).await;
     let e = c
         .dispatch
         .dispatch(Role::Handler, Some("ST-GM"))

@@ -527,6 +527,7 @@ impl App {
             let watch = minyi_classification::watch::CatalogWatch {
                 handle: router.clone(),
                 store: self.backends.catalog.clone(),
+                live: self.catalog.clone(),
                 model_path: self.config.model_path(),
                 per_item: self.config.classifier_examples_per_item,
                 train: train_config(&self.config),
@@ -551,9 +552,12 @@ impl App {
             inbox_written: Arc::new(Notify::new()),
             routing_state: self.backends.routing_state.clone(),
         };
-        if [Service::Dispatch, Service::Intake, Service::Dashboard]
-            .iter()
-            .any(|s| self.services.contains(s))
+        // With classification in this process its catalog watch keeps the catalog on the
+        // active version; else this follower does.
+        if self.router.is_none()
+            && [Service::Dispatch, Service::Intake, Service::Dashboard]
+                .iter()
+                .any(|s| self.services.contains(s))
         {
             workers.push(tokio::spawn(minyi_core::store::follow_active(
                 self.backends.catalog.clone(),

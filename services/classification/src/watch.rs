@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use minyi_catalog::{Catalog, Gazetteer, TrainingExample};
+use minyi_catalog::{Catalog, Gazetteer, LiveCatalog, TrainingExample};
 use minyi_classifier::{Example, Model, TrainConfig};
-use minyi_core::store::CatalogStore;
+use minyi_core::store::{CatalogStore, put_in_force};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -23,6 +23,10 @@ use crate::router::{Router, RouterHandle};
 pub struct CatalogWatch {
     pub handle: RouterHandle,
     pub store: Arc<dyn CatalogStore>,
+    /// The process's catalog in force, which this watch keeps on the active version (dispatch,
+    /// intake and the dashboard in the same process read it): one poller of the store per
+    /// process, in place of [`minyi_core::store::follow_active`].
+    pub live: LiveCatalog,
     pub model_path: PathBuf,
     /// Synthetic training petitions per catalog item.
     pub per_item: usize,
@@ -33,7 +37,7 @@ pub struct CatalogWatch {
     pub every: Duration,
 }
 
-/// What the router in force was built from.
+/// What a router is built from: a catalog version and the examples up to a mark.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
     catalog_version: String,
@@ -79,14 +83,8 @@ fn trained_mark(model_path: &Path, model: &Model) -> u64 {
 
 impl CatalogWatch {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let router = tokio::select! {
-            r = self.handle.wait_ready() => r,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let mut seen = Seen {
-            catalog_version: router.catalog.version.clone(),
-            examples_mark: trained_mark(&self.model_path, &router.model),
-        };
+        // What the router in force was built from; `None` until the first router is ready.
+        let mut built: Option<Seen> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.every) => {}
@@ -99,10 +97,24 @@ impl CatalogWatch {
                     continue;
                 }
             };
-            if now == seen {
+            let Some(catalog) =
+                put_in_force(self.store.as_ref(), &self.live, &now.catalog_version).await
+            else {
+                continue;
+            };
+            // The first model may still be training: the process follows the catalog
+            // meanwhile, and the router catches up once it is ready.
+            let Some(router) = self.handle.current() else {
+                continue;
+            };
+            let seen = built.get_or_insert_with(|| Seen {
+                catalog_version: router.catalog.version.clone(),
+                examples_mark: trained_mark(&self.model_path, &router.model),
+            });
+            if now == *seen {
                 continue;
             }
-            match self.build(&now).await {
+            match self.build(catalog, now.examples_mark).await {
                 Ok((router, examples)) => {
                     tracing::info!(
                         catalog = %router.catalog.version,
@@ -113,7 +125,7 @@ impl CatalogWatch {
                         "new router in force"
                     );
                     self.handle.swap(router);
-                    seen = now;
+                    *seen = now;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "could not build the new router; the old one stays")
@@ -133,24 +145,22 @@ impl CatalogWatch {
         })
     }
 
-    /// Trains a router for `seen`'s catalog version with every example about its items.
+    /// Trains a router for `catalog` with every example about its items.
     /// Returns it and the number of examples used.
-    async fn build(&self, seen: &Seen) -> Result<(Router, usize), String> {
-        let catalog = self
-            .store
-            .load(&seen.catalog_version)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn build(
+        &self,
+        catalog: Arc<Catalog>,
+        examples_mark: u64,
+    ) -> Result<(Router, usize), String> {
         let history = usable(
             self.store.examples().await.map_err(|e| e.to_string())?,
             &catalog,
         );
-        let (model_path, per_item, train, by_unit, mark) = (
+        let (model_path, per_item, train, by_unit) = (
             self.model_path.clone(),
             self.per_item,
             self.train.clone(),
             self.by_unit,
-            seen.examples_mark,
         );
         tokio::task::spawn_blocking(move || {
             let n = history.len();
@@ -161,7 +171,7 @@ impl CatalogWatch {
                 &train,
                 &history,
                 by_unit,
-                mark,
+                examples_mark,
             )
             .map(|r| (r, n))
         })
@@ -172,7 +182,7 @@ impl CatalogWatch {
 
 fn build(
     model_path: &Path,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     per_item: usize,
     train: &TrainConfig,
     history: &[Example],
@@ -191,7 +201,7 @@ fn build(
         })
         .flatten();
     Ok(Router {
-        catalog: Arc::new(catalog),
+        catalog,
         gazetteer: Arc::new(Gazetteer::guangming()),
         model: Arc::new(model),
         owner_threshold,

@@ -518,7 +518,8 @@ impl CatalogStore for PgCatalogStore {
 
 /// Keeps `live` at the store's active version, checking every `every` until `shutdown`: how
 /// dispatch and intake processes follow an activation (or an arbitration clarification) without
-/// a restart. Classification follows with its own watcher, which also retrains.
+/// a restart. A process running classification does not start it: its catalog watch, which
+/// also retrains, keeps the process's catalog in step (one poller per process).
 pub async fn follow_active(
     store: std::sync::Arc<dyn CatalogStore>,
     live: minyi_catalog::LiveCatalog,
@@ -538,17 +539,31 @@ pub async fn follow_active(
                 continue;
             }
         };
-        if active == live.current().version {
-            continue;
+        put_in_force(store.as_ref(), &live, &active).await;
+    }
+}
+
+/// Puts `version` in force in `live`, loading it from `store` when it is not the version in
+/// force already, and returns it; `None` when it cannot be loaded (the old one stays, logged).
+pub async fn put_in_force(
+    store: &dyn CatalogStore,
+    live: &minyi_catalog::LiveCatalog,
+    version: &str,
+) -> Option<std::sync::Arc<minyi_catalog::Catalog>> {
+    let current = live.current();
+    if current.version == version {
+        return Some(current);
+    }
+    match store.load(version).await {
+        Ok(c) => {
+            tracing::info!(version = %c.version, items = c.len(), "catalog version in force");
+            let c = std::sync::Arc::new(c);
+            live.replace(c.clone());
+            Some(c)
         }
-        match store.load(&active).await {
-            Ok(c) => {
-                tracing::info!(version = %c.version, items = c.len(), "catalog version in force");
-                live.replace(c);
-            }
-            Err(e) => {
-                tracing::warn!(version = %active, error = %e, "cannot load the active catalog version; the old one stays")
-            }
+        Err(e) => {
+            tracing::warn!(version, error = %e, "cannot load the active catalog version; the old one stays");
+            None
         }
     }
 }

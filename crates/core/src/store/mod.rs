@@ -24,7 +24,7 @@ mod pg_intake;
 mod postgres;
 mod sqlite;
 
-pub use catalog::{CatalogStore, PgCatalogStore, follow_active};
+pub use catalog::{CatalogStore, PgCatalogStore, follow_active, put_in_force};
 pub use dispatch::{
     AlertRecord, ArbitrationRecord, AuditRecord, CallbackRecord, CoHandler, DispatchRecord,
     DispatchState, ExtensionRecord, InboxRecord, NoteRecord, PauseRecord, ReturnRecord, Transition,
