@@ -290,3 +290,29 @@ async fn catalog_commands_work_on_the_database() {
         "{err}"
     );
 }
+
+/// Without `--dir` or a database, `minyi catalog` works on the catalog `make run` keeps
+/// (`data/dev/catalog`), not on a directory no service reads.
+#[test]
+fn catalog_commands_default_to_the_catalog_of_make_run() {
+    let cwd = tempfile::tempdir().unwrap();
+    let file = cwd.path().join("small.json");
+    std::fs::write(
+        &file,
+        minyi_catalog::format::write(
+            &minyi_catalog::demo_slice(),
+            minyi_catalog::format::Format::Json,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let said = stdout(
+        minyi()
+            .args(["catalog", "import", "small.json", "--activate"])
+            .current_dir(cwd.path())
+            .env_remove("MINYI_CATALOG_DIR")
+            .env_remove("MINYI_DATABASE_URL"),
+    );
+    assert!(said.contains("as v1"), "{said}");
+    assert!(cwd.path().join("data/dev/catalog/v1.json").exists());
+}

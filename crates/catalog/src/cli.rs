@@ -13,7 +13,9 @@
 //!
 //! STORE is where versions are kept ([`StoreArgs`]): `--dir DIR` (`MINYI_CATALOG_DIR`), a
 //! catalog directory as embedded mode keeps it; else `--database-url URL`
-//! (`MINYI_DATABASE_URL`), the production database every service reads; else `data/catalog`.
+//! (`MINYI_DATABASE_URL`), the production database every service reads; else
+//! [`DEFAULT_DIR`], where `minyi dev` (`make run`) and a service with the default data
+//! directory keep it.
 //!
 //! CSV files carry no unit directory: `--units` (JSON/YAML list or CSV `code,name,kind,parent`)
 //! supplies one, else the built-in 光明区 directory is used.
@@ -31,13 +33,18 @@ use crate::format::{self, Format, ReadOptions};
 use crate::model::{Catalog, UnitDirectory};
 use crate::store::CatalogDir;
 
+/// The catalog directory when neither `--dir` nor a database is given: the one of the
+/// services' default data directory (`data/dev`), which `make run` uses.
+pub const DEFAULT_DIR: &str = "data/dev/catalog";
+
 /// Files above this size get a progress bar on import.
 const PROGRESS_THRESHOLD: u64 = 512 * 1024;
 
 /// Where stored versions are: a directory, or the production database.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
-    /// Catalog directory [default: data/catalog, unless a database URL is given].
+    /// Catalog directory [default: data/dev/catalog, as `make run` keeps it, unless a
+    /// database URL is given].
     #[arg(long, env = "MINYI_CATALOG_DIR")]
     pub dir: Option<PathBuf>,
     /// The services' PostgreSQL database (production); a given --dir wins.
@@ -48,7 +55,7 @@ pub struct StoreArgs {
 /// Stored catalog versions as the command line uses them. [`CatalogDir`] is one; the `minyi`
 /// binary, which has the database driver, supplies the database through [`run_with`].
 pub trait Versions {
-    /// For messages: `catalog directory data/catalog`, `the catalog database`.
+    /// For messages: `data/dev/catalog`, `the catalog database`.
     fn describe(&self) -> String;
     /// Stored versions, oldest first.
     fn list_versions(&self) -> Result<Vec<String>, CatalogError>;
@@ -101,7 +108,7 @@ impl StoreArgs {
         match (&self.dir, &self.database_url) {
             (None, Some(url)) => open_database(url),
             (dir, _) => Ok(Box::new(CatalogDir::open(
-                dir.as_deref().unwrap_or(Path::new("data/catalog")),
+                dir.as_deref().unwrap_or(Path::new(DEFAULT_DIR)),
             )?)),
         }
     }

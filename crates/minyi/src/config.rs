@@ -337,6 +337,15 @@ fn toml_like(v: &serde_json::Value) -> String {
 mod tests {
     use super::*;
 
+    /// `minyi catalog` without `--dir` works on the catalog the services use by default.
+    #[test]
+    fn the_command_line_default_catalog_is_the_services_default() {
+        assert_eq!(
+            Config::default().catalog_dir(),
+            PathBuf::from(minyi_catalog::cli::DEFAULT_DIR)
+        );
+    }
+
     #[test]
     fn plaintext_beyond_loopback_is_refused_unless_allowed_or_tls() {
         let loopback = Config::default();

@@ -16,7 +16,7 @@ use sqlx::{Postgres, Row, Transaction};
 /// Where catalog versions and training examples live.
 #[async_trait]
 pub trait CatalogStore: Send + Sync + 'static {
-    /// For logs and errors: `catalog directory data/catalog`, `the catalog database`.
+    /// For logs and errors: `catalog directory data/dev/catalog`, `the catalog database`.
     fn describe(&self) -> String;
 
     /// Stored versions, oldest first (`v1`, `v2`, …).
