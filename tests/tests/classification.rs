@@ -289,6 +289,71 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
     app.stop().await;
 }
 
+/// With a retraining interval (`retrain_min_secs`), new rulings wait for it: several polls
+/// later the model is the same. A newly activated catalog version is trained for at once, with
+/// the rulings recorded meanwhile.
+#[tokio::test]
+async fn rulings_wait_for_the_retraining_interval_and_an_activation_does_not() {
+    use minyi::app::Mode;
+    use minyi_core::store::CatalogStore;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    let catalog = support::small_catalog(&catalog_dir);
+    let config = minyi::config::Config {
+        catalog_dir: Some(catalog_dir),
+        model_path: Some(dir.path().join("model.bin")),
+        catalog_poll_secs: 1,
+        retrain_min_secs: 3600,
+        ..support::production_config().await
+    };
+    let db = config.database_url.clone().unwrap();
+    let app = support::spawn_with(
+        config,
+        Mode::Production(INTAKE_AND_CLASSIFICATION.to_vec()),
+        Some(dir),
+    )
+    .await;
+    let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
+    let mut client = app.suggest().await;
+    let first = support::suggest_until(&mut client, novel, "first model", |_| true).await;
+    let store = minyi_core::store::PgCatalogStore::connect(&db)
+        .await
+        .unwrap();
+    let item = catalog
+        .items()
+        .iter()
+        .find(|i| i.code != first.suggestions[0].item_code)
+        .unwrap();
+    support::record_rulings(&store, novel, &item.code).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let held = support::suggest_until(&mut client, novel, "an answer", |_| true).await;
+    assert_eq!(
+        held.model_version, first.model_version,
+        "retrained within the interval"
+    );
+
+    let mut items = catalog.items().to_vec();
+    items[0].phrasings.push("新版目录补充的一种说法".into());
+    let v2 = store
+        .import(&minyi_catalog::Catalog::new(
+            "v2",
+            items,
+            catalog.units().clone(),
+        ))
+        .await
+        .unwrap();
+    store.activate(&v2).await.unwrap();
+    let s = support::suggest_until(&mut client, novel, "the new version", |s| {
+        s.catalog_version == v2
+    })
+    .await;
+    assert_eq!(
+        s.suggestions[0].item_code, item.code,
+        "the rulings learnt with the new version"
+    );
+    app.stop().await;
+}
+
 /// `CatalogService`: list, export, validate (every problem named), import, diff, activate
 /// (admin only), on the classification process's catalog directory.
 #[tokio::test]

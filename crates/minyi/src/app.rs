@@ -533,6 +533,7 @@ impl App {
                 train: train_config(&self.config),
                 by_unit: self.config.auto_dispatch_by_unit == Some(true),
                 every: std::time::Duration::from_secs(self.config.catalog_poll_secs.max(1)),
+                retrain_min: std::time::Duration::from_secs(self.config.retrain_min_secs),
             };
             workers.push(tokio::spawn(watch.run(stop_rx.clone())));
         }

@@ -112,6 +112,10 @@ pub struct Config {
     /// How often classification checks the catalog store for a newly activated version or new
     /// training examples, and retrains without a restart, in seconds.
     pub catalog_poll_secs: u64,
+    /// Least time between two retrainings for new training examples, in seconds: examples
+    /// recorded meanwhile are learnt together at the next one (each retraining takes a few
+    /// seconds of every core). A newly activated catalog version is trained for at once.
+    pub retrain_min_secs: u64,
     /// Days within which a similar petition at the same community is a duplicate.
     pub duplicate_window_days: i64,
     /// Text similarity (0-1) from which a petition is linked as a duplicate.
@@ -200,6 +204,7 @@ impl Default for Config {
             auto_dispatch_margin_z: 1.0,
             auto_dispatch_by_unit: None,
             catalog_poll_secs: 10,
+            retrain_min_secs: 60,
             duplicate_window_days: 3,
             duplicate_threshold: 0.6,
             sla_warning_fractions: vec![0.75, 0.9],

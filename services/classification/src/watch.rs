@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use minyi_catalog::{Catalog, Gazetteer, LiveCatalog, TrainingExample};
 use minyi_classifier::{Example, Model, TrainConfig};
@@ -35,6 +35,9 @@ pub struct CatalogWatch {
     pub by_unit: bool,
     /// How often the store is checked.
     pub every: Duration,
+    /// Least time between two retrainings for new examples (another catalog version is
+    /// trained for at once).
+    pub retrain_min: Duration,
 }
 
 /// What a router is built from: a catalog version and the examples up to a mark.
@@ -83,8 +86,9 @@ fn trained_mark(model_path: &Path, model: &Model) -> u64 {
 
 impl CatalogWatch {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        // What the router in force was built from; `None` until the first router is ready.
-        let mut built: Option<Seen> = None;
+        // What the router in force was built from, and when; `None` until the first router
+        // is ready.
+        let mut built: Option<(Seen, Instant)> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.every) => {}
@@ -107,11 +111,14 @@ impl CatalogWatch {
             let Some(router) = self.handle.current() else {
                 continue;
             };
-            let seen = built.get_or_insert_with(|| Seen {
-                catalog_version: router.catalog.version.clone(),
-                examples_mark: trained_mark(&self.model_path, &router.model),
+            let (seen, at) = built.get_or_insert_with(|| {
+                let seen = Seen {
+                    catalog_version: router.catalog.version.clone(),
+                    examples_mark: trained_mark(&self.model_path, &router.model),
+                };
+                (seen, Instant::now())
             });
-            if now == *seen {
+            if !due(&now, seen, at.elapsed(), self.retrain_min) {
                 continue;
             }
             match self.build(catalog, now.examples_mark).await {
@@ -126,6 +133,7 @@ impl CatalogWatch {
                     );
                     self.handle.swap(router);
                     *seen = now;
+                    *at = Instant::now();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "could not build the new router; the old one stays")
@@ -180,6 +188,13 @@ impl CatalogWatch {
     }
 }
 
+/// Whether the router built from `built`, `since` ago, is to be rebuilt for `now`: at once
+/// for another catalog version; for new examples once `min` has passed since the last build.
+fn due(now: &Seen, built: &Seen, since: Duration, min: Duration) -> bool {
+    now.catalog_version != built.catalog_version
+        || (now.examples_mark != built.examples_mark && since >= min)
+}
+
 fn build(
     model_path: &Path,
     catalog: Arc<Catalog>,
@@ -218,4 +233,34 @@ pub fn usable(examples: Vec<TrainingExample>, catalog: &Catalog) -> Vec<Example>
             label: e.label,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_examples_wait_for_the_interval_and_a_new_catalog_does_not() {
+        let seen = |v: &str, mark| Seen {
+            catalog_version: v.into(),
+            examples_mark: mark,
+        };
+        let min = Duration::from_secs(60);
+        let (soon, later) = (Duration::from_secs(5), Duration::from_secs(61));
+        let built = seen("v1", 3);
+        assert!(!due(&seen("v1", 3), &built, later, min), "nothing new");
+        assert!(
+            !due(&seen("v1", 4), &built, soon, min),
+            "examples, too soon"
+        );
+        assert!(
+            due(&seen("v1", 4), &built, later, min),
+            "examples, interval over"
+        );
+        assert!(due(&seen("v2", 3), &built, soon, min), "another version");
+        assert!(
+            due(&seen("v1", 4), &built, soon, Duration::ZERO),
+            "no interval"
+        );
+    }
 }

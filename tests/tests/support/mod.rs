@@ -98,6 +98,8 @@ pub async fn production_config() -> Config {
         encryption_key: Some(Keyring::generate_key().into()),
         jwt_secret: Some(Keyring::generate_key().into()),
         classifier_examples_per_item: 20,
+        // Tests see rulings learnt within a poll.
+        retrain_min_secs: 0,
         ..Config::default()
     }
 }
