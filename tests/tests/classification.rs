@@ -238,12 +238,10 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
     let store = minyi_core::store::PgCatalogStore::connect(&db)
         .await
         .unwrap();
-    // One phrasing more: a model's version is a hash of what it learnt plus the second it was
-    // trained, so an identical catalog could give the same version within a second.
-    let mut items = catalog.items().to_vec();
-    items[0].phrasings.push("新版目录补充的一种说法".into());
-    let changed = minyi_catalog::Catalog::new("v2", items, catalog.units().clone());
-    let v2 = store.import(&changed).await.unwrap();
+    let v2 = store
+        .import(&support::with_one_more_phrasing(&catalog))
+        .await
+        .unwrap();
     let bin = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
@@ -294,25 +292,11 @@ async fn catalog_activation_and_rulings_reach_the_classifier_without_a_restart()
 /// the rulings recorded meanwhile.
 #[tokio::test]
 async fn rulings_wait_for_the_retraining_interval_and_an_activation_does_not() {
-    use minyi::app::Mode;
     use minyi_core::store::CatalogStore;
-    let dir = tempfile::tempdir().unwrap();
-    let catalog_dir = dir.path().join("catalog");
-    let catalog = support::small_catalog(&catalog_dir);
-    let config = minyi::config::Config {
-        catalog_dir: Some(catalog_dir),
-        model_path: Some(dir.path().join("model.bin")),
-        catalog_poll_secs: 1,
-        retrain_min_secs: 3600,
-        ..support::production_config().await
-    };
-    let db = config.database_url.clone().unwrap();
-    let app = support::spawn_with(
-        config,
-        Mode::Production(INTAKE_AND_CLASSIFICATION.to_vec()),
-        Some(dir),
-    )
-    .await;
+    let (app, catalog) =
+        support::spawn_on_small_catalog(INTAKE_AND_CLASSIFICATION, |c| c.retrain_min_secs = 3600)
+            .await;
+    let db = app.config.database_url.clone().unwrap();
     let novel = "变电箱里有只猫叫了一整夜，怎么也出不来";
     let mut client = app.suggest().await;
     let first = support::suggest_until(&mut client, novel, "first model", |_| true).await;
@@ -332,14 +316,8 @@ async fn rulings_wait_for_the_retraining_interval_and_an_activation_does_not() {
         "retrained within the interval"
     );
 
-    let mut items = catalog.items().to_vec();
-    items[0].phrasings.push("新版目录补充的一种说法".into());
     let v2 = store
-        .import(&minyi_catalog::Catalog::new(
-            "v2",
-            items,
-            catalog.units().clone(),
-        ))
+        .import(&support::with_one_more_phrasing(&catalog))
         .await
         .unwrap();
     store.activate(&v2).await.unwrap();

@@ -5,8 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use minyi::app::{Mode, Service};
-use minyi::config::Config;
+use minyi::app::Service;
 use minyi_catalog::model::Responsibility;
 use minyi_core::auth::Role;
 use minyi_core::petition::TicketStatus;
@@ -787,23 +786,9 @@ async fn a_newly_activated_catalog_reaches_dispatch_without_a_restart() {
 /// the classification watch is the process's only follower of the catalog store.
 #[tokio::test]
 async fn a_newly_activated_catalog_reaches_dispatch_in_the_process_of_classification() {
-    let dir = tempfile::tempdir().unwrap();
-    let catalog_dir = dir.path().join("catalog");
-    support::small_catalog(&catalog_dir);
-    let config = Config {
-        catalog_dir: Some(catalog_dir),
-        model_path: Some(dir.path().join("model.bin")),
-        catalog_poll_secs: 1,
-        ..support::production_config().await
-    };
-    let app = support::spawn_with(
-        config,
-        Mode::Production(vec![
-            Service::Intake,
-            Service::Classification,
-            Service::Dispatch,
-        ]),
-        Some(dir),
+    let (app, _) = support::spawn_on_small_catalog(
+        &[Service::Intake, Service::Classification, Service::Dispatch],
+        |_| {},
     )
     .await;
     activation_reaches_dispatch(&app, &app).await;

@@ -114,6 +114,38 @@ pub fn small_catalog(dir: &std::path::Path) -> minyi_catalog::Catalog {
     store.active().unwrap()
 }
 
+/// One process running `services` on its own real backends, its new database seeded with the
+/// [`small_catalog`] from a directory of its own, catalog polls every second; `adjust` sets the
+/// rest. Returns the app and the catalog.
+#[allow(dead_code)]
+pub async fn spawn_on_small_catalog(
+    services: &[Service],
+    adjust: impl FnOnce(&mut Config),
+) -> (TestApp, minyi_catalog::Catalog) {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_dir = dir.path().join("catalog");
+    let catalog = small_catalog(&catalog_dir);
+    let mut config = Config {
+        catalog_dir: Some(catalog_dir),
+        model_path: Some(dir.path().join("model.bin")),
+        catalog_poll_secs: 1,
+        ..production_config().await
+    };
+    adjust(&mut config);
+    let app = spawn_with(config, Mode::Production(services.to_vec()), Some(dir)).await;
+    (app, catalog)
+}
+
+/// `catalog` with one phrasing more, to import as another version: a model's version is a hash
+/// of what it learnt plus the second it was trained, so an identical catalog could give the
+/// same model version within a second.
+#[allow(dead_code)]
+pub fn with_one_more_phrasing(catalog: &minyi_catalog::Catalog) -> minyi_catalog::Catalog {
+    let mut items = catalog.items().to_vec();
+    items[0].phrasings.push("新版目录补充的一种说法".into());
+    minyi_catalog::Catalog::new("changed", items, catalog.units().clone())
+}
+
 /// The newest training example in a production app's database, as one object: `text`,
 /// `label` and what was recorded beside them (`source`, `ticket`, …).
 #[allow(dead_code)]
