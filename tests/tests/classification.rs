@@ -459,6 +459,58 @@ async fn catalog_service_validates_imports_diffs_and_activates() {
     app.stop().await;
 }
 
+/// A catalog file beyond gRPC's usual 4 MiB message limit (the demo catalog with a long note
+/// on every item, as clarifications add them: 7 MB of JSON) is imported and exported over
+/// `CatalogService` by a client that raises its own limit.
+#[tokio::test]
+async fn catalog_service_carries_catalogs_beyond_the_default_message_size() {
+    use minyi_proto::catalog::catalog_service_client::CatalogServiceClient;
+    use minyi_proto::catalog::*;
+    let app = spawn_services(Backend::Production, INTAKE_AND_CLASSIFICATION).await;
+    let demo = minyi_catalog::Catalog::demo();
+    let mut items = demo.items().to_vec();
+    for item in &mut items {
+        item.notes
+            .push("仲裁澄清：".to_owned() + &"本事项由属地街道牵头、相关部门配合办理。".repeat(20));
+    }
+    let big = minyi_catalog::Catalog::new("big", items, demo.units().clone());
+    let content = minyi_catalog::format::write(&big, minyi_catalog::format::Format::Json).unwrap();
+    assert!(content.len() > 6 << 20, "{} bytes", content.len());
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let header = format!("Bearer {}", app.token(Role::Admin))
+        .parse()
+        .unwrap();
+    let mut admin = CatalogServiceClient::with_interceptor(channel, support::Bearer(Some(header)))
+        .max_decoding_message_size(minyi::app::CATALOG_MESSAGE_LIMIT)
+        .max_encoding_message_size(minyi::app::CATALOG_MESSAGE_LIMIT);
+    let stored = admin
+        .import(ImportRequest {
+            file: Some(CatalogFile {
+                format: "json".into(),
+                content,
+            }),
+            activate: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.items as usize, big.len());
+    let back = admin
+        .export(ExportRequest {
+            version: stored.version,
+            format: "json".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(back.content.len() > 6 << 20, "{} bytes", back.content.len());
+    app.stop().await;
+}
+
 /// An installation that kept its catalog and examples in a catalog directory moves to the
 /// database: the first production process seeds the database with the directory's active
 /// version and its examples, learns from them in its first model, and does not train again

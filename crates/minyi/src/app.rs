@@ -84,6 +84,10 @@ pub struct Backends {
     pub handoff: Option<Arc<OutboxHandoff>>,
 }
 
+/// Largest `CatalogService` message. A catalog file travels whole in one: the 3,469-item demo
+/// is 3.1 MB of JSON, close to tonic's default limit of 4 MiB, and clarifications add notes.
+pub const CATALOG_MESSAGE_LIMIT: usize = 64 * 1024 * 1024;
+
 /// A built, not yet running, Minyi process.
 pub struct App {
     config: Config,
@@ -505,8 +509,10 @@ impl App {
             health_reporter
                 .set_serving::<CatalogServiceServer<CatalogApi>>()
                 .await;
-            catalog_grpc = Some(CatalogServiceServer::with_interceptor(
-                CatalogApi::new(self.backends.catalog.clone()),
+            catalog_grpc = Some(tonic::service::interceptor::InterceptedService::new(
+                CatalogServiceServer::new(CatalogApi::new(self.backends.catalog.clone()))
+                    .max_decoding_message_size(CATALOG_MESSAGE_LIMIT)
+                    .max_encoding_message_size(CATALOG_MESSAGE_LIMIT),
                 interceptor.clone(),
             ));
             let worker = Worker {
