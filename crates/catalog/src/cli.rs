@@ -398,11 +398,46 @@ fn pick_format(explicit: Option<Format>, path: Option<&Path>) -> Format {
         .unwrap_or(Format::Json)
 }
 
+/// A text file's content, without a byte-order mark: UTF-8, else GB18030 — which
+/// includes GBK, the encoding Excel on a Chinese Windows saves "CSV" in — said on stderr; a
+/// file that is neither is refused, naming the line of the first byte that is not UTF-8.
+pub fn read_text(path: &Path) -> Result<String, CatalogError> {
+    let bytes = fs::read(path).map_err(|e| CatalogError::io(path, e))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        }),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            if let Some(text) =
+                encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(&bytes)
+            {
+                eprintln!(
+                    "note: {} is not UTF-8; read as GB18030 (GBK), as Excel saves CSV on a \
+                     Chinese Windows",
+                    path.display()
+                );
+                return Ok(text.into_owned());
+            }
+            let valid = std::str::from_utf8(&bytes).map_or_else(|e| e.valid_up_to(), |s| s.len());
+            let line = bytes[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+            Err(CatalogError::parse(
+                path.display().to_string(),
+                format!(
+                    "line {line}: neither UTF-8 nor GB18030 (GBK) text; save the file as \
+                     UTF-8 (Excel: \"CSV UTF-8\")"
+                ),
+            ))
+        }
+    }
+}
+
 fn load_units(path: Option<&Path>) -> Result<UnitDirectory, CatalogError> {
     match path {
         None => Ok(UnitDirectory::guangming()),
         Some(p) => {
-            let text = fs::read_to_string(p).map_err(|e| CatalogError::io(p, e))?;
+            let text = read_text(p)?;
             let fmt = Format::from_path(p).unwrap_or(Format::Json);
             format::read_units(&text, fmt)
         }
@@ -418,7 +453,7 @@ fn read_file(path: &Path, units: &UnitDirectory, progress: bool) -> Result<Catal
                 .to_string(),
         )
     })?;
-    let text = fs::read_to_string(path).map_err(|e| CatalogError::io(path, e))?;
+    let text = read_text(path)?;
     let version = path
         .file_stem()
         .and_then(|s| s.to_str())

@@ -171,3 +171,50 @@ fn import_of_invalid_file_stores_nothing() {
     let (r, _) = minyi(&["validate", "missing.txt"]);
     assert!(matches!(r, Err(CatalogError::Format(_))));
 }
+
+/// Excel on a Chinese Windows saves "CSV" in GBK: such a file is read (as GB18030, which
+/// includes GBK); a JSON file with a byte-order mark is read; a file in neither encoding is
+/// refused, naming the line of its first bad byte.
+#[test]
+fn gbk_and_byte_order_marks_are_read_and_unknown_encodings_refused() {
+    use minyi_catalog::format::{Format, write};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let slice = minyi_catalog::demo_slice();
+    let csv = write(&slice, Format::Csv).expect("csv");
+    let gbk = tmp.path().join("gbk.csv");
+    let (bytes, _, unmappable) = encoding_rs::GB18030.encode(&csv);
+    assert!(!unmappable);
+    assert!(
+        std::str::from_utf8(&bytes).is_err(),
+        "the fixture is not UTF-8"
+    );
+    std::fs::write(&gbk, &bytes).expect("write");
+    let (r, out) = minyi(&["validate", &gbk.display().to_string()]);
+    r.expect("a GBK file is read");
+    assert!(
+        out.starts_with(&format!("ok: {} items", slice.len())),
+        "{out}"
+    );
+
+    let json = tmp.path().join("bom.json");
+    let mut with_bom = "\u{feff}".to_owned();
+    with_bom.push_str(&write(&slice, Format::Json).expect("json"));
+    std::fs::write(&json, with_bom).expect("write");
+    let (r, _) = minyi(&["validate", &json.display().to_string()]);
+    r.expect("a byte-order mark is skipped");
+
+    let broken = tmp.path().join("broken.csv");
+    let mut bytes = csv.into_bytes();
+    let third_line = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .expect("three lines");
+    bytes.insert(third_line, 0xFF);
+    std::fs::write(&broken, bytes).expect("write");
+    let (r, _) = minyi(&["validate", &broken.display().to_string()]);
+    let err = r.expect_err("neither encoding").to_string();
+    assert!(err.contains("line 3: neither UTF-8 nor GB18030"), "{err}");
+}

@@ -72,7 +72,9 @@ fn parse_csv(bytes: &[u8], path: &Path) -> Result<Vec<Example>> {
                 csv::ErrorKind::UnequalLengths {
                     expected_len, len, ..
                 } => format!("expected {expected_len} fields, found {len}"),
-                csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".to_string(),
+                csv::ErrorKind::Utf8 { .. } => "invalid UTF-8 (the file must be UTF-8; a GBK file \
+                                                 converts with `iconv -f GB18030 -t UTF-8`)"
+                    .to_string(),
                 _ => e.to_string(),
             };
             csv_error(line, message)
@@ -144,6 +146,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_names_the_line_and_the_way_out() {
+        let mut csv = b"id,text,label\n1,ok,x\n2,".to_vec();
+        csv.extend_from_slice(&[0xb5, 0xc6]); // "灯" in GBK
+        csv.extend_from_slice(b",y\n");
+        let err = parse_csv(&csv, Path::new("gbk.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3: invalid UTF-8"), "{err}");
+        assert!(err.contains("iconv -f GB18030 -t UTF-8"), "{err}");
     }
 
     #[test]
