@@ -262,10 +262,9 @@ pub fn run_with(
                 None => store.active()?,
             };
             let fmt = pick_format(*format, dest.as_deref());
-            let text = format::write(&catalog, fmt)?;
             match dest {
                 Some(path) => {
-                    fs::write(path, text).map_err(|e| CatalogError::io(path, e))?;
+                    write_file(path, &catalog, fmt)?;
                     w(
                         out,
                         format!(
@@ -277,7 +276,7 @@ pub fn run_with(
                     )
                 }
                 None => out
-                    .write_all(text.as_bytes())
+                    .write_all(format::write(&catalog, fmt)?.as_bytes())
                     .map_err(|e| CatalogError::io("<output>", e)),
             }
         }
@@ -310,8 +309,7 @@ pub fn run_with(
         }
         CatalogCommand::Demo { out: dest, format } => {
             let catalog = Catalog::demo();
-            let text = format::write(&catalog, pick_format(*format, Some(dest)))?;
-            fs::write(dest, text).map_err(|e| CatalogError::io(dest, e))?;
+            write_file(dest, &catalog, pick_format(*format, Some(dest)))?;
             w(
                 out,
                 format!(
@@ -431,6 +429,17 @@ pub fn read_text(path: &Path) -> Result<String, CatalogError> {
             ))
         }
     }
+}
+
+/// Writes `catalog` to the file `path`. A CSV file starts with a byte-order mark, so that
+/// Excel opens it as UTF-8 (without one, a Chinese Windows reads it as GBK); [`read_text`]
+/// skips it on import.
+fn write_file(path: &Path, catalog: &Catalog, fmt: Format) -> Result<(), CatalogError> {
+    let mut text = format::write(catalog, fmt)?;
+    if fmt == Format::Csv {
+        text.insert(0, '\u{feff}');
+    }
+    fs::write(path, text).map_err(|e| CatalogError::io(path, e))
 }
 
 fn load_units(path: Option<&Path>) -> Result<UnitDirectory, CatalogError> {
