@@ -69,6 +69,7 @@ async fn pipeline(backend: Backend) {
     .await;
     let t = wait_routed(&mut agent, &t.id).await;
     let r = t.routing.clone().unwrap();
+    let functional_routing = r.clone();
     assert_eq!(r.catalog_version, "v1");
     assert!(!r.model_version.is_empty());
     assert_eq!(r.suggestions.len().min(5), r.suggestions.len());
@@ -158,6 +159,26 @@ async fn pipeline(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(s.suggestions.len(), 3);
+    // For the same text and place Suggest says what the worker did: automatic, and to whom.
+    let same = suggest
+        .suggest(SuggestRequest {
+            text: functional.phrasings.join("，"),
+            location: Some(Location {
+                address: "光明街道东周社区".into(),
+                point: None,
+            }),
+            k: 5,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(same.auto, functional_routing.decision == "auto");
+    let expected_unit = if same.auto {
+        functional_routing.lead_unit.as_str()
+    } else {
+        ""
+    };
+    assert_eq!(same.auto_unit, expected_unit);
     for text in [
         "😀".repeat(10),
         "x".repeat(200_000),

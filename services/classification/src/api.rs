@@ -61,12 +61,9 @@ impl ClassificationService for ClassificationApi {
             Status::unavailable("the classifier is still training; try again shortly")
         })?;
         let place = router.locate(&location.address, point);
-        let suggestions = router.suggest(&text, &place, k);
+        let (suggestions, routing) = router.preview(&text, &place, k);
         let threshold = router.model.auto_threshold();
-        let auto = match (suggestions.first(), threshold) {
-            (Some(s), Some(t)) => s.confidence >= t && !s.unit.is_empty(),
-            _ => false,
-        };
+        let auto = routing.decision == crate::router::AUTO;
         Ok(Response::new(SuggestResponse {
             suggestions: suggestions
                 .into_iter()
@@ -80,6 +77,11 @@ impl ClassificationService for ClassificationApi {
                 .collect(),
             auto,
             auto_threshold: threshold.unwrap_or(1.0),
+            auto_unit: if auto {
+                routing.lead_unit
+            } else {
+                String::new()
+            },
             street: place.street.unwrap_or_default(),
             community: place.community.unwrap_or_default(),
             model_version: router.model.version().to_owned(),

@@ -173,7 +173,32 @@ impl Router {
     pub fn decide(&self, text: &str, address: &str, point: Option<(f64, f64)>) -> RoutingRecord {
         let place = self.locate(address, point);
         let predictions = self.model.predict(text, OWNER_TOP_K);
-        let suggestions = self.suggestions(&predictions[..predictions.len().min(5)], &place);
+        self.decide_for(&place, &predictions)
+    }
+
+    /// What an agent sees while typing: the top-`k` items, and the routing [`Router::decide`]
+    /// would make of the text at `place` now (so "automatic" means what the worker will do,
+    /// unit-level dispatch included).
+    pub fn preview(
+        &self,
+        text: &str,
+        place: &Place,
+        k: usize,
+    ) -> (Vec<SuggestionRecord>, RoutingRecord) {
+        let predictions = self.model.predict(text, OWNER_TOP_K);
+        let routing = self.decide_for(place, &predictions);
+        // Up to OWNER_TOP_K the best k of these are what `predict(text, k)` gives.
+        let shown = if k <= predictions.len() {
+            self.suggestions(&predictions[..k], place)
+        } else {
+            self.suggest(text, place, k)
+        };
+        (shown, routing)
+    }
+
+    /// [`Router::decide`] on the `OWNER_TOP_K` best predictions for a text at `place`.
+    fn decide_for(&self, place: &Place, predictions: &[Prediction]) -> RoutingRecord {
+        let suggestions = self.suggestions(&predictions[..predictions.len().min(5)], place);
         let mut r = RoutingRecord {
             suggestions,
             street: place.street.clone().unwrap_or_default(),
@@ -201,7 +226,7 @@ impl Router {
         r.complete_days = item.limits.complete_days;
         let threshold = self.model.auto_threshold();
         let confident = threshold.is_some_and(|t| top.confidence >= t);
-        if !confident && self.unit_level(&mut r, &predictions, &place) {
+        if !confident && self.unit_level(&mut r, predictions, place) {
             return r;
         }
         match item.owner(place.street.as_deref()) {

@@ -140,15 +140,27 @@ fn an_uncertain_item_goes_to_its_unit_when_the_unit_is_sure() {
         "我要反映一个情况，一直没人管",
         "投诉",
     ];
+    let place = router.locate("光明街道东周社区", None);
     for text in vague {
         let r = router.decide(text, "光明街道东周社区", None);
         assert_eq!(r.decision, NEEDS_DISPATCHER, "{r:?}");
+        // What an agent is shown while typing says the same.
+        let (shown, preview) = router.preview(text, &place, 5);
+        assert_eq!(preview.decision, NEEDS_DISPATCHER);
+        assert_eq!(shown, router.suggest(text, &place, 5));
     }
     // On, with a threshold every owner clears: the unit of the best item gets them.
     router.owner_threshold = Some(0.0);
     for text in vague {
         let r = router.decide(text, "光明街道东周社区", None);
         assert_eq!(r.decision, AUTO, "{r:?}");
+        let (shown, preview) = router.preview(text, &place, 20);
+        assert_eq!(
+            (preview.decision.as_str(), preview.lead_unit.as_str()),
+            (AUTO, r.lead_unit.as_str())
+        );
+        assert_eq!(shown, router.suggest(text, &place, 20));
+        assert_eq!(shown.len(), 20);
         assert!(r.reason.starts_with("unit-level: "), "{}", r.reason);
         let top = &r.suggestions[0];
         assert_eq!(r.item_code, top.item_code);
