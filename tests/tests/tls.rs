@@ -734,3 +734,55 @@ async fn minyi_health_asks_the_health_port_or_https_with_the_ca() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
     app.stop().await;
 }
+
+/// A certificate renewed in place (as cert-manager rewrites a Secret's files) is served from
+/// the next connection on, on gRPC and HTTP, without a restart; files that do not go together
+/// (a renewal caught between its two writes) leave the certificate in force.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let old_ca = Pki::new("Minyi test CA");
+    let (cert_file, key_file) = old_ca.server();
+    let app = spawn_tls(TlsConfig {
+        cert_file: Some(cert_file.clone()),
+        key_file: Some(key_file.clone()),
+        reload_secs: 1,
+        ..TlsConfig::default()
+    })
+    .await;
+    let https = format!("https://127.0.0.1:{}", app.grpc.port());
+    let old = trusting(&old_ca.ca_file());
+    let new_ca = Pki::new("Renewed CA");
+    let (new_cert, new_key) = new_ca.server();
+    assert_eq!(health(&https, &old).await, Ok(ServingStatus::Serving));
+
+    // Half a renewal: the new certificate beside the old key. Refused; the old one stays.
+    std::fs::copy(&new_cert, &cert_file).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(health(&https, &old).await, Ok(ServingStatus::Serving));
+
+    // The whole renewal: from the next connection on, the new certificate.
+    std::fs::copy(&new_key, &key_file).unwrap();
+    let renewed = trusting(&new_ca.ca_file());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while health(&https, &renewed).await != Ok(ServingStatus::Serving) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        health(&https, &old).await.is_err(),
+        "still the old certificate"
+    );
+    let ok = https_get(app.http, &new_ca.ca_file(), "/healthz")
+        .await
+        .unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(
+        https_get(app.http, &old_ca.ca_file(), "/healthz")
+            .await
+            .is_err()
+    );
+    app.stop().await;
+}

@@ -453,11 +453,9 @@ impl App {
             .build_v1()
             .context("building reflection")?;
         let metrics = minyi_core::metrics::Metrics::default();
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = &self.tls {
-            server = server.tls_config(tls.grpc()).context("gRPC TLS")?;
-        }
-        let router = server
+        // TLS, when configured, is ours (`ServerTls::grpc_incoming`): the certificate can then
+        // be reloaded without a restart.
+        let router = tonic::transport::Server::builder()
             .layer(minyi_core::metrics::MetricsLayer::new(metrics.clone()))
             .add_service(health_service.clone())
             .add_service(reflection);
@@ -732,11 +730,23 @@ impl App {
             )
         });
 
-        let incoming = no_delay(self.grpc);
         let mut grpc_stop = stop_rx.clone();
-        let grpc = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let grpc_stopped = async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
-        }));
+        };
+        let grpc = match &self.tls {
+            Some(tls) => {
+                workers.push(tokio::spawn(tls.cert().watch(
+                    std::time::Duration::from_secs(self.config.tls.reload_secs.max(1)),
+                    stop_rx.clone(),
+                )));
+                let incoming = tls.grpc_incoming(self.grpc)?;
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, grpc_stopped))
+            }
+            None => {
+                tokio::spawn(router.serve_with_incoming_shutdown(no_delay(self.grpc), grpc_stopped))
+            }
+        };
 
         tracing::info!(
             grpc = %self.config.grpc_addr,

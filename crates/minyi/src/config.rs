@@ -137,7 +137,7 @@ pub struct Config {
 
 /// TLS of the listeners. With `cert_file` and `key_file` set, gRPC and HTTP are served over
 /// TLS only; without them, a listener beyond loopback needs `allow_plaintext`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TlsConfig {
     /// PEM certificate chain, leaf first (`MINYI_TLS_CERT_FILE`; `tls.crt` of a
@@ -152,6 +152,21 @@ pub struct TlsConfig {
     /// Serve plaintext on a non-loopback address anyway (`MINYI_TLS_ALLOW_PLAINTEXT`): only on
     /// a private network, or behind a proxy that terminates TLS.
     pub allow_plaintext: bool,
+    /// How often `cert_file` and `key_file` are checked for a renewed certificate, which new
+    /// connections then get without a restart, in seconds (`MINYI_TLS_RELOAD_SECS`).
+    pub reload_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            allow_plaintext: false,
+            reload_secs: 30,
+        }
+    }
 }
 
 impl TlsConfig {
