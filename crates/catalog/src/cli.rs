@@ -398,7 +398,8 @@ fn pick_format(explicit: Option<Format>, path: Option<&Path>) -> Format {
 
 /// A text file's content, without a byte-order mark: UTF-8, else GB18030 — which
 /// includes GBK, the encoding Excel on a Chinese Windows saves "CSV" in — said on stderr; a
-/// file that is neither is refused, naming the line of the first byte that is not UTF-8.
+/// file that is neither, or UTF-8 with bad bytes in it, is refused, naming the line of the
+/// first byte that is not UTF-8.
 pub fn read_text(path: &Path) -> Result<String, CatalogError> {
     let bytes = fs::read(path).map_err(|e| CatalogError::io(path, e))?;
     match String::from_utf8(bytes) {
@@ -408,9 +409,20 @@ pub fn read_text(path: &Path) -> Result<String, CatalogError> {
         }),
         Err(e) => {
             let bytes = e.into_bytes();
-            if let Some(text) =
-                encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(&bytes)
-            {
+            // A UTF-8 file with a stray byte can decode as GB18030 too, into nonsense: read as
+            // UTF-8, it has more good Chinese characters than bad bytes, a GBK file far fewer.
+            let lossy = String::from_utf8_lossy(&bytes);
+            let chinese = lossy
+                .chars()
+                .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+                .count();
+            let bad = lossy.chars().filter(|&c| c == '\u{fffd}').count();
+            let gbk = (chinese < bad)
+                .then(|| {
+                    encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(&bytes)
+                })
+                .flatten();
+            if let Some(text) = gbk {
                 eprintln!(
                     "note: {} is not UTF-8; read as GB18030 (GBK), as Excel saves CSV on a \
                      Chinese Windows",

@@ -218,4 +218,22 @@ fn gbk_and_byte_order_marks_are_read_and_unknown_encodings_refused() {
     let (r, _) = minyi(&["validate", &broken.display().to_string()]);
     let err = r.expect_err("neither encoding").to_string();
     assert!(err.contains("line 3: neither UTF-8 nor GB18030"), "{err}");
+
+    // UTF-8 with one stray byte that happens to decode as GB18030 (its Chinese in pairs of
+    // characters, the stray byte before a letter): refused, not read as nonsense.
+    let stray = tmp.path().join("stray.csv");
+    let mut bytes = "code,name\nA1,中文\n".as_bytes().to_vec();
+    bytes.push(0x81);
+    bytes.extend_from_slice("B2,中文\n".as_bytes());
+    assert!(
+        encoding_rs::GB18030
+            .decode_without_bom_handling_and_without_replacement(&bytes)
+            .is_some(),
+        "the fixture decodes as GB18030"
+    );
+    std::fs::write(&stray, bytes).expect("write");
+    let err = minyi_catalog::cli::read_text(&stray)
+        .expect_err("UTF-8 with a stray byte")
+        .to_string();
+    assert!(err.contains("line 3: neither UTF-8 nor GB18030"), "{err}");
 }

@@ -53,7 +53,6 @@ fn certificates(pem: &[u8], path: &Path) -> anyhow::Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
-/// The listeners' certificate chain, key and (mutual TLS) client CA, checked at start.
 /// The listeners' TLS: one certificate ([`ServerCert`]) for gRPC and HTTP; gRPC callers
 /// present a client certificate when `tls.client_ca_file` is set.
 #[derive(Clone)]
