@@ -40,6 +40,9 @@ pub struct CatalogWatch {
     pub retrain_min: Duration,
 }
 
+/// A router being trained in the background, with the number of examples it learnt.
+type Training = tokio::task::JoinHandle<Result<(Router, usize), String>>;
+
 /// What a router is built from: a catalog version and the examples up to a mark.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
@@ -86,59 +89,82 @@ fn trained_mark(model_path: &Path, model: &Model) -> u64 {
 
 impl CatalogWatch {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
         // What the router in force was built from, and when; `None` until the first router
         // is ready.
         let mut built: Option<(Seen, Instant)> = None;
+        // A router being trained, and what for. The loop goes on polling meanwhile, so that the
+        // process's catalog follows an activation during a long training.
+        let mut training: Option<(Seen, Training)> = None;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.every) => {}
+            // Wakes at the next poll, or as soon as a training ends.
+            let finished = tokio::select! {
+                _ = tokio::time::sleep(this.every) => None,
+                done = async {
+                    match training.as_mut() {
+                        Some((_, task)) => Some(task.await),
+                        None => std::future::pending().await,
+                    }
+                } => done,
                 _ = shutdown.wait_for(|s| *s) => return,
+            };
+            if let Some(done) = finished
+                && let Some((target, _)) = training.take()
+            {
+                match done {
+                    Ok(Ok((router, examples))) => {
+                        tracing::info!(
+                            catalog = %router.catalog.version,
+                            model = %router.model.version(),
+                            examples,
+                            auto_threshold = router.model.auto_threshold(),
+                            owner_threshold = router.owner_threshold,
+                            "new router in force"
+                        );
+                        this.handle.swap(router);
+                        built = Some((target, Instant::now()));
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "could not build the new router; the old one stays")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "router build panicked; the old one stays")
+                    }
+                }
             }
-            let now = match self.look().await {
+            let now = match this.look().await {
                 Ok(now) => now,
                 Err(e) => {
-                    tracing::warn!(store = %self.store.describe(), error = %e, "cannot read the catalog store; retrying");
+                    tracing::warn!(store = %this.store.describe(), error = %e, "cannot read the catalog store; retrying");
                     continue;
                 }
             };
             let Some(catalog) =
-                put_in_force(self.store.as_ref(), &self.live, &now.catalog_version).await
+                put_in_force(this.store.as_ref(), &this.live, &now.catalog_version).await
             else {
                 continue;
             };
             // The first model may still be training: the process follows the catalog
             // meanwhile, and the router catches up once it is ready.
-            let Some(router) = self.handle.current() else {
+            let Some(router) = this.handle.current() else {
                 continue;
             };
             let (seen, at) = built.get_or_insert_with(|| {
                 let seen = Seen {
                     catalog_version: router.catalog.version.clone(),
-                    examples_mark: trained_mark(&self.model_path, &router.model),
+                    examples_mark: trained_mark(&this.model_path, &router.model),
                 };
                 (seen, Instant::now())
             });
-            if !due(&now, seen, at.elapsed(), self.retrain_min) {
+            if training.is_some() || !due(&now, seen, at.elapsed(), this.retrain_min) {
                 continue;
             }
-            match self.build(catalog, now.examples_mark).await {
-                Ok((router, examples)) => {
-                    tracing::info!(
-                        catalog = %router.catalog.version,
-                        model = %router.model.version(),
-                        examples,
-                        auto_threshold = router.model.auto_threshold(),
-                        owner_threshold = router.owner_threshold,
-                        "new router in force"
-                    );
-                    self.handle.swap(router);
-                    *seen = now;
-                    *at = Instant::now();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not build the new router; the old one stays")
-                }
-            }
+            let watch = this.clone();
+            let mark = now.examples_mark;
+            training = Some((
+                now,
+                tokio::spawn(async move { watch.build(catalog, mark).await }),
+            ));
         }
     }
 
