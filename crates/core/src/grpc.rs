@@ -81,3 +81,64 @@ impl From<StoreError> for Status {
         }
     }
 }
+
+/// Most bytes of entries in one page of a list call. gRPC clients refuse a message over 4 MiB
+/// by default, and a page of 500 long petitions (up to 20,000 characters each) could be
+/// several times that: such a page holds fewer entries than asked, with a next-page token.
+pub const PAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// A page of a list call being filled, bounded by an entry count and by [`PAGE_BYTES`].
+#[derive(Debug)]
+pub struct Page<V> {
+    pub entries: Vec<V>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl<V: prost::Message> Page<V> {
+    /// An empty page for at most `limit` entries.
+    pub fn new(limit: usize) -> Self {
+        Page {
+            entries: Vec::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Adds `entry` when the page has room for it, by count and by size (the first entry
+    /// always fits). `false`: the page is full, the entry and the rest go on the next one.
+    pub fn push(&mut self, entry: V) -> bool {
+        let len = entry.encoded_len();
+        let full = self.entries.len() >= self.limit
+            || (!self.entries.is_empty() && self.bytes + len > PAGE_BYTES);
+        if !full {
+            self.bytes += len;
+            self.entries.push(entry);
+        }
+        !full
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_stops_at_its_count_or_its_bytes() {
+        let mut by_count = Page::new(2);
+        assert!(by_count.push(String::from("a")));
+        assert!(by_count.push(String::from("b")));
+        assert!(!by_count.push(String::from("c")));
+        assert_eq!(by_count.entries.len(), 2);
+
+        let big = "长".repeat(PAGE_BYTES / 3 / 2 + 1); // just over half the budget
+        let mut by_size = Page::new(500);
+        assert!(by_size.push(big.clone()));
+        assert!(!by_size.push(big.clone()), "two would pass the budget");
+        let mut alone = Page::new(500);
+        assert!(
+            alone.push("长".repeat(PAGE_BYTES)),
+            "an entry alone always fits"
+        );
+    }
+}

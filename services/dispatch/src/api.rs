@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::Stream;
 use minyi_core::auth::{Claims, Role};
 use minyi_core::event::timestamp;
-use minyi_core::grpc::{claims, invalid_argument, require_role};
+use minyi_core::grpc::{Page, claims, invalid_argument, require_role};
 use minyi_core::petition::{TicketStatus, Violations};
 use minyi_core::pii::Keyring;
 use minyi_core::store::{TicketQuery, TicketRecord, page_token, parse_page_token};
@@ -223,7 +223,8 @@ impl DispatchService for DispatchApi {
             after: page_after(&r.page_token)?,
             ..TicketQuery::default()
         };
-        let mut out = Vec::new();
+        let mut out = Page::new(limit);
+        let mut last: Option<TicketRecord> = None;
         let mut next = String::new();
         // State filters apply after the unit filter; keep reading pages until this one fills.
         loop {
@@ -232,11 +233,11 @@ impl DispatchService for DispatchApi {
             for t in &page {
                 let state = t.dispatch.as_ref().map_or(0, |d| d.state.to_proto());
                 if r.states.is_empty() || r.states.contains(&state) {
-                    if out.len() == limit {
-                        next = page_token(out.last().map(|(t, _)| t).unwrap_or(t));
+                    if !out.push(self.view(t, who.role)) {
+                        next = page_token(last.as_ref().unwrap_or(t));
                         break;
                     }
-                    out.push((t.clone(), self.view(t, who.role)));
+                    last = Some(t.clone());
                 }
             }
             if !next.is_empty() || !full {
@@ -245,7 +246,7 @@ impl DispatchService for DispatchApi {
             query.after = page.last().map(|t| (t.received_at, t.id));
         }
         Ok(Response::new(ListInboxResponse {
-            tickets: out.into_iter().map(|(_, v)| v).collect(),
+            tickets: out.entries,
             next_page_token: next,
         }))
     }
@@ -406,7 +407,7 @@ impl DispatchService for DispatchApi {
         )?;
         let r = request.into_inner();
         let limit = page_size(r.page_size);
-        let mut tickets = self
+        let tickets = self
             .engine
             .store
             .list_tickets(&TicketQuery {
@@ -416,18 +417,24 @@ impl DispatchService for DispatchApi {
                 ..TicketQuery::default()
             })
             .await?;
-        let next_page_token = if tickets.len() > limit {
-            tickets.truncate(limit);
-            tickets.last().map(page_token).unwrap_or_default()
-        } else {
-            String::new()
+        let mut page = Page::new(limit);
+        let mut last = None;
+        for t in &tickets {
+            if !page.push(self.view(t, who.role)) {
+                break;
+            }
+            last = Some(t);
+        }
+        let next_page_token = match last {
+            Some(t) if page.entries.len() < tickets.len() => page_token(t),
+            _ => String::new(),
         };
         let unit_load = self.engine.routing_state.loads().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unit loads unavailable");
             Default::default()
         });
         Ok(Response::new(ListQueueResponse {
-            tickets: tickets.iter().map(|t| self.view(t, who.role)).collect(),
+            tickets: page.entries,
             next_page_token,
             unit_load: unit_load.into_iter().collect(),
         }))

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use minyi_core::auth::Role;
 use minyi_core::clock::Clock;
 use minyi_core::event::{from_timestamp, new_event, timestamp};
-use minyi_core::grpc::{claims, invalid_argument, require_role};
+use minyi_core::grpc::{Page, claims, invalid_argument, require_role};
 use minyi_core::petition::{
     CallerInput, Channel, IntakeLimits, NewPetition, SubmissionInput, TicketStatus, Violations,
 };
@@ -300,18 +300,21 @@ impl IntakeService for IntakeApi {
             limit: limit + 1,
             after,
         };
-        let mut tickets = self.store.list_tickets(&query).await?;
-        let next_page_token = if tickets.len() > limit {
-            tickets.truncate(limit);
-            tickets.last().map(encode_cursor).unwrap_or_default()
-        } else {
-            String::new()
+        let tickets = self.store.list_tickets(&query).await?;
+        let mut page = Page::new(limit);
+        let mut last = None;
+        for t in &tickets {
+            if !page.push(ticket_view(t, who.role, &self.keyring)) {
+                break;
+            }
+            last = Some(t);
+        }
+        let next_page_token = match last {
+            Some(t) if page.entries.len() < tickets.len() => encode_cursor(t),
+            _ => String::new(),
         };
         Ok(Response::new(ListTicketsResponse {
-            tickets: tickets
-                .iter()
-                .map(|t| ticket_view(t, who.role, &self.keyring))
-                .collect(),
+            tickets: page.entries,
             next_page_token,
         }))
     }
