@@ -1156,19 +1156,15 @@ fn minyi_bin() -> std::path::PathBuf {
     bin
 }
 
-/// Returned twice → the arbitration queue → `minyi arbitrate list/show/decide` → the owner
-/// handles it under 先办后议 and the catalog has a new version.
-#[tokio::test]
-async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
-    let c = spawn_cluster().await;
+/// Sends a ticket waiting for a dispatcher to arbitration: dispatched to two streets in turn,
+/// each returns it.
+async fn returned_twice(c: &support::Cluster, id: &str, rule: &str) {
+    wait_status(&c.intake, id, TicketStatus::NeedsDispatcher).await;
     let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
-    let (ttext, rule) = territorial_text();
-    let id = submit(&c.intake, &ttext, "").await;
-    wait_status(&c.intake, &id, TicketStatus::NeedsDispatcher).await;
     for unit in ["ST-GM", "ST-FH"] {
         dispatcher
             .dispatch(DispatchRequest {
-                ticket: id.clone(),
+                ticket: id.into(),
                 lead_unit: unit.into(),
                 ..DispatchRequest::default()
             })
@@ -1178,15 +1174,62 @@ async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
             .dispatch(Role::Handler, Some(unit))
             .await
             .r#return(ReturnRequest {
-                ticket: id.clone(),
+                ticket: id.into(),
                 reason: "不在本街道辖区".into(),
-                catalog_rule: rule.clone(),
+                catalog_rule: rule.into(),
                 expected_version: 0,
             })
             .await
             .unwrap();
     }
-    wait_status(&c.intake, &id, TicketStatus::InArbitration).await;
+    wait_status(&c.intake, id, TicketStatus::InArbitration).await;
+}
+
+/// The arbitration queue shows the oldest cases first, nearest their deadline, also when it is
+/// longer than one page (it showed the newest page, oldest first, hiding the oldest cases).
+#[tokio::test]
+async fn the_arbitration_queue_shows_its_oldest_cases_first() {
+    use minyi_proto::arbitration::ListPendingRequest;
+    use minyi_proto::arbitration::arbitration_service_client::ArbitrationServiceClient;
+    let c = spawn_cluster().await;
+    let (ttext, rule) = territorial_text();
+    let mut cases = Vec::new();
+    for _ in 0..3 {
+        let id = submit(&c.intake, &ttext, "").await;
+        returned_twice(&c, &id, &rule).await;
+        cases.push(id);
+    }
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", c.dispatch.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let header = format!("Bearer {}", c.dispatch.token_for(Role::Arbitrator, None))
+        .parse()
+        .unwrap();
+    let mut arbitrator =
+        ArbitrationServiceClient::with_interceptor(channel, support::Bearer(Some(header)));
+    let shown: Vec<String> = arbitrator
+        .list_pending(ListPendingRequest { page_size: 2 })
+        .await
+        .unwrap()
+        .into_inner()
+        .tickets
+        .into_iter()
+        .map(|t| t.ticket_id)
+        .collect();
+    assert_eq!(shown, cases[..2]);
+    c.stop().await;
+}
+
+/// Returned twice → the arbitration queue → `minyi arbitrate list/show/decide` → the owner
+/// handles it under 先办后议 and the catalog has a new version.
+#[tokio::test]
+async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
+    let c = spawn_cluster().await;
+    let (ttext, rule) = territorial_text();
+    let id = submit(&c.intake, &ttext, "").await;
+    returned_twice(&c, &id, &rule).await;
 
     // The CLI runs as an async child process: this runtime keeps serving the cluster.
     let endpoint = format!("http://{}", c.dispatch.grpc);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use minyi_catalog::store::{Clarification, ClarificationChange};
 use minyi_catalog::{CatalogError, Responsibility, UnitKind};
 use minyi_core::auth::Role;
-use minyi_core::grpc::{claims, invalid_argument, require_role};
+use minyi_core::grpc::{Page, claims, invalid_argument, require_role};
 use minyi_core::petition::{TicketStatus, Violations};
 use minyi_core::pii::Keyring;
 use minyi_core::store::{CatalogStore, TicketQuery};
@@ -19,6 +19,10 @@ use crate::api::status;
 use crate::engine::Engine;
 use crate::machine::{Actor, Command};
 use crate::view::ticket_view;
+
+/// Most cases `ListPending` reads to find the oldest: the queue holds hard cases only (the
+/// reference district had 114 in a year), so this is a guard, not a page.
+const ARBITRATION_READ_LIMIT: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ArbitrationApi {
@@ -152,29 +156,39 @@ impl ArbitrationService for ArbitrationApi {
             0 => 100,
             n => (n as usize).min(500),
         };
-        let mut tickets = self
-            .engine
-            .store
-            .list_tickets(&TicketQuery {
-                status: Some(TicketStatus::InArbitration),
-                limit,
-                ..TicketQuery::default()
-            })
-            .await?;
-        tickets.reverse();
+        // The store lists newest first: read the whole queue (it is short: hard cases only)
+        // and show the oldest, nearest their arbitration deadline, first.
+        let mut tickets = Vec::new();
+        let mut query = TicketQuery {
+            status: Some(TicketStatus::InArbitration),
+            limit: 500,
+            ..TicketQuery::default()
+        };
+        loop {
+            let page = self.engine.store.list_tickets(&query).await?;
+            let full = page.len() == query.limit;
+            query.after = page.last().map(|t| (t.received_at, t.id));
+            tickets.extend(page);
+            if !full {
+                break;
+            }
+            if tickets.len() >= ARBITRATION_READ_LIMIT {
+                tracing::warn!(
+                    read = tickets.len(),
+                    "the arbitration queue is longer than this reads; older cases are not shown"
+                );
+                break;
+            }
+        }
+        let catalog = self.engine.catalog.current();
+        let mut page = Page::new(limit);
+        for t in tickets.iter().rev() {
+            if !page.push(ticket_view(t, who.role, &self.keyring, &catalog, &[])) {
+                break;
+            }
+        }
         Ok(Response::new(ListPendingResponse {
-            tickets: tickets
-                .iter()
-                .map(|t| {
-                    ticket_view(
-                        t,
-                        who.role,
-                        &self.keyring,
-                        &self.engine.catalog.current(),
-                        &[],
-                    )
-                })
-                .collect(),
+            tickets: page.entries,
         }))
     }
 
