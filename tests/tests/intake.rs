@@ -374,10 +374,13 @@ async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
     let mut raw = scrape().await;
     if backend == Backend::Embedded {
         // The dashboard runs here too: its overdue count appears once its model is loaded, and
-        // the classification consumer reports its lag once it handled the petition.
+        // the classification consumer reports its lag once it handled the petition. (The lag
+        // is process-wide: another test's app in this binary may have set it, so the
+        // classifier's own model is waited for as well.)
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !(raw.contains("\nminyi_tickets_overdue 0\n")
-            && raw.contains("minyi_consumer_lag_seconds{consumer=\"classification\"}"))
+            && raw.contains("minyi_consumer_lag_seconds{consumer=\"classification\"}")
+            && raw.contains("minyi_classifier_model_info{model=\""))
         {
             assert!(
                 std::time::Instant::now() < deadline,
