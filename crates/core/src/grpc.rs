@@ -105,6 +105,29 @@ impl<V: prost::Message> Page<V> {
         }
     }
 
+    /// A page of the views of `items`, read with one more than `limit` to know whether more
+    /// follow, and the `token` of its last item when some did not fit (else empty).
+    pub fn fill<T>(
+        limit: usize,
+        items: &[T],
+        view: impl Fn(&T) -> V,
+        token: impl Fn(&T) -> String,
+    ) -> (Vec<V>, String) {
+        let mut page = Page::new(limit);
+        let mut last = None;
+        for item in items {
+            if !page.push(view(item)) {
+                break;
+            }
+            last = Some(item);
+        }
+        let next = match last {
+            Some(item) if page.entries.len() < items.len() => token(item),
+            _ => String::new(),
+        };
+        (page.entries, next)
+    }
+
     /// Adds `entry` when the page has room for it, by count and by size (the first entry
     /// always fits). `false`: the page is full, the entry and the rest go on the next one.
     pub fn push(&mut self, entry: V) -> bool {
@@ -140,5 +163,22 @@ mod tests {
             alone.push("长".repeat(PAGE_BYTES)),
             "an entry alone always fits"
         );
+
+        let token = |n: &u32| n.to_string();
+        let view = |n: &u32| n.to_string();
+        assert_eq!(
+            Page::fill(2, &[1, 2, 3], view, token),
+            (vec!["1".to_owned(), "2".to_owned()], "2".to_owned())
+        );
+        assert_eq!(
+            Page::fill(3, &[1, 2, 3], view, token),
+            (
+                vec!["1".to_owned(), "2".to_owned(), "3".to_owned()],
+                String::new()
+            )
+        );
+        let big = |_: &u32| "长".repeat(PAGE_BYTES / 3 / 2 + 1);
+        let (entries, next) = Page::fill(500, &[1, 2, 3], big, token);
+        assert_eq!((entries.len(), next.as_str()), (1, "1"), "cut by size");
     }
 }

@@ -417,24 +417,14 @@ impl DispatchService for DispatchApi {
                 ..TicketQuery::default()
             })
             .await?;
-        let mut page = Page::new(limit);
-        let mut last = None;
-        for t in &tickets {
-            if !page.push(self.view(t, who.role)) {
-                break;
-            }
-            last = Some(t);
-        }
-        let next_page_token = match last {
-            Some(t) if page.entries.len() < tickets.len() => page_token(t),
-            _ => String::new(),
-        };
+        let (tickets, next_page_token) =
+            Page::fill(limit, &tickets, |t| self.view(t, who.role), page_token);
         let unit_load = self.engine.routing_state.loads().await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unit loads unavailable");
             Default::default()
         });
         Ok(Response::new(ListQueueResponse {
-            tickets: page.entries,
+            tickets,
             next_page_token,
             unit_load: unit_load.into_iter().collect(),
         }))

@@ -301,20 +301,14 @@ impl IntakeService for IntakeApi {
             after,
         };
         let tickets = self.store.list_tickets(&query).await?;
-        let mut page = Page::new(limit);
-        let mut last = None;
-        for t in &tickets {
-            if !page.push(ticket_view(t, who.role, &self.keyring)) {
-                break;
-            }
-            last = Some(t);
-        }
-        let next_page_token = match last {
-            Some(t) if page.entries.len() < tickets.len() => encode_cursor(t),
-            _ => String::new(),
-        };
+        let (tickets, next_page_token) = Page::fill(
+            limit,
+            &tickets,
+            |t| ticket_view(t, who.role, &self.keyring),
+            encode_cursor,
+        );
         Ok(Response::new(ListTicketsResponse {
-            tickets: page.entries,
+            tickets,
             next_page_token,
         }))
     }
