@@ -1325,51 +1325,64 @@ async fn inbox_and_queue_page_through_every_ticket() {
         wait_status(&c.intake, id, TicketStatus::NeedsDispatcher).await;
     }
 
-    let mut handler = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = handler
-            .list_inbox(ListInboxRequest {
-                states: vec![],
-                page_size: 2,
-                page_token: token.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.tickets.len() <= 2);
-        seen.extend(page.tickets.into_iter().map(|t| t.ticket_id));
-        if page.next_page_token.is_empty() {
-            break;
+    let handler = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
+    let mut seen = every_page(|page_token| {
+        let mut handler = handler.clone();
+        async move {
+            let page = handler
+                .list_inbox(ListInboxRequest {
+                    states: vec![],
+                    page_size: 2,
+                    page_token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (page.tickets, page.next_page_token)
         }
-        token = page.next_page_token;
-    }
+    })
+    .await;
     seen.sort();
     dispatched.sort();
     assert_eq!(seen, dispatched);
 
-    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = dispatcher
-            .list_queue(ListQueueRequest {
-                page_size: 2,
-                page_token: token.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.tickets.len() <= 2);
-        seen.extend(page.tickets.into_iter().map(|t| t.ticket_id));
-        if page.next_page_token.is_empty() {
-            break;
+    let dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let mut seen = every_page(|page_token| {
+        let mut dispatcher = dispatcher.clone();
+        async move {
+            let page = dispatcher
+                .list_queue(ListQueueRequest {
+                    page_size: 2,
+                    page_token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (page.tickets, page.next_page_token)
         }
-        token = page.next_page_token;
-    }
+    })
+    .await;
     seen.sort();
     queued.sort();
     assert_eq!(seen, queued);
     c.stop().await;
+}
+
+/// The ticket ids of every page of a list call of 2-ticket pages, following its tokens.
+async fn every_page<F, Fut>(mut call: F) -> Vec<String>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = (Vec<DispatchTicket>, String)>,
+{
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (tickets, next) = call(token).await;
+        assert!(tickets.len() <= 2);
+        seen.extend(tickets.into_iter().map(|t| t.ticket_id));
+        if next.is_empty() {
+            return seen;
+        }
+        token = next;
+    }
 }
