@@ -124,6 +124,21 @@ async fn contract(store: &dyn TicketStore) {
     let mut expected = ids.clone();
     expected.reverse();
     assert_eq!(listed, expected);
+    // Oldest first, by pages too.
+    let oldest = |after| TicketQuery {
+        limit: 4,
+        after,
+        oldest_first: true,
+        ..TicketQuery::default()
+    };
+    let page1 = store.list_tickets(&oldest(None)).await.unwrap();
+    let last = page1.last().unwrap();
+    let page2 = store
+        .list_tickets(&oldest(Some((last.received_at, last.id))))
+        .await
+        .unwrap();
+    let listed: Vec<Uuid> = page1.iter().chain(&page2).map(|t| t.id).collect();
+    assert_eq!(listed, ids);
     let apps = store
         .list_tickets(&TicketQuery {
             limit: 10,

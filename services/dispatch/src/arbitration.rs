@@ -20,10 +20,6 @@ use crate::engine::Engine;
 use crate::machine::{Actor, Command};
 use crate::view::ticket_view;
 
-/// Most cases `ListPending` reads to find the oldest: the queue holds hard cases only (the
-/// reference district had 114 in a year), so this is a guard, not a page.
-const ARBITRATION_READ_LIMIT: usize = 10_000;
-
 #[derive(Clone)]
 pub struct ArbitrationApi {
     engine: Engine,
@@ -156,33 +152,20 @@ impl ArbitrationService for ArbitrationApi {
             0 => 100,
             n => (n as usize).min(500),
         };
-        // The store lists newest first: read the whole queue (it is short: hard cases only)
-        // and show the oldest, nearest their arbitration deadline, first.
-        let mut tickets = Vec::new();
-        let mut query = TicketQuery {
-            status: Some(TicketStatus::InArbitration),
-            limit: 500,
-            ..TicketQuery::default()
-        };
-        loop {
-            let page = self.engine.store.list_tickets(&query).await?;
-            let full = page.len() == query.limit;
-            query.after = page.last().map(|t| (t.received_at, t.id));
-            tickets.extend(page);
-            if !full {
-                break;
-            }
-            if tickets.len() >= ARBITRATION_READ_LIMIT {
-                tracing::warn!(
-                    read = tickets.len(),
-                    "the arbitration queue is longer than this reads; older cases are not shown"
-                );
-                break;
-            }
-        }
+        // The oldest first: the cases nearest their arbitration deadline.
+        let tickets = self
+            .engine
+            .store
+            .list_tickets(&TicketQuery {
+                status: Some(TicketStatus::InArbitration),
+                limit,
+                oldest_first: true,
+                ..TicketQuery::default()
+            })
+            .await?;
         let catalog = self.engine.catalog.current();
         let mut page = Page::new(limit);
-        for t in tickets.iter().rev() {
+        for t in &tickets {
             if !page.push(ticket_view(t, who.role, &self.keyring, &catalog, &[])) {
                 break;
             }

@@ -299,6 +299,7 @@ impl IntakeService for IntakeApi {
             unit: None,
             limit: limit + 1,
             after,
+            ..TicketQuery::default()
         };
         let tickets = self.store.list_tickets(&query).await?;
         let (tickets, next_page_token) = Page::fill(

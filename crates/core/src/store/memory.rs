@@ -318,11 +318,16 @@ impl TicketStore for MemoryStore {
 
     async fn list_tickets(&self, q: &TicketQuery) -> Result<Vec<TicketRecord>, StoreError> {
         let state = self.lock();
-        let out = state
-            .by_received
-            .keys()
-            .rev()
-            .filter(|k| q.after.is_none_or(|a| **k < a))
+        let keys: Box<dyn Iterator<Item = _>> = if q.oldest_first {
+            Box::new(state.by_received.keys())
+        } else {
+            Box::new(state.by_received.keys().rev())
+        };
+        let out = keys
+            .filter(|k| {
+                q.after
+                    .is_none_or(|a| if q.oldest_first { **k > a } else { **k < a })
+            })
             .filter_map(|(_, id)| state.tickets.get(id))
             .filter(|t| q.status.is_none_or(|s| t.status == s))
             .filter(|t| q.channel.is_none_or(|c| t.channel == c))

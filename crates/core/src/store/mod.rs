@@ -206,7 +206,8 @@ pub struct NewTicket {
     pub record: TicketRecord,
 }
 
-/// Filters and page of a listing. Newest first; the cursor is the last (received_at, id).
+/// Filters and page of a listing. Newest first (or oldest first); the cursor is the last
+/// (received_at, id) of the previous page, in the same order.
 #[derive(Debug, Clone, Default)]
 pub struct TicketQuery {
     pub status: Option<TicketStatus>,
@@ -217,6 +218,8 @@ pub struct TicketQuery {
     pub unit: Option<String>,
     pub limit: usize,
     pub after: Option<(DateTime<Utc>, Uuid)>,
+    /// Oldest first (the arbitration queue: the cases nearest their deadline first).
+    pub oldest_first: bool,
 }
 
 /// An outbox entry waiting for the relay.

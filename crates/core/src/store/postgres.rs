@@ -411,14 +411,19 @@ impl TicketStore for PostgresStore {
     }
 
     async fn list_tickets(&self, q: &TicketQuery) -> Result<Vec<TicketRecord>, StoreError> {
+        let (beyond, order) = if q.oldest_first {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{SELECT_TICKET} WHERE ($1::text IS NULL OR status = $1) \
                AND ($2::text IS NULL OR channel = $2) \
                AND ($3::timestamptz IS NULL OR received_at >= $3) \
                AND ($4::timestamptz IS NULL OR received_at < $4) \
-               AND ($5::timestamptz IS NULL OR (received_at, id) < ($5, $6)) \
+               AND ($5::timestamptz IS NULL OR (received_at, id) {beyond} ($5, $6)) \
                AND ($8::text IS NULL OR $8 = ANY(units)) \
-             ORDER BY received_at DESC, id DESC LIMIT $7"
+             ORDER BY received_at {order}, id {order} LIMIT $7"
         )))
         .bind(q.status.map(TicketStatus::as_str))
         .bind(q.channel.map(Channel::as_str))

@@ -329,15 +329,20 @@ impl TicketStore for SqliteStore {
     }
 
     async fn list_tickets(&self, q: &TicketQuery) -> Result<Vec<TicketRecord>, StoreError> {
-        let rows = sqlx::query(
+        let (beyond, order) = if q.oldest_first {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT doc FROM tickets WHERE (?1 IS NULL OR status = ?1) \
                AND (?2 IS NULL OR channel = ?2) \
                AND (?3 IS NULL OR received_at >= ?3) \
                AND (?4 IS NULL OR received_at < ?4) \
-               AND (?5 IS NULL OR received_at < ?5 OR (received_at = ?5 AND id < ?6)) \
+               AND (?5 IS NULL OR received_at {beyond} ?5 OR (received_at = ?5 AND id {beyond} ?6)) \
                AND (?7 IS NULL OR id IN (SELECT ticket_id FROM ticket_units WHERE unit = ?7)) \
-             ORDER BY received_at DESC, id DESC LIMIT ?8",
-        )
+             ORDER BY received_at {order}, id {order} LIMIT ?8"
+        )))
         .bind(q.status.map(TicketStatus::as_str))
         .bind(q.channel.map(Channel::as_str))
         .bind(q.received_after.map(micros))

@@ -483,6 +483,7 @@ async fn scan(
         unit: None,
         limit: PAGE,
         after: None,
+        ..TicketQuery::default()
     };
     loop {
         let page = state.intake.store().list_tickets(&query).await?;
