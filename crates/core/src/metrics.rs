@@ -172,6 +172,12 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
+    /// An "info" gauge: one sample of value 1 naming what is in force in its label.
+    pub fn info(&mut self, name: &str, help: &str, label: &str, value: &str) {
+        self.header(name, "gauge", help);
+        self.sample(name, &[(label, value)], 1.0);
+    }
+
     pub fn into_string(self) -> String {
         self.text
     }

@@ -185,20 +185,20 @@ impl Scrape {
             None => (Some(self.catalog.current().version.clone()), None),
         };
         if let Some(v) = version {
-            out.header(
+            out.info(
                 "minyi_catalog_version_info",
-                "gauge",
                 "The catalog version in force in this process (classification: its model's).",
+                "version",
+                &v,
             );
-            out.sample("minyi_catalog_version_info", &[("version", &v)], 1.0);
         }
         if let Some(m) = model {
-            out.header(
+            out.info(
                 "minyi_classifier_model_info",
-                "gauge",
                 "The classifier model in force in this process.",
+                "model",
+                &m,
             );
-            out.sample("minyi_classifier_model_info", &[("model", &m)], 1.0);
         }
         if self.timers
             && let Some(n) = within(self.backends.timers.pending()).await
