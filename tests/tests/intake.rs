@@ -178,6 +178,64 @@ async fn a_page_of_long_petitions_stays_under_the_message_limit() {
     app.stop().await;
 }
 
+/// A ticket takes a bounded number of follow-ups, so that it stays readable in one gRPC
+/// message: by characters (ten of 20,000 fill it) and by count (100), each refused with a
+/// reason, and the full ticket still reads.
+#[tokio::test]
+async fn a_full_ticket_refuses_further_follow_ups() {
+    let app = spawn_app(Backend::Embedded).await;
+    let mut agent = app.intake(Some(Role::Agent)).await;
+    let follow_up = |id: &str, text: String| AddFollowUpRequest {
+        id: id.to_owned(),
+        text,
+    };
+
+    let long = agent.submit_petition(petition("full-long")).await.unwrap();
+    let long = long.into_inner().ticket.unwrap();
+    for i in 0..10 {
+        let text = format!("{i}{}", "补".repeat(19_999));
+        agent
+            .add_follow_up(follow_up(&long.id, text))
+            .await
+            .unwrap();
+    }
+    let refused = agent
+        .add_follow_up(follow_up(&long.id, "再补一句".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("200000 characters in all"),
+        "{}",
+        refused.message()
+    );
+    let read = agent
+        .get_ticket(GetTicketRequest { id: long.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.follow_ups.len(), 10);
+
+    // Another complaint (the same one again would be linked to the first as a duplicate).
+    let mut other = petition("full-many");
+    other.text = "小区电梯故障停运一周，老人上下楼困难".into();
+    let many = agent.submit_petition(other).await.unwrap();
+    let many = many.into_inner().ticket.unwrap();
+    for i in 0..100 {
+        agent
+            .add_follow_up(follow_up(&many.id, format!("第{i}次来电")))
+            .await
+            .unwrap();
+    }
+    let refused = agent
+        .add_follow_up(follow_up(&many.id, "第101次来电".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().contains("holds 100 follow-ups"));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn embedded_submit_show_list_follow_up() {
     submit_show_list_follow_up(Backend::Embedded).await;

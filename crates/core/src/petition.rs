@@ -186,6 +186,10 @@ pub struct IntakeLimits {
     pub max_text_chars: usize,
     pub max_title_chars: usize,
     pub max_attachments: usize,
+    /// Follow-ups one ticket takes, and their characters together: a ticket travels whole in
+    /// one gRPC message, which clients accept up to 4 MiB by default.
+    pub max_follow_ups: usize,
+    pub max_follow_up_chars: usize,
 }
 
 impl Default for IntakeLimits {
@@ -194,6 +198,8 @@ impl Default for IntakeLimits {
             max_text_chars: 20_000,
             max_title_chars: 200,
             max_attachments: 20,
+            max_follow_ups: 100,
+            max_follow_up_chars: 200_000,
         }
     }
 }

@@ -339,6 +339,25 @@ impl IntakeService for IntakeApi {
             return Err(invalid_argument(&v));
         }
         let existing = self.store.get_ticket(r.id.trim()).await?;
+        // Checked before the write: two follow-ups at the same moment may both pass it, which
+        // a bound on size does not mind.
+        let held: usize = existing
+            .follow_ups
+            .iter()
+            .map(|f| f.text.chars().count())
+            .sum();
+        if existing.follow_ups.len() >= self.limits.max_follow_ups
+            || held + text.chars().count() > self.limits.max_follow_up_chars
+        {
+            return Err(Status::failed_precondition(format!(
+                "ticket {} is full: it holds {} follow-ups of {held} characters and takes at \
+                 most {} follow-ups of {} characters in all; record the call as a new petition",
+                existing.tracking_number,
+                existing.follow_ups.len(),
+                self.limits.max_follow_ups,
+                self.limits.max_follow_up_chars,
+            )));
+        }
         let now = self.clock.now();
         let event = new_event(
             existing.id,
