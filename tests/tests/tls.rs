@@ -63,8 +63,17 @@ impl Pki {
         sans: &[&str],
         usage: ExtendedKeyUsagePurpose,
     ) -> (PathBuf, PathBuf) {
-        let mut params =
+        let params =
             CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        self.sign(name, usage, params)
+    }
+
+    fn sign(
+        &self,
+        name: &str,
+        usage: ExtendedKeyUsagePurpose,
+        mut params: CertificateParams,
+    ) -> (PathBuf, PathBuf) {
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];
         let key = KeyPair::generate().unwrap();
@@ -85,6 +94,14 @@ impl Pki {
             &["localhost", "127.0.0.1"],
             ExtendedKeyUsagePurpose::ServerAuth,
         )
+    }
+
+    /// A server certificate that expires at the start of a day (year, month, day).
+    fn server_until(&self, (y, m, d): (i32, u8, u8)) -> (PathBuf, PathBuf) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        self.sign("server", ExtendedKeyUsagePurpose::ServerAuth, params)
     }
 
     fn client(&self, name: &str) -> ClientTls {
@@ -752,8 +769,20 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     let https = format!("https://127.0.0.1:{}", app.grpc.port());
     let old = trusting(&old_ca.ca_file());
     let new_ca = Pki::new("Renewed CA");
-    let (new_cert, new_key) = new_ca.server();
+    let (new_cert, new_key) = new_ca.server_until((2031, 5, 17));
     assert_eq!(health(&https, &old).await, Ok(ServingStatus::Serving));
+    let expiry = |metrics: String| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("minyi_tls_certificate_expiry_timestamp_seconds "))
+            .map(str::to_owned)
+    };
+    let metrics = https_get(app.http, &old_ca.ca_file(), "/metrics").await;
+    // rcgen's default end of validity.
+    let until = rcgen::date_time_ymd(4096, 1, 1)
+        .unix_timestamp()
+        .to_string();
+    assert_eq!(expiry(metrics.unwrap()), Some(until));
 
     // Half a renewal: the new certificate beside the old key. Refused; the old one stays.
     std::fs::copy(&new_cert, &cert_file).unwrap();
@@ -784,5 +813,55 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
             .await
             .is_err()
     );
+    let metrics = https_get(app.http, &new_ca.ca_file(), "/metrics").await;
+    let until = rcgen::date_time_ymd(2031, 5, 17)
+        .unix_timestamp()
+        .to_string();
+    assert_eq!(expiry(metrics.unwrap()), Some(until));
+    app.stop().await;
+}
+
+/// A replaced mutual-TLS client CA is trusted from the next connection on, without a restart;
+/// a file caught half written keeps the CA in force.
+#[tokio::test]
+async fn a_replaced_client_ca_is_trusted_without_a_restart() {
+    let pki = Pki::new("Minyi test CA");
+    let old_clients = Pki::new("Minyi clients CA");
+    let new_clients = Pki::new("Minyi clients CA 2");
+    let dir = tempfile::tempdir().unwrap();
+    let client_ca = dir.path().join("client-ca.crt");
+    std::fs::copy(old_clients.ca_file(), &client_ca).unwrap();
+    let app = spawn_tls(TlsConfig {
+        client_ca_file: Some(client_ca.clone()),
+        reload_secs: 1,
+        ..server_tls(&pki)
+    })
+    .await;
+    let https = format!("https://127.0.0.1:{}", app.grpc.port());
+    let with = |client: ClientTls| ClientTls {
+        ca_file: Some(pki.ca_file()),
+        ..client
+    };
+    let old_desk = with(old_clients.client("desk-old"));
+    let new_desk = with(new_clients.client("desk-new"));
+    assert_eq!(health(&https, &old_desk).await, Ok(ServingStatus::Serving));
+    assert!(health(&https, &new_desk).await.is_err());
+
+    // Half a write: not a CA; the one in force stays.
+    std::fs::write(&client_ca, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(health(&https, &old_desk).await, Ok(ServingStatus::Serving));
+
+    std::fs::copy(new_clients.ca_file(), &client_ca).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while health(&https, &new_desk).await != Ok(ServingStatus::Serving) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new client CA was never trusted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let old = health(&https, &old_desk).await;
+    assert!(old.is_err(), "the old client CA is still trusted: {old:?}");
     app.stop().await;
 }

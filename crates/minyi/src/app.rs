@@ -124,6 +124,8 @@ struct Scrape {
     catalog: LiveCatalog,
     /// Classification: the catalog and model its router uses.
     router: Option<RouterHandle>,
+    /// The listeners' certificate, for its expiry.
+    tls: Option<ServerTls>,
 }
 
 impl Scrape {
@@ -139,6 +141,13 @@ impl Scrape {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
+        if let Some(tls) = &self.tls {
+            out.gauge(
+                "minyi_tls_certificate_expiry_timestamp_seconds",
+                "When the TLS certificate this process serves expires (Unix seconds; follows a renewal).",
+                tls.cert().not_after() as f64,
+            );
+        }
         if let Some(n) = within(self.backends.store.outbox_len()).await {
             out.gauge(
                 "minyi_outbox_pending",
@@ -662,6 +671,7 @@ impl App {
             started: std::time::SystemTime::now(),
             catalog: self.catalog.clone(),
             router: self.router.clone(),
+            tls: self.tls.clone(),
         };
         let mut http_app =
             axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
@@ -736,7 +746,7 @@ impl App {
         };
         let grpc = match &self.tls {
             Some(tls) => {
-                workers.push(tokio::spawn(tls.cert().watch(
+                workers.push(tokio::spawn(tls.clone().watch(
                     std::time::Duration::from_secs(self.config.tls.reload_secs.max(1)),
                     stop_rx.clone(),
                 )));

@@ -152,8 +152,8 @@ pub struct TlsConfig {
     /// Serve plaintext on a non-loopback address anyway (`MINYI_TLS_ALLOW_PLAINTEXT`): only on
     /// a private network, or behind a proxy that terminates TLS.
     pub allow_plaintext: bool,
-    /// How often `cert_file` and `key_file` are checked for a renewed certificate, which new
-    /// connections then get without a restart, in seconds (`MINYI_TLS_RELOAD_SECS`).
+    /// How often `cert_file`, `key_file` and `client_ca_file` are checked for a change, which
+    /// new connections then get without a restart, in seconds (`MINYI_TLS_RELOAD_SECS`).
     pub reload_secs: u64,
 }
 

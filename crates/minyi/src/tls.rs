@@ -1,10 +1,10 @@
 //! TLS with rustls and ring: the listeners' certificate (gRPC and HTTP, both through
 //! tokio-rustls), and the one way every Minyi client dials a gRPC endpoint.
 //!
-//! The server certificate and key are read at start and again whenever their files change
-//! ([`ServerCert`], checked every `tls.reload_secs`): a certificate renewed in place (as
-//! cert-manager does in a Kubernetes Secret) is presented from the next handshake on, without a
-//! restart. The client CA of mutual TLS is read once.
+//! The server certificate and key, and the client CA of mutual TLS, are read at start and again
+//! whenever their files change (checked every `tls.reload_secs`, [`ServerTls::watch`]): a
+//! certificate renewed in place (as cert-manager does in a Kubernetes Secret) is presented, and
+//! a replaced client CA trusted, from the next handshake on, without a restart.
 
 use std::io;
 use std::net::SocketAddr;
@@ -54,21 +54,83 @@ fn certificates(pem: &[u8], path: &Path) -> anyhow::Result<Vec<CertificateDer<'s
 }
 
 /// The listeners' TLS: one certificate ([`ServerCert`]) for gRPC and HTTP; gRPC callers
-/// present a client certificate when `tls.client_ca_file` is set.
+/// present a client certificate from the CA of `tls.client_ca_file` when it is set.
 #[derive(Clone)]
 pub struct ServerTls {
     cert: Arc<ServerCert>,
-    mutual: bool,
-    grpc: Arc<rustls::ServerConfig>,
-    http: Arc<rustls::ServerConfig>,
+    /// The client CA file and what it held when last read.
+    client_ca: Option<Arc<ClientCa>>,
+    grpc: Acceptor,
+    http: Acceptor,
 }
 
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTls")
-            .field("mutual", &self.mutual)
+            .field("mutual", &self.client_ca.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The client CA file of mutual TLS, with its stamp when last read.
+#[derive(Debug)]
+struct ClientCa {
+    file: PathBuf,
+    stamp: RwLock<Option<FileStamp>>,
+}
+
+/// The TLS acceptor a listener hands each new connection: the gRPC one is replaced when the
+/// client CA changes (connections already made keep theirs).
+#[derive(Clone)]
+struct Acceptor(Arc<RwLock<TlsAcceptor>>);
+
+impl Acceptor {
+    fn new(config: rustls::ServerConfig) -> Acceptor {
+        Acceptor(Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(config)))))
+    }
+
+    fn current(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, config: rustls::ServerConfig) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = TlsAcceptor::from(Arc::new(config));
+    }
+}
+
+fn server_config_builder()
+-> anyhow::Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>> {
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")
+}
+
+/// The gRPC listener's configuration: HTTP/2, `cert`, and client certificates from the CA
+/// in `client_ca` required when there is one.
+fn grpc_config(
+    cert: &Arc<ServerCert>,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let builder = server_config_builder()?;
+    let builder = match client_ca {
+        Some(path) => {
+            let pem = read(path, "tls.client_ca_file")?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certificates(&pem, path).context("tls.client_ca_file")? {
+                roots
+                    .add(c)
+                    .with_context(|| format!("tls.client_ca_file {}", path.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .with_context(|| format!("tls.client_ca_file {}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(cert.clone());
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 impl ServerTls {
@@ -88,45 +150,73 @@ impl ServerTls {
         };
         install_crypto_provider();
         let cert = Arc::new(ServerCert::load(cert_file, key_file)?);
-        let builder = || {
-            rustls::ServerConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .context("TLS protocol versions")
-        };
-        let grpc = match &config.client_ca_file {
-            Some(path) => {
-                let pem = read(path, "tls.client_ca_file")?;
-                let mut roots = rustls::RootCertStore::empty();
-                for c in certificates(&pem, path).context("tls.client_ca_file")? {
-                    roots
-                        .add(c)
-                        .with_context(|| format!("tls.client_ca_file {}", path.display()))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                        .build()
-                        .with_context(|| format!("tls.client_ca_file {}", path.display()))?;
-                builder()?.with_client_cert_verifier(verifier)
-            }
-            None => builder()?.with_no_client_auth(),
-        };
-        let mut grpc = grpc.with_cert_resolver(cert.clone());
-        grpc.alpn_protocols = vec![b"h2".to_vec()];
-        let mut http = builder()?
+        let client_ca = config.client_ca_file.as_ref().map(|file| {
+            Arc::new(ClientCa {
+                stamp: RwLock::new(stamp(file)),
+                file: file.clone(),
+            })
+        });
+        let grpc = grpc_config(&cert, config.client_ca_file.as_deref())?;
+        let mut http = server_config_builder()?
             .with_no_client_auth()
             .with_cert_resolver(cert.clone());
         http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Some(ServerTls {
             cert,
-            mutual: config.client_ca_file.is_some(),
-            grpc: Arc::new(grpc),
-            http: Arc::new(http),
+            client_ca,
+            grpc: Acceptor::new(grpc),
+            http: Acceptor::new(http),
         }))
     }
 
-    /// The server certificate in force, to reload (see [`ServerCert::watch`]).
-    pub fn cert(&self) -> Arc<ServerCert> {
-        self.cert.clone()
+    /// The server certificate in force.
+    pub fn cert(&self) -> &ServerCert {
+        &self.cert
+    }
+
+    /// Reads the client CA file again if it changed since it was last read, and trusts its
+    /// CA from the next gRPC handshake on. A file that does not load (empty, not PEM) is
+    /// logged and the CA in force stays. Returns whether another CA is now in force.
+    pub fn reload_client_ca_if_changed(&self) -> bool {
+        let Some(ca) = &self.client_ca else {
+            return false;
+        };
+        let now = stamp(&ca.file);
+        if now.is_none() || now == *ca.stamp.read().unwrap_or_else(|e| e.into_inner()) {
+            return false;
+        }
+        *ca.stamp.write().unwrap_or_else(|e| e.into_inner()) = now;
+        match grpc_config(&self.cert, Some(&ca.file)) {
+            Ok(config) => {
+                self.grpc.replace(config);
+                tracing::info!(client_ca_file = %ca.file.display(), "TLS client CA reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "TLS client CA file changed but does not load; the CA in force stays"
+                );
+                false
+            }
+        }
+    }
+
+    /// Checks the certificate, key and client CA files every `every` until `shutdown`.
+    pub async fn watch(self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let tls = self.clone();
+            // File reads and PEM parsing off the async workers.
+            let _ = tokio::task::spawn_blocking(move || {
+                tls.cert.reload_if_changed();
+                tls.reload_client_ca_if_changed();
+            })
+            .await;
+        }
     }
 
     /// The gRPC listener's connections over TLS (client certificates required when
@@ -136,7 +226,7 @@ impl ServerTls {
         listener: TcpListener,
     ) -> io::Result<impl futures::Stream<Item = io::Result<TlsStream<TcpStream>>> + use<>> {
         use futures::StreamExt;
-        let listener = TlsListener::new(listener, TlsAcceptor::from(self.grpc.clone()), "gRPC")?;
+        let listener = TlsListener::new(listener, self.grpc.clone(), "gRPC")?;
         Ok(
             tokio_stream_net::wrappers::ReceiverStream::new(listener.ready)
                 .map(|(stream, _)| Ok(stream)),
@@ -146,7 +236,7 @@ impl ServerTls {
     /// The HTTP listener over TLS (server authentication only: browsers, Open311 apps and
     /// Prometheus carry tokens or nothing, not client certificates).
     pub fn http_listener(&self, listener: TcpListener) -> io::Result<TlsListener> {
-        TlsListener::new(listener, TlsAcceptor::from(self.http.clone()), "HTTP")
+        TlsListener::new(listener, self.http.clone(), "HTTP")
     }
 }
 
@@ -164,20 +254,27 @@ pub struct ServerCert {
 #[derive(Debug)]
 struct Loaded {
     key: Arc<CertifiedKey>,
+    /// The leaf certificate's `notAfter`, in Unix seconds.
+    not_after: i64,
     /// The files' modification times and lengths when last read.
-    stamp: Option<FileStamps>,
+    stamp: Option<[FileStamp; 2]>,
 }
 
-type FileStamps = [(SystemTime, u64); 2];
+/// A file's modification time and length.
+type FileStamp = (SystemTime, u64);
 
 impl ServerCert {
     fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<ServerCert> {
         let stamp = stamps(cert_file, key_file);
-        let key = Arc::new(load_pair(cert_file, key_file)?);
+        let (key, not_after) = load_pair(cert_file, key_file)?;
         Ok(ServerCert {
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
-            state: RwLock::new(Loaded { key, stamp }),
+            state: RwLock::new(Loaded {
+                key: Arc::new(key),
+                not_after,
+                stamp,
+            }),
         })
     }
 
@@ -192,8 +289,9 @@ impl ServerCert {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.stamp = stamp;
         match loaded {
-            Ok(key) => {
+            Ok((key, not_after)) => {
                 state.key = Arc::new(key);
+                state.not_after = not_after;
                 tracing::info!(cert_file = %self.cert_file.display(), "TLS certificate reloaded");
                 true
             }
@@ -207,21 +305,12 @@ impl ServerCert {
         }
     }
 
-    /// Checks the files every `every` until `shutdown`.
-    pub async fn watch(
-        self: Arc<Self>,
-        every: Duration,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
-            let cert = self.clone();
-            // File reads and PEM parsing off the async workers.
-            let _ = tokio::task::spawn_blocking(move || cert.reload_if_changed()).await;
-        }
+    /// When the certificate in force expires (its leaf's `notAfter`), in Unix seconds.
+    pub fn not_after(&self) -> i64 {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .not_after
     }
 }
 
@@ -237,28 +326,38 @@ impl ResolvesServerCert for ServerCert {
     }
 }
 
-fn stamps(cert_file: &Path, key_file: &Path) -> Option<FileStamps> {
-    let one = |p: &Path| {
-        let m = std::fs::metadata(p).ok()?;
-        Some((m.modified().ok()?, m.len()))
-    };
-    Some([one(cert_file)?, one(key_file)?])
+fn stamp(file: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(file).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
-/// The certificate chain of `cert_file` with the key of `key_file`, checked to go together.
-fn load_pair(cert_file: &Path, key_file: &Path) -> anyhow::Result<CertifiedKey> {
+fn stamps(cert_file: &Path, key_file: &Path) -> Option<[FileStamp; 2]> {
+    Some([stamp(cert_file)?, stamp(key_file)?])
+}
+
+/// The certificate chain of `cert_file` with the key of `key_file`, checked to go together,
+/// and when the leaf certificate expires (Unix seconds).
+fn load_pair(cert_file: &Path, key_file: &Path) -> anyhow::Result<(CertifiedKey, i64)> {
     let cert_pem = read(cert_file, "tls.cert_file")?;
     let key_pem = read(key_file, "tls.key_file")?;
     let chain = certificates(&cert_pem, cert_file).context("tls.cert_file")?;
+    let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| {
+        anyhow::anyhow!(
+            "tls.cert_file {}: not an X.509 certificate: {e}",
+            cert_file.display()
+        )
+    })?;
+    let not_after = leaf.validity().not_after.timestamp();
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .with_context(|| format!("tls.key_file {}: no PEM private key", key_file.display()))?;
-    CertifiedKey::from_der(chain, key, &provider()).with_context(|| {
+    let key = CertifiedKey::from_der(chain, key, &provider()).with_context(|| {
         format!(
             "tls.key_file {} does not go with tls.cert_file {}",
             key_file.display(),
             cert_file.display()
         )
-    })
+    })?;
+    Ok((key, not_after))
 }
 
 /// A TCP listener whose connections come out TLS-wrapped. Handshakes run in tasks of their own,
@@ -271,9 +370,9 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// `what` names the listener in logs ("gRPC", "HTTP").
-    pub fn new(
+    fn new(
         listener: TcpListener,
-        acceptor: TlsAcceptor,
+        acceptor: Acceptor,
         what: &'static str,
     ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
@@ -285,7 +384,7 @@ impl TlsListener {
 
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: Acceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
     what: &'static str,
 ) {
@@ -305,7 +404,7 @@ async fn accept_loop(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        let (acceptor, tx) = (acceptor.current(), tx.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
