@@ -531,7 +531,7 @@ dash = json.load(open(d("grafana/dashboards/minyi.json")))
 exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
 for m in ["minyi_rpc_requests_total", "minyi_rpc_duration_seconds_bucket", "minyi_bus_queue_depth",
           "minyi_outbox_pending", "minyi_timers_pending", "minyi_tickets_overdue",
-          "minyi_tickets_received_total"]:
+          "minyi_tickets_received_total", "minyi_tls_certificate_expiry_timestamp_seconds"]:
     assert m in exprs, f"dashboard has no panel on {m}"
 ids = [p["id"] for p in dash["panels"]]
 assert len(ids) == len(set(ids)), "duplicate panel ids"
