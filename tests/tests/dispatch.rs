@@ -1264,11 +1264,41 @@ async fn a_hard_ticket_is_ruled_on_with_minyi_arbitrate() {
         out.contains("returned 2 times") && out.contains("ST-GM"),
         "{out}"
     );
-    // A bad owner is a field error, not a crash.
+    // A bad owner is a field error, not a crash; with a clarification, and with a ruling
+    // too long, neither is applied (the good ruling below makes the catalog's v2, not v3).
     let (ok, _, err) = run(&["decide", &id, "--owner", "NOPE", "--ruling", "x"]).await;
     assert!(!ok);
     assert!(
         err.contains("owner_unit") && !err.contains("panicked"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&[
+        "decide",
+        &id,
+        "--owner",
+        "NOPE",
+        "--ruling",
+        "x",
+        "--clarify-item",
+        &rule,
+    ])
+    .await;
+    assert!(!ok && err.contains("owner_unit"), "{err}");
+    let long = "裁".repeat(20_001);
+    let (ok, _, err) = run(&[
+        "decide",
+        &id,
+        "--owner",
+        "ST-GM",
+        "--ruling",
+        &long,
+        "--clarify-item",
+        &rule,
+    ])
+    .await;
+    assert!(!ok, "a ruling of 20,001 characters was taken");
+    assert!(
+        err.contains("ruling") && err.contains("20000 characters"),
         "{err}"
     );
     let (ok, out, err) = run(&[

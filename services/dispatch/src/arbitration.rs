@@ -57,6 +57,12 @@ impl ArbitrationApi {
             v.add(field, why);
             invalid_argument(&v)
         };
+        if c.note.chars().count() > crate::machine::MAX_TEXT_CHARS {
+            return Err(bad(
+                "clarification.note",
+                format!("longer than {} characters", crate::machine::MAX_TEXT_CHARS),
+            ));
+        }
         let item = c.item_code.trim();
         if self.engine.catalog.current().get(item).is_none() {
             return Err(bad(
@@ -251,19 +257,29 @@ impl ArbitrationService for ArbitrationApi {
             )));
         }
         let owner = r.owner_unit.trim().to_owned();
-        let catalog_version = match &r.clarification {
-            Some(c) if !c.kind.is_empty() => {
-                self.clarify(c, &owner, &format!("KC-{}", t.tracking_number), &t.text)
-                    .await?
-            }
-            _ => String::new(),
-        };
-        let cmd = Command::Arbitrate {
-            owner_unit: owner,
+        let mut cmd = Command::Arbitrate {
+            owner_unit: owner.clone(),
             co_units: r.co_units,
             ruling: r.ruling,
-            catalog_version,
+            catalog_version: String::new(),
         };
+        // The ruling is checked whole before its clarification changes the catalog: a ruling
+        // refused afterwards would leave a new catalog version and a training example behind.
+        self.engine
+            .check(&t, &cmd, &Self::actor(&who))
+            .await
+            .map_err(status)?;
+        if let Some(c) = r.clarification.as_ref().filter(|c| !c.kind.is_empty()) {
+            let version = self
+                .clarify(c, &owner, &format!("KC-{}", t.tracking_number), &t.text)
+                .await?;
+            if let Command::Arbitrate {
+                catalog_version, ..
+            } = &mut cmd
+            {
+                *catalog_version = version;
+            }
+        }
         let t = self
             .engine
             .apply(

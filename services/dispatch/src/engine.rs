@@ -102,6 +102,17 @@ impl Engine {
         }
     }
 
+    /// Whether `cmd` would be accepted on `t` as it is now, changing nothing (a refusal for
+    /// lack of permission is audited, as by [`Engine::apply`]).
+    pub async fn check(
+        &self,
+        t: &TicketRecord,
+        cmd: &Command,
+        actor: &Actor,
+    ) -> Result<(), EngineError> {
+        self.step(t, cmd, actor, self.clock.now()).await.map(|_| ())
+    }
+
     /// [`Engine::apply`] of a consumer's commands to different tickets (by id, current
     /// version, `actor`), committed together in one store call; one result per command, in
     /// order. A ticket that changed in the meantime is applied again on its own.

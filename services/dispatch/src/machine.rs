@@ -113,6 +113,55 @@ pub enum Command {
     },
 }
 
+/// Longest free text a command carries (a note, reason, reply or ruling), in characters: as
+/// long as a petition may be (government replies run to a few thousand).
+pub const MAX_TEXT_CHARS: usize = 20_000;
+/// Progress notes one ticket takes, and their characters together: a ticket travels whole in
+/// one gRPC message, which clients accept up to 4 MiB by default.
+pub const MAX_PROGRESS_NOTES: usize = 100;
+pub const MAX_PROGRESS_CHARS: usize = 200_000;
+
+impl Command {
+    /// The command's free texts, named by their request fields.
+    fn texts(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Command::Dispatch { note, .. }
+            | Command::Whistle { note, .. }
+            | Command::Progress { note }
+            | Command::DecideExtension { note, .. }
+            | Command::Resume { note }
+            | Command::Callback { note, .. } => vec![("note", note)],
+            Command::Return {
+                reason,
+                catalog_rule,
+            } => vec![("reason", reason), ("catalog_rule", catalog_rule)],
+            Command::RequestExtension { reason, .. }
+            | Command::Pause { reason }
+            | Command::Escalate { reason } => vec![("reason", reason)],
+            Command::Complete { reply } => vec![("reply", reply)],
+            Command::Arbitrate { ruling, .. } => vec![("ruling", ruling)],
+            Command::AutoDispatch
+            | Command::Accept
+            | Command::AddCoHandlers { .. }
+            | Command::Archive => vec![],
+        }
+    }
+}
+
+/// `(field, description)` of every text in `texts` longer than [`MAX_TEXT_CHARS`].
+pub fn too_long<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    texts
+        .into_iter()
+        .filter(|(_, text)| text.chars().count() > MAX_TEXT_CHARS)
+        .map(|(field, _)| {
+            (
+                field.to_owned(),
+                format!("longer than {MAX_TEXT_CHARS} characters"),
+            )
+        })
+        .collect()
+}
+
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
@@ -202,6 +251,10 @@ pub fn step(
     rules: &Rules,
 ) -> Result<Step, Refusal> {
     let from = state_name(t);
+    let long = too_long(cmd.texts());
+    if !long.is_empty() {
+        return Err(Refusal::Invalid(long));
+    }
     match cmd {
         Command::AutoDispatch => auto_dispatch(t, from, now, deadlines),
         Command::Dispatch {
@@ -624,6 +677,20 @@ pub fn step(
                 &[DispatchState::Accepted],
                 "take progress notes (accept it first)",
             )?;
+            let held: usize = d.progress.iter().map(|n| n.text.chars().count()).sum();
+            if d.progress.len() >= MAX_PROGRESS_NOTES
+                || held + note.trim().chars().count() > MAX_PROGRESS_CHARS
+            {
+                return Err(illegal(
+                    t,
+                    format!(
+                        "the ticket is full: it holds {} progress notes of {held} characters \
+                         and takes at most {MAX_PROGRESS_NOTES} of {MAX_PROGRESS_CHARS} in all; \
+                         write the rest in the reply when completing",
+                        d.progress.len()
+                    ),
+                ));
+            }
             d.progress.push(NoteRecord {
                 unit,
                 author: actor.sub.clone(),
@@ -1368,6 +1435,67 @@ mod tests {
             Err(Refusal::Denied(_))
         ));
         run(&a, ext, &handler("DEP-ZJ"), now).unwrap();
+    }
+
+    #[test]
+    fn long_texts_are_refused_naming_the_field_and_progress_notes_are_bounded() {
+        let t = routed();
+        let now = t.received_at;
+        let mut x = run(&t, Command::AutoDispatch, &Actor::system(), now).unwrap();
+        x = run(&x, Command::Accept, &handler("DEP-ZJ"), now).unwrap();
+        let long = "长".repeat(MAX_TEXT_CHARS + 1);
+        let refused = run(
+            &x,
+            Command::Complete {
+                reply: long.clone(),
+            },
+            &handler("DEP-ZJ"),
+            now,
+        );
+        assert!(
+            matches!(&refused, Err(Refusal::Invalid(f)) if f.len() == 1 && f[0].0 == "reply"),
+            "{refused:?}"
+        );
+        let both = Command::Return {
+            reason: long.clone(),
+            catalog_rule: long,
+        };
+        assert!(matches!(
+            run(&x, both, &handler("DEP-ZJ"), now),
+            Err(Refusal::Invalid(f)) if f.len() == 2
+        ));
+
+        // Notes up to the characters all notes may hold; then the ticket is full.
+        let note = |text: String| Command::Progress { note: text };
+        let mut full = x.clone();
+        for _ in 0..MAX_PROGRESS_CHARS / MAX_TEXT_CHARS {
+            let text = "进".repeat(MAX_TEXT_CHARS);
+            full = run(&full, note(text), &handler("DEP-ZJ"), now).unwrap();
+        }
+        let refused = run(&full, note("再记一句".into()), &handler("DEP-ZJ"), now);
+        assert!(
+            matches!(&refused, Err(Refusal::Illegal { message, .. }) if message.contains("full")),
+            "{refused:?}"
+        );
+        // And up to the number of notes.
+        let mut many = x;
+        for i in 0..MAX_PROGRESS_NOTES {
+            many = run(&many, note(format!("第{i}次")), &handler("DEP-ZJ"), now).unwrap();
+        }
+        assert!(matches!(
+            run(&many, note("再记一句".into()), &handler("DEP-ZJ"), now),
+            Err(Refusal::Illegal { .. })
+        ));
+        // Completing still works on a full ticket.
+        let done = run(
+            &many,
+            Command::Complete {
+                reply: "已处理".into(),
+            },
+            &handler("DEP-ZJ"),
+            now,
+        );
+        assert!(done.is_ok(), "{done:?}");
     }
 
     #[test]
