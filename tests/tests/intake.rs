@@ -468,7 +468,7 @@ async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
     assert!(!raw.contains("13912345678") && !raw.contains("王小明"));
     if backend == Backend::Embedded {
         // Embedded mode runs every service, so every series the operators' Grafana dashboard
-        // queries must be exported here under that very name.
+        // and alerting rules query must be exported here under that very name.
         assert!(raw.contains("\nminyi_tickets_at_risk 0\n"), "{raw}");
         // The classifier is ready: it handled the petition.
         assert!(
@@ -477,27 +477,26 @@ async fn metrics_count_calls_and_read_the_backends(backend: Backend) {
         );
         // Only processes serving TLS export the certificate's expiry (tls.rs checks it there).
         let tls_only = ["minyi_tls_certificate_expiry_timestamp_seconds"];
-        for series in grafana_series()
+        for series in queried_series()
             .iter()
             .filter(|s| !tls_only.contains(&s.as_str()))
         {
             assert!(
                 raw.contains(&format!("# TYPE {series} ")),
-                "deploy/grafana/dashboards/minyi.json queries {series}, which /metrics does not export:\n{raw}"
+                "the Grafana dashboard or the alerting rules query {series}, which /metrics does not export:\n{raw}"
             );
         }
     }
     app.stop().await;
 }
 
-/// The metric families the Grafana dashboard's queries name (histogram suffixes removed).
-fn grafana_series() -> std::collections::BTreeSet<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/grafana/dashboards/minyi.json"
-    );
+/// The metric families the Grafana dashboard's queries and the alerting rules name
+/// (histogram suffixes removed).
+fn queried_series() -> std::collections::BTreeSet<String> {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/");
+    let read = |file: &str| std::fs::read_to_string(format!("{deploy}{file}")).unwrap();
     let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_json::from_str(&read("grafana/dashboards/minyi.json")).unwrap();
     let mut exprs = Vec::new();
     fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
@@ -514,6 +513,8 @@ fn grafana_series() -> std::collections::BTreeSet<String> {
         }
     }
     walk(&dashboard, &mut exprs);
+    // The whole rules file: its summaries name series too.
+    exprs.push(read("prometheus-alerts.yml"));
     let mut series = std::collections::BTreeSet::new();
     for e in &exprs {
         let mut rest = e.as_str();

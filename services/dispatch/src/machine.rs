@@ -149,7 +149,7 @@ impl Command {
 }
 
 /// `(field, description)` of every text in `texts` longer than [`MAX_TEXT_CHARS`].
-pub fn too_long<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+fn too_long<'a>(texts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
     texts
         .into_iter()
         .filter(|(_, text)| text.chars().count() > MAX_TEXT_CHARS)
