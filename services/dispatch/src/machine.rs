@@ -452,7 +452,7 @@ pub fn step(
             if !problems.is_empty() {
                 return Err(Refusal::Invalid(problems));
             }
-            let old = in_state(t, &[DispatchState::Arbitration], "rule on")?;
+            let old = in_state(t, &[DispatchState::Arbitration], "rule on it")?;
             let mut routing = t.routing.clone().unwrap_or_default();
             routing.lead_unit = owner_unit.clone();
             routing.co_units = co_units.clone();
@@ -672,11 +672,7 @@ pub fn step(
             if note.trim().is_empty() {
                 return Err(invalid("note", "must not be empty"));
             }
-            let mut d = in_state(
-                t,
-                &[DispatchState::Accepted],
-                "take progress notes (accept it first)",
-            )?;
+            let mut d = in_state(t, &[DispatchState::Accepted], "take progress notes")?;
             let held: usize = d.progress.iter().map(|n| n.text.chars().count()).sum();
             if d.progress.len() >= MAX_PROGRESS_NOTES
                 || held + note.trim().chars().count() > MAX_PROGRESS_CHARS
@@ -767,7 +763,7 @@ pub fn step(
                     "say what the unit is waiting for from the citizen",
                 ));
             }
-            let mut d = in_state(t, &[DispatchState::Accepted], "pause (accept it first)")?;
+            let mut d = in_state(t, &[DispatchState::Accepted], "pause the clock")?;
             if d.paused().is_some() {
                 return Err(illegal(t, "the clock is already paused"));
             }
@@ -832,7 +828,7 @@ pub fn step(
                     "the reply to the citizen must not be empty",
                 ));
             }
-            let mut d = in_state(t, &[DispatchState::Accepted], "complete (accept it first)")?;
+            let mut d = in_state(t, &[DispatchState::Accepted], "complete")?;
             // Completing ends a wait for the citizen; the deadline no longer matters.
             end_pause(&mut d, now, deadlines);
             d.state = DispatchState::Completed;
@@ -876,21 +872,26 @@ fn in_state(
 ) -> Result<DispatchRecord, Refusal> {
     let d = dispatched(t)?;
     if allowed.contains(&d.state) {
-        Ok(d.clone())
-    } else {
-        Err(illegal(
-            t,
-            format!(
-                "cannot {what} a ticket that is {}; possible from: {}",
-                d.state,
-                allowed
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ))
+        return Ok(d.clone());
     }
+    // The refusal reads "ticket is <state>: cannot <what> (only when …)".
+    let hint = if d.state == DispatchState::Dispatched && allowed.contains(&DispatchState::Accepted)
+    {
+        ": accept it first"
+    } else {
+        ""
+    };
+    Err(illegal(
+        t,
+        format!(
+            "cannot {what} (only when {}{hint})",
+            allowed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    ))
 }
 
 /// The caller's unit, if it is a handler whose unit leads or co-handles the ticket.
@@ -1441,8 +1442,8 @@ mod tests {
     fn long_texts_are_refused_naming_the_field_and_progress_notes_are_bounded() {
         let t = routed();
         let now = t.received_at;
-        let mut x = run(&t, Command::AutoDispatch, &Actor::system(), now).unwrap();
-        x = run(&x, Command::Accept, &handler("DEP-ZJ"), now).unwrap();
+        let dispatched = run(&t, Command::AutoDispatch, &Actor::system(), now).unwrap();
+        let x = run(&dispatched, Command::Accept, &handler("DEP-ZJ"), now).unwrap();
         let long = "长".repeat(MAX_TEXT_CHARS + 1);
         let refused = run(
             &x,
@@ -1494,8 +1495,25 @@ mod tests {
             },
             &handler("DEP-ZJ"),
             now,
+        )
+        .unwrap();
+        // Refusals in the wrong state say when the step is possible.
+        let late = run(&done, note("补记".into()), &handler("DEP-ZJ"), now);
+        assert_eq!(
+            late.unwrap_err(),
+            Refusal::Illegal {
+                state: "completed".into(),
+                message: "cannot take progress notes (only when accepted)".into()
+            }
         );
-        assert!(done.is_ok(), "{done:?}");
+        let early = run(&dispatched, note("先记".into()), &handler("DEP-ZJ"), now);
+        assert_eq!(
+            early.unwrap_err(),
+            Refusal::Illegal {
+                state: "dispatched".into(),
+                message: "cannot take progress notes (only when accepted: accept it first)".into()
+            }
+        );
     }
 
     #[test]
