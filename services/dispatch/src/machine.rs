@@ -120,6 +120,9 @@ pub const MAX_TEXT_CHARS: usize = 20_000;
 /// one gRPC message, which clients accept up to 4 MiB by default.
 pub const MAX_PROGRESS_NOTES: usize = 100;
 pub const MAX_PROGRESS_CHARS: usize = 200_000;
+/// Extension requests and waits for the citizen one handling takes (each keeps its reason).
+pub const MAX_EXTENSION_REQUESTS: usize = 10;
+pub const MAX_PAUSES: usize = 20;
 
 impl Command {
     /// The command's free texts, named by their request fields.
@@ -726,6 +729,15 @@ pub fn step(
             if d.pending_extension().is_some() {
                 return Err(illegal(t, "an extension request is already pending"));
             }
+            if d.extensions.len() >= MAX_EXTENSION_REQUESTS {
+                return Err(illegal(
+                    t,
+                    format!(
+                        "{MAX_EXTENSION_REQUESTS} extensions were already asked for, the most one \
+                         handling takes: ask for arbitration if the ticket cannot be done in time"
+                    ),
+                ));
+            }
             if let Some(due) = d.complete_by
                 && now >= due
             {
@@ -766,6 +778,15 @@ pub fn step(
             let mut d = in_state(t, &[DispatchState::Accepted], "pause the clock")?;
             if d.paused().is_some() {
                 return Err(illegal(t, "the clock is already paused"));
+            }
+            if d.pauses.len() >= MAX_PAUSES {
+                return Err(illegal(
+                    t,
+                    format!(
+                        "the clock was already paused {MAX_PAUSES} times, the most one handling \
+                         takes: ask for an extension instead"
+                    ),
+                ));
             }
             if let Some(due) = d.complete_by
                 && now >= due
@@ -1479,7 +1500,7 @@ mod tests {
             "{refused:?}"
         );
         // And up to the number of notes.
-        let mut many = x;
+        let mut many = x.clone();
         for i in 0..MAX_PROGRESS_NOTES {
             many = run(&many, note(format!("第{i}次")), &handler("DEP-ZJ"), now).unwrap();
         }
@@ -1487,6 +1508,48 @@ mod tests {
             run(&many, note("再记一句".into()), &handler("DEP-ZJ"), now),
             Err(Refusal::Illegal { .. })
         ));
+        // Waits for the citizen and extension requests, each with its reason, are bounded too.
+        let lead = handler("DEP-ZJ");
+        let mut paused = x.clone();
+        for _ in 0..MAX_PAUSES {
+            let pause = Command::Pause {
+                reason: "请补充材料".into(),
+            };
+            paused = run(&paused, pause, &lead, now).unwrap();
+            let resume = Command::Resume {
+                note: String::new(),
+            };
+            paused = run(&paused, resume, &lead, now).unwrap();
+        }
+        let pause = Command::Pause {
+            reason: "再等一次".into(),
+        };
+        assert!(matches!(
+            run(&paused, pause, &lead, now),
+            Err(Refusal::Illegal { message, .. }) if message.contains("paused 20 times")
+        ));
+        let mut extended = x.clone();
+        for _ in 0..MAX_EXTENSION_REQUESTS {
+            let ask = Command::RequestExtension {
+                working_days: 2,
+                reason: "需协调".into(),
+            };
+            extended = run(&extended, ask, &lead, now).unwrap();
+            let refuse = Command::DecideExtension {
+                approve: false,
+                note: String::new(),
+            };
+            extended = run(&extended, refuse, &dispatcher(), now).unwrap();
+        }
+        let ask = Command::RequestExtension {
+            working_days: 2,
+            reason: "再申请".into(),
+        };
+        assert!(matches!(
+            run(&extended, ask, &lead, now),
+            Err(Refusal::Illegal { message, .. }) if message.contains("10 extensions")
+        ));
+
         // Completing still works on a full ticket.
         let done = run(
             &many,
