@@ -9,7 +9,7 @@ use minyi_core::event::timestamp;
 use minyi_core::grpc::{Page, claims, invalid_argument, require_role};
 use minyi_core::petition::{TicketStatus, Violations};
 use minyi_core::pii::Keyring;
-use minyi_core::store::{TicketQuery, TicketRecord, page_token, parse_page_token};
+use minyi_core::store::{TicketQuery, TicketRecord, cursor_token, page_token, parse_page_token};
 use minyi_proto::dispatch::dispatch_service_server::DispatchService;
 use minyi_proto::dispatch::*;
 use tokio::sync::{mpsc, watch};
@@ -224,7 +224,8 @@ impl DispatchService for DispatchApi {
             ..TicketQuery::default()
         };
         let mut out = Page::new(limit);
-        let mut last: Option<TicketRecord> = None;
+        // The cursor of the last ticket on the page.
+        let mut last = None;
         let mut next = String::new();
         // State filters apply after the unit filter; keep reading pages until this one fills.
         loop {
@@ -234,10 +235,10 @@ impl DispatchService for DispatchApi {
                 let state = t.dispatch.as_ref().map_or(0, |d| d.state.to_proto());
                 if r.states.is_empty() || r.states.contains(&state) {
                     if !out.push(self.view(t, who.role)) {
-                        next = page_token(last.as_ref().unwrap_or(t));
+                        next = last.map_or_else(|| page_token(t), cursor_token);
                         break;
                     }
-                    last = Some(t.clone());
+                    last = Some((t.received_at, t.id));
                 }
             }
             if !next.is_empty() || !full {

@@ -231,11 +231,16 @@ pub struct OutboxEntry {
 
 /// The page token that continues a listing after `t` (newest-first keyset pagination).
 pub fn page_token(t: &TicketRecord) -> String {
+    cursor_token((t.received_at, t.id))
+}
+
+/// [`page_token`] of the ticket with this `(received_at, id)`.
+pub fn cursor_token((received_at, id): (DateTime<Utc>, Uuid)) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
         "{}|{}",
-        t.received_at.timestamp_micros(),
-        t.id
+        received_at.timestamp_micros(),
+        id
     ))
 }
 
