@@ -9,6 +9,7 @@ use minyi::app::Service;
 use minyi_catalog::model::Responsibility;
 use minyi_core::auth::Role;
 use minyi_core::petition::TicketStatus;
+use minyi_core::store::AUDIT_LINES_IN_VIEW;
 use minyi_proto::common::Location;
 use minyi_proto::dispatch::*;
 use minyi_proto::intake::{GetTicketRequest as IntakeGet, SubmitPetitionRequest};
@@ -1395,6 +1396,84 @@ async fn inbox_and_queue_page_through_every_ticket() {
     seen.sort();
     queued.sort();
     assert_eq!(seen, queued);
+    c.stop().await;
+}
+
+/// A ticket refused hundreds of times stays readable: GetTicket carries the newest audit
+/// lines and their count, ListAudit pages through all of them.
+#[tokio::test]
+async fn a_long_audit_trail_travels_in_pages() {
+    let c = spawn_cluster().await;
+    let (text, owner) = functional_text();
+    let id = submit(&c.intake, &text, "").await;
+    wait_status(&c.intake, &id, TicketStatus::Dispatched).await;
+    let stranger_unit = if owner == "ST-XH" { "ST-FH" } else { "ST-XH" };
+    let mut stranger = c
+        .dispatch
+        .dispatch(Role::Handler, Some(stranger_unit))
+        .await;
+    let refusals = AUDIT_LINES_IN_VIEW + 30;
+    for _ in 0..refusals {
+        let e = stranger
+            .get_ticket(GetTicketRequest { ticket: id.clone() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+    }
+    let e = stranger
+        .list_audit(ListAuditRequest {
+            ticket: id.clone(),
+            ..ListAuditRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::PermissionDenied,
+        "a stranger reads no trail"
+    );
+
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    let t = get(&mut dispatcher, &id).await;
+    assert_eq!(t.audit.len(), AUDIT_LINES_IN_VIEW);
+    assert!(t.audit_total > refusals as u64, "{}", t.audit_total);
+    assert!(t.audit.iter().all(|a| !a.allowed && a.action == "read"));
+
+    // The lead pages through the whole trail: every line once, oldest first.
+    let mut lead = c.dispatch.dispatch(Role::Handler, Some(&owner)).await;
+    let mut trail = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = lead
+            .list_audit(ListAuditRequest {
+                ticket: t.tracking_number.clone(),
+                page_size: 100,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.entries.len() <= 100);
+        assert!(page.total >= t.audit_total);
+        trail.extend(page.entries);
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(trail.len() as u64, t.audit_total);
+    assert_eq!(trail[0].role, "system", "the trail starts at the routing");
+    assert_eq!(trail[trail.len() - t.audit.len()..], t.audit[..]);
+    let e = lead
+        .list_audit(ListAuditRequest {
+            ticket: id.clone(),
+            page_token: "x".into(),
+            ..ListAuditRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("page_token"), "{}", e.message());
     c.stop().await;
 }
 

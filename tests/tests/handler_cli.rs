@@ -267,6 +267,19 @@ async fn a_handler_works_a_ticket_from_the_command_line() {
         human.contains("[accepted]") && human.contains("audit trail:"),
         "{human}"
     );
+    // The whole trail, a line each.
+    let lines = gm.ok(&["--json", "audit", &tracking]).await;
+    let lines: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(Some(lines.len() as u64), shown["audit_total"].as_u64());
+    assert_eq!(&lines, audit);
+    let human = gm.ok(&["audit", &tracking]).await;
+    assert!(
+        human.contains("REFUSED") && human.contains("accepted  dispatched → accepted"),
+        "{human}"
+    );
 
     // A second accept is refused as a state problem, not a crash.
     let stderr = gm.fails(&["accept", &id]).await;

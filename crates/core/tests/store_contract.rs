@@ -7,9 +7,10 @@ use chrono::{TimeZone, Utc};
 use minyi_core::bus::Message;
 use minyi_core::petition::{Channel, TicketStatus};
 use minyi_core::store::{
-    AuditRecord, CoHandler, DispatchRecord, DispatchState, FollowUpRecord, MemoryStore,
-    PostgresStore, RoutingRecord, SqliteStore, StoreError, SuggestionRecord, TicketQuery,
-    TicketRecord, TicketStore, TicketUpdate, Transition, TransitionOutcome,
+    AUDIT_BYTES_IN_VIEW, AUDIT_LINES_IN_VIEW, AuditPage, AuditRecord, CoHandler, DispatchRecord,
+    DispatchState, FollowUpRecord, MemoryStore, PostgresStore, RoutingRecord, SqliteStore,
+    StoreError, SuggestionRecord, TicketQuery, TicketRecord, TicketStore, TicketUpdate, Transition,
+    TransitionOutcome,
 };
 use minyi_core::store::{Effect, EffectOutcome, OutboxHandoff};
 use uuid::Uuid;
@@ -583,6 +584,34 @@ async fn dispatch_contract(store: &dyn TicketStore) {
     assert_eq!(trail[2].action, "complete");
     assert!(!trail[2].allowed);
     assert!(store.audit_trail(other.id).await.unwrap().is_empty());
+    for i in 0..4 {
+        store
+            .append_audit(audit(t.id, &format!("read-{i}"), false))
+            .await
+            .unwrap();
+    }
+    // Pages of the trail (7 lines): the last lines, a stretch from a line, past the end.
+    let actions = |p: &AuditPage| {
+        p.entries
+            .iter()
+            .map(|a| a.action.clone())
+            .collect::<Vec<_>>()
+    };
+    let last = store.audit_page(t.id, None, 3).await.unwrap();
+    assert_eq!((last.first, last.total), (4, 7));
+    assert_eq!(actions(&last), ["read-1", "read-2", "read-3"]);
+    let middle = store.audit_page(t.id, Some(2), 2).await.unwrap();
+    assert_eq!((middle.first, middle.total), (2, 7));
+    assert_eq!(actions(&middle), ["complete", "read-0"]);
+    let whole = store.audit_page(t.id, None, 100).await.unwrap();
+    assert_eq!(whole.first, 0);
+    assert_eq!(whole.entries, store.audit_trail(t.id).await.unwrap());
+    let past = store.audit_page(t.id, Some(9), 5).await.unwrap();
+    assert_eq!((past.first, past.total, past.entries.len()), (7, 7, 0));
+    assert_eq!(
+        store.audit_page(other.id, None, 5).await.unwrap(),
+        AuditPage::default()
+    );
 
     // Inbox feeds are per unit and resume from a cursor.
     let gm = store.inbox("ST-GM", 0, 10).await.unwrap();
@@ -808,7 +837,7 @@ async fn dispatch_after_reopen(reopened: &dyn TicketStore) {
         .unwrap();
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].version, 2);
-    assert_eq!(reopened.audit_trail(tickets[0].id).await.unwrap().len(), 3);
+    assert_eq!(reopened.audit_trail(tickets[0].id).await.unwrap().len(), 7);
     assert_eq!(reopened.inbox("ST-GM", 0, 10).await.unwrap().len(), 2);
 }
 
@@ -898,6 +927,48 @@ async fn concurrent_submits_each_get_their_own_answer(store: std::sync::Arc<dyn 
         assert_eq!(queued[at].message.routing_key, "ticket.received");
         assert_eq!(queued[at + 1].message.routing_key, "ticket.noted");
     }
+}
+
+/// What travels with a ticket: the newest lines, within the line and byte budgets.
+#[tokio::test]
+async fn a_view_holds_the_newest_audit_lines_that_fit() {
+    let store = MemoryStore::ephemeral();
+    let id = Uuid::new_v4();
+    for i in 0..AUDIT_LINES_IN_VIEW + 50 {
+        store
+            .append_audit(audit(id, &format!("read-{i}"), false))
+            .await
+            .unwrap();
+    }
+    let view = AuditPage::newest(&store, id).await.unwrap();
+    assert_eq!(view.total, AUDIT_LINES_IN_VIEW as u64 + 50);
+    assert_eq!((view.first, view.entries.len()), (50, AUDIT_LINES_IN_VIEW));
+    assert_eq!(view.entries[0].action, "read-50");
+
+    // Long reasons: only as many of the newest lines as fit in the byte budget.
+    let long = "长".repeat(20_000); // 60,000 bytes
+    for i in 0..30 {
+        let mut a = audit(id, &format!("note-{i}"), true);
+        a.reason = long.clone();
+        store.append_audit(a).await.unwrap();
+    }
+    let view = AuditPage::newest(&store, id).await.unwrap();
+    let fit = AUDIT_BYTES_IN_VIEW / 60_100;
+    assert_eq!(view.entries.len(), fit);
+    assert_eq!(view.first + fit as u64, view.total);
+    assert_eq!(view.entries.last().unwrap().action, "note-29");
+    // A page from a line: its first lines that fit.
+    let page = store.audit_page(id, Some(250), 100).await.unwrap().fit();
+    assert_eq!(page.entries.len(), fit);
+    assert_eq!(page.entries[0].action, "note-0");
+    // One line always travels, however long.
+    let mut huge = audit(id, "huge", true);
+    huge.reason = "长".repeat(AUDIT_BYTES_IN_VIEW);
+    store.append_audit(huge).await.unwrap();
+    assert_eq!(
+        AuditPage::newest(&store, id).await.unwrap().entries.len(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -74,6 +74,7 @@ fn case_json(t: &DispatchTicket) -> serde_json::Value {
             "action": e.action, "from": e.from_state, "to": e.to_state, "reason": e.reason,
             "allowed": e.allowed,
         })).collect::<Vec<_>>(),
+        "audit_total": t.audit_total,
     })
 }
 
@@ -111,7 +112,15 @@ fn case_text(t: &DispatchTicket) -> String {
         ));
     }
     if !t.audit.is_empty() {
-        out.push_str("  history:\n");
+        if t.audit_total > t.audit.len() as u64 {
+            out.push_str(&format!(
+                "  history (the last {} of {} lines; ListAudit pages through them all):\n",
+                t.audit.len(),
+                t.audit_total
+            ));
+        } else {
+            out.push_str("  history:\n");
+        }
         for e in &t.audit {
             out.push_str(&format!(
                 "    {}  {:<10} {:<18} {} → {}  {}{}\n",

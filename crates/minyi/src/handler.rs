@@ -22,9 +22,10 @@ use minyi_core::store::DispatchState as State;
 use minyi_proto::common::Routing;
 use minyi_proto::dispatch::dispatch_service_client::DispatchServiceClient;
 use minyi_proto::dispatch::{
-    AcceptRequest, AddCoHandlersRequest, AddProgressRequest, CompleteRequest, DispatchState,
-    DispatchTicket, GetTicketRequest, InboxEntry, ListInboxRequest, PauseForCitizenRequest,
-    RequestExtensionRequest, ResumeRequest, ReturnRequest, WatchInboxRequest, WhistleRequest,
+    AcceptRequest, AddCoHandlersRequest, AddProgressRequest, AuditEntry, CompleteRequest,
+    DispatchState, DispatchTicket, GetTicketRequest, InboxEntry, ListAuditRequest,
+    ListInboxRequest, PauseForCitizenRequest, RequestExtensionRequest, ResumeRequest,
+    ReturnRequest, WatchInboxRequest, WhistleRequest,
 };
 use prost_types::Timestamp;
 use serde_json::{Value, json};
@@ -104,8 +105,10 @@ pub enum HandlerCommand {
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         from: i64,
     },
-    /// Everything about one ticket, with its audit trail.
+    /// Everything about one ticket, with the newest lines of its audit trail.
     Show { ticket: String },
+    /// A ticket's whole audit trail, oldest first (one JSON document per line with --json).
+    Audit { ticket: String },
     /// 签收: accept a ticket your unit leads, or report in as co-handler / summoned unit.
     Accept { ticket: String },
     /// 退回: return a ticket that is not your unit's, before the acceptance limit.
@@ -437,6 +440,9 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             out.line(&text)?;
             return Ok(());
         }
+        HandlerCommand::Audit { ticket } => {
+            return audit(&mut client, &out, ticket, &endpoint).await;
+        }
         HandlerCommand::Accept { ticket } => {
             let t = client
                 .accept(AcceptRequest {
@@ -630,6 +636,38 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         out.line(&msg)?;
     }
     Ok(())
+}
+
+/// Prints a ticket's whole audit trail a page at a time, as the pages arrive.
+async fn audit(
+    client: &mut Client,
+    out: &Out,
+    ticket: String,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    let mut page_token = String::new();
+    loop {
+        let r = client
+            .list_audit(ListAuditRequest {
+                ticket: ticket.clone(),
+                page_size: MAX_PAGE,
+                page_token,
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!(explain(&s, endpoint)))?
+            .into_inner();
+        for a in &r.entries {
+            if out.json {
+                out.line(&audit_json(a).to_string())?;
+            } else {
+                out.line(&audit_human(a, out))?;
+            }
+        }
+        page_token = r.next_page_token;
+        if page_token.is_empty() {
+            return Ok(());
+        }
+    }
 }
 
 async fn inbox(
@@ -957,34 +995,48 @@ fn ticket_human(t: &DispatchTicket, out: &Out, now: DateTime<Utc>) -> String {
     field("id", &t.ticket_id);
     field("version", &t.version.to_string());
     if !t.audit.is_empty() {
-        let _ = writeln!(s, "  audit trail:");
-        for a in &t.audit {
-            let who = match (a.role.as_str(), a.unit.as_str()) {
-                (role, "") => format!("{} ({role})", a.actor),
-                (role, unit) => format!("{} ({role}, {unit})", a.actor),
-            };
-            let change = if a.from_state == a.to_state || a.to_state.is_empty() {
-                a.from_state.clone()
-            } else {
-                format!("{} → {}", a.from_state, a.to_state)
-            };
-            let mut line = format!(
-                "    {}  {}  {}  {}",
-                out.dim(&beijing_secs(a.at.as_ref())),
-                a.action,
-                change,
-                who
+        let shown = t.audit.len() as u64;
+        if t.audit_total > shown {
+            let _ = writeln!(
+                s,
+                "  audit trail (the last {shown} of {} lines; `minyi-handler audit {}` prints them all):",
+                t.audit_total, t.tracking_number
             );
-            if !a.reason.is_empty() {
-                let _ = write!(line, "  {}", one_line(&a.reason));
-            }
-            if !a.allowed {
-                let _ = write!(line, "  {}", out.alert("REFUSED"));
-            }
-            let _ = writeln!(s, "{line}");
+        } else {
+            let _ = writeln!(s, "  audit trail:");
+        }
+        for a in &t.audit {
+            let _ = writeln!(s, "    {}", audit_human(a, out));
         }
     }
     s.trim_end().to_owned()
+}
+
+/// One audit line: when, what, the state change, who, why, and whether it was refused.
+fn audit_human(a: &AuditEntry, out: &Out) -> String {
+    let who = match (a.role.as_str(), a.unit.as_str()) {
+        (role, "") => format!("{} ({role})", a.actor),
+        (role, unit) => format!("{} ({role}, {unit})", a.actor),
+    };
+    let change = if a.from_state == a.to_state || a.to_state.is_empty() {
+        a.from_state.clone()
+    } else {
+        format!("{} → {}", a.from_state, a.to_state)
+    };
+    let mut line = format!(
+        "{}  {}  {}  {}",
+        out.dim(&beijing_secs(a.at.as_ref())),
+        a.action,
+        change,
+        who
+    );
+    if !a.reason.is_empty() {
+        let _ = write!(line, "  {}", one_line(&a.reason));
+    }
+    if !a.allowed {
+        let _ = write!(line, "  {}", out.alert("REFUSED"));
+    }
+    line
 }
 
 fn routing_human(r: &Routing) -> String {
@@ -1236,22 +1288,27 @@ pub fn ticket_json(t: &DispatchTicket) -> Value {
             "working_seconds": p.working_seconds,
         })).collect::<Vec<_>>(),
         "redo_count": t.redo_count,
-        "audit": t.audit.iter().map(|a| json!({
-            "at": rfc3339(a.at.as_ref()),
-            "actor": a.actor,
-            "role": a.role,
-            "unit": a.unit,
-            "action": a.action,
-            "from_state": a.from_state,
-            "to_state": a.to_state,
-            "reason": a.reason,
-            "allowed": a.allowed,
-        })).collect::<Vec<_>>(),
+        "audit": t.audit.iter().map(audit_json).collect::<Vec<_>>(),
+        "audit_total": t.audit_total,
         "follow_ups": t.follow_ups.iter().map(|f| json!({
             "text": f.text,
             "author": f.author,
             "at": rfc3339(f.at.as_ref()),
         })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn audit_json(a: &AuditEntry) -> Value {
+    json!({
+        "at": rfc3339(a.at.as_ref()),
+        "actor": a.actor,
+        "role": a.role,
+        "unit": a.unit,
+        "action": a.action,
+        "from_state": a.from_state,
+        "to_state": a.to_state,
+        "reason": a.reason,
+        "allowed": a.allowed,
     })
 }
 

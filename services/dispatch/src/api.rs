@@ -9,7 +9,9 @@ use minyi_core::event::timestamp;
 use minyi_core::grpc::{Page, claims, invalid_argument, require_role};
 use minyi_core::petition::{TicketStatus, Violations};
 use minyi_core::pii::Keyring;
-use minyi_core::store::{TicketQuery, TicketRecord, cursor_token, page_token, parse_page_token};
+use minyi_core::store::{
+    AuditPage, TicketQuery, TicketRecord, cursor_token, page_token, parse_page_token,
+};
 use minyi_proto::dispatch::dispatch_service_server::DispatchService;
 use minyi_proto::dispatch::*;
 use tokio::sync::{mpsc, watch};
@@ -18,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::{Engine, EngineError};
 use crate::machine::{Actor, Command, Refusal};
-use crate::view::ticket_view;
+use crate::view::{audit_entry, ticket_view};
 
 #[derive(Clone)]
 pub struct DispatchApi {
@@ -50,8 +52,49 @@ impl DispatchApi {
         self
     }
 
+    /// The ticket `ticket` names, if the caller may read it: any dispatch role, a handler
+    /// only for tickets its unit leads or co-handles (a refusal is audited).
+    async fn readable(&self, who: &Claims, ticket: &str) -> Result<TicketRecord, Status> {
+        require_role(
+            who,
+            &[
+                Role::Handler,
+                Role::Dispatcher,
+                Role::Arbitrator,
+                Role::Supervisor,
+                Role::Admin,
+            ],
+            "read dispatch records",
+        )?;
+        let t = self.engine.store.get_ticket(ticket.trim()).await?;
+        if who.role == Role::Handler {
+            let unit = who.unit.clone().unwrap_or_default();
+            if !t.dispatch.as_ref().is_some_and(|d| d.involves(&unit)) {
+                let lead = t.dispatch.as_ref().map(|d| d.lead_unit.clone());
+                let why = match lead {
+                    Some(l) => format!(
+                        "this ticket is assigned to {}, not to you ({unit})",
+                        crate::view::unit_name(&self.engine.catalog.current(), &l)
+                    ),
+                    None => format!("this ticket is not assigned to you ({unit})"),
+                };
+                self.engine
+                    .audit_refusal(&t, "read", &actor(who), &why)
+                    .await;
+                return Err(Status::permission_denied(why));
+            }
+        }
+        Ok(t)
+    }
+
     fn view(&self, t: &TicketRecord, role: Role) -> DispatchTicket {
-        ticket_view(t, role, &self.keyring, &self.engine.catalog.current(), &[])
+        ticket_view(
+            t,
+            role,
+            &self.keyring,
+            &self.engine.catalog.current(),
+            &AuditPage::default(),
+        )
     }
 
     async fn act(
@@ -257,37 +300,8 @@ impl DispatchService for DispatchApi {
         request: Request<GetTicketRequest>,
     ) -> Result<Response<DispatchTicket>, Status> {
         let who = claims(&request)?;
-        require_role(
-            &who,
-            &[
-                Role::Handler,
-                Role::Dispatcher,
-                Role::Arbitrator,
-                Role::Supervisor,
-                Role::Admin,
-            ],
-            "read dispatch records",
-        )?;
-        let r = request.into_inner();
-        let t = self.engine.store.get_ticket(r.ticket.trim()).await?;
-        if who.role == Role::Handler {
-            let unit = who.unit.clone().unwrap_or_default();
-            if !t.dispatch.as_ref().is_some_and(|d| d.involves(&unit)) {
-                let lead = t.dispatch.as_ref().map(|d| d.lead_unit.clone());
-                let why = match lead {
-                    Some(l) => format!(
-                        "this ticket is assigned to {}, not to you ({unit})",
-                        crate::view::unit_name(&self.engine.catalog.current(), &l)
-                    ),
-                    None => format!("this ticket is not assigned to you ({unit})"),
-                };
-                self.engine
-                    .audit_refusal(&t, "read", &actor(&who), &why)
-                    .await;
-                return Err(Status::permission_denied(why));
-            }
-        }
-        let audit = self.engine.store.audit_trail(t.id).await?;
+        let t = self.readable(&who, &request.get_ref().ticket).await?;
+        let audit = AuditPage::newest(self.engine.store.as_ref(), t.id).await?;
         Ok(Response::new(ticket_view(
             &t,
             who.role,
@@ -295,6 +309,44 @@ impl DispatchService for DispatchApi {
             &self.engine.catalog.current(),
             &audit,
         )))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        let who = claims(&request)?;
+        let r = request.into_inner();
+        let from = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse::<u64>().map_err(|_| {
+                let mut v = Violations::default();
+                v.add("page_token", "not a token this service issued");
+                invalid_argument(&v)
+            })?
+        };
+        let limit = match r.page_size {
+            0 => 100,
+            n => (n as usize).min(500),
+        };
+        let t = self.readable(&who, &r.ticket).await?;
+        let page = self
+            .engine
+            .store
+            .audit_page(t.id, Some(from), limit)
+            .await?
+            .fit();
+        let end = page.first + page.entries.len() as u64;
+        Ok(Response::new(ListAuditResponse {
+            entries: page.entries.iter().map(audit_entry).collect(),
+            next_page_token: if end < page.total {
+                end.to_string()
+            } else {
+                String::new()
+            },
+            total: page.total,
+        }))
     }
 
     async fn accept(

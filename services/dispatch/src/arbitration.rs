@@ -9,7 +9,7 @@ use minyi_core::auth::Role;
 use minyi_core::grpc::{Page, claims, invalid_argument, require_role};
 use minyi_core::petition::{TicketStatus, Violations};
 use minyi_core::pii::Keyring;
-use minyi_core::store::{CatalogStore, TicketQuery};
+use minyi_core::store::{AuditPage, CatalogStore, TicketQuery};
 use minyi_proto::arbitration::arbitration_service_server::ArbitrationService;
 use minyi_proto::arbitration::*;
 use minyi_proto::dispatch::DispatchTicket;
@@ -172,7 +172,13 @@ impl ArbitrationService for ArbitrationApi {
         let catalog = self.engine.catalog.current();
         let mut page = Page::new(limit);
         for t in &tickets {
-            if !page.push(ticket_view(t, who.role, &self.keyring, &catalog, &[])) {
+            if !page.push(ticket_view(
+                t,
+                who.role,
+                &self.keyring,
+                &catalog,
+                &AuditPage::default(),
+            )) {
                 break;
             }
         }
@@ -201,7 +207,7 @@ impl ArbitrationService for ArbitrationApi {
             .store
             .get_ticket(request.get_ref().ticket.trim())
             .await?;
-        let audit = self.engine.store.audit_trail(t.id).await?;
+        let audit = AuditPage::newest(self.engine.store.as_ref(), t.id).await?;
         Ok(Response::new(ticket_view(
             &t,
             who.role,
@@ -234,7 +240,7 @@ impl ArbitrationService for ArbitrationApi {
             who.role,
             &self.keyring,
             &self.engine.catalog.current(),
-            &[],
+            &AuditPage::default(),
         )))
     }
 
@@ -296,7 +302,7 @@ impl ArbitrationService for ArbitrationApi {
             who.role,
             &self.keyring,
             &self.engine.catalog.current(),
-            &[],
+            &AuditPage::default(),
         )))
     }
 }

@@ -4,7 +4,7 @@ use minyi_catalog::Catalog;
 use minyi_core::auth::Role;
 use minyi_core::event::{routing_proto, timestamp};
 use minyi_core::pii::{Keyring, mask_id_number, mask_name, mask_phone};
-use minyi_core::store::{AuditRecord, TicketRecord};
+use minyi_core::store::{AuditPage, AuditRecord, TicketRecord};
 use minyi_proto::common::{Caller, FollowUp};
 use minyi_proto::dispatch::{
     Alert, Arbitration, AuditEntry, Callback, CoHandler, DispatchTicket, Extension, Note, Pause,
@@ -18,12 +18,26 @@ pub fn unit_name(catalog: &Catalog, code: &str) -> String {
         .map_or_else(String::new, |u| u.name.clone())
 }
 
+pub fn audit_entry(a: &AuditRecord) -> AuditEntry {
+    AuditEntry {
+        at: Some(timestamp(a.at)),
+        actor: a.actor.clone(),
+        role: a.role.clone(),
+        unit: a.unit.clone(),
+        action: a.action.clone(),
+        from_state: a.from_state.clone(),
+        to_state: a.to_state.clone(),
+        reason: a.reason.clone(),
+        allowed: a.allowed,
+    }
+}
+
 pub fn ticket_view(
     t: &TicketRecord,
     role: Role,
     keyring: &Keyring,
     catalog: &Catalog,
-    audit: &[AuditRecord],
+    audit: &AuditPage,
 ) -> DispatchTicket {
     let open = |sealed: &Option<String>, mask: fn(&str) -> String| -> String {
         let Some(sealed) = sealed else {
@@ -63,20 +77,8 @@ pub fn ticket_view(
                 at: Some(timestamp(f.at)),
             })
             .collect(),
-        audit: audit
-            .iter()
-            .map(|a| AuditEntry {
-                at: Some(timestamp(a.at)),
-                actor: a.actor.clone(),
-                role: a.role.clone(),
-                unit: a.unit.clone(),
-                action: a.action.clone(),
-                from_state: a.from_state.clone(),
-                to_state: a.to_state.clone(),
-                reason: a.reason.clone(),
-                allowed: a.allowed,
-            })
-            .collect(),
+        audit: audit.entries.iter().map(audit_entry).collect(),
+        audit_total: audit.total,
         ..DispatchTicket::default()
     };
     if let Some(d) = &t.dispatch {

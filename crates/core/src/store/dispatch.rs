@@ -277,6 +277,95 @@ pub struct AuditRecord {
     pub allowed: bool,
 }
 
+/// A stretch of a ticket's audit trail ([`super::TicketStore::audit_page`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditPage {
+    /// Oldest first.
+    pub entries: Vec<AuditRecord>,
+    /// Line number of the first entry in the whole trail (0 is the first line).
+    pub first: u64,
+    /// Lines in the whole trail.
+    pub total: u64,
+}
+
+impl AuditPage {
+    /// The page of `trail` that [`super::TicketStore::audit_page`] returns (in-memory
+    /// adapters, and the contract the database adapters follow).
+    pub fn of(trail: &[AuditRecord], from: Option<u64>, limit: usize) -> Self {
+        let total = trail.len();
+        let first = match from {
+            Some(f) => usize::try_from(f).unwrap_or(usize::MAX).min(total),
+            None => total.saturating_sub(limit),
+        };
+        let end = first.saturating_add(limit).min(total);
+        AuditPage {
+            entries: trail[first..end].to_vec(),
+            first: first as u64,
+            total: total as u64,
+        }
+    }
+}
+
+/// At most this many audit lines travel with a ticket ([`AuditPage::newest`]): the whole
+/// trail of a ticket refused thousands of times must not make the ticket unreadable.
+pub const AUDIT_LINES_IN_VIEW: usize = 200;
+/// At most this many bytes of audit text travel in one message (a line's reason alone may be
+/// 20,000 characters); one line always does.
+pub const AUDIT_BYTES_IN_VIEW: usize = 1 << 20;
+
+impl AuditPage {
+    /// The newest lines of a ticket's trail that fit in a message: at most
+    /// [`AUDIT_LINES_IN_VIEW`] lines and [`AUDIT_BYTES_IN_VIEW`] bytes of text.
+    pub async fn newest(
+        store: &dyn super::TicketStore,
+        ticket_id: Uuid,
+    ) -> Result<Self, super::StoreError> {
+        let mut page = store
+            .audit_page(ticket_id, None, AUDIT_LINES_IN_VIEW)
+            .await?;
+        let fit = lines_that_fit(page.entries.iter().rev());
+        let dropped = page.entries.len() - fit;
+        page.entries.drain(..dropped);
+        page.first += dropped as u64;
+        Ok(page)
+    }
+
+    /// The first lines of this page that fit in [`AUDIT_BYTES_IN_VIEW`] bytes (at least one).
+    pub fn fit(mut self) -> Self {
+        let fit = lines_that_fit(self.entries.iter());
+        self.entries.truncate(fit);
+        self
+    }
+}
+
+/// How many of `lines`, taken in order, fit in [`AUDIT_BYTES_IN_VIEW`] bytes: at least one,
+/// if there is one.
+fn lines_that_fit<'a>(lines: impl ExactSizeIterator<Item = &'a AuditRecord>) -> usize {
+    let n = lines.len();
+    let mut bytes = 0;
+    lines
+        .take_while(|a| {
+            bytes += a.text_bytes();
+            bytes <= AUDIT_BYTES_IN_VIEW
+        })
+        .count()
+        .max(1)
+        .min(n)
+}
+
+impl AuditRecord {
+    /// Bytes of text this line carries (its encoded size, give or take a few bytes).
+    fn text_bytes(&self) -> usize {
+        32 + self.actor.len()
+            + self.role.len()
+            + self.unit.len()
+            + self.action.len()
+            + self.from_state.len()
+            + self.to_state.len()
+            + self.reason.len()
+    }
+}
+
 /// One entry of a unit's inbox feed; `seq` is the resumable cursor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboxRecord {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
-    TicketStore, Transition, TransitionOutcome, tracking_number,
+    AuditPage, AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery,
+    TicketRecord, TicketStore, Transition, TransitionOutcome, tracking_number,
 };
 use crate::bus::Message;
 
@@ -510,6 +510,17 @@ impl TicketStore for MemoryStore {
             .get(&ticket_id)
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn audit_page(
+        &self,
+        ticket_id: Uuid,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        let state = self.lock();
+        let trail = state.audit.get(&ticket_id).map_or(&[][..], Vec::as_slice);
+        Ok(AuditPage::of(trail, from, limit))
     }
 
     async fn inbox(

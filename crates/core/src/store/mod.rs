@@ -26,9 +26,9 @@ mod sqlite;
 
 pub use catalog::{CatalogStore, PgCatalogStore, follow_active, put_in_force};
 pub use dispatch::{
-    AlertRecord, ArbitrationRecord, AuditRecord, CallbackRecord, CoHandler, DispatchRecord,
-    DispatchState, ExtensionRecord, InboxRecord, NoteRecord, PauseRecord, ReturnRecord, Transition,
-    TransitionOutcome,
+    AUDIT_BYTES_IN_VIEW, AUDIT_LINES_IN_VIEW, AlertRecord, ArbitrationRecord, AuditPage,
+    AuditRecord, CallbackRecord, CoHandler, DispatchRecord, DispatchState, ExtensionRecord,
+    InboxRecord, NoteRecord, PauseRecord, ReturnRecord, Transition, TransitionOutcome,
 };
 pub use handoff::OutboxHandoff;
 pub use memory::{MemoryStore, Snapshot};
@@ -379,6 +379,15 @@ pub trait TicketStore: Send + Sync + 'static {
 
     /// A ticket's audit trail, oldest first.
     async fn audit_trail(&self, ticket_id: Uuid) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Up to `limit` lines of a ticket's audit trail, oldest first: from line `from` (0 is the
+    /// first), or the last `limit` lines when `from` is `None`; with the trail's length.
+    async fn audit_page(
+        &self,
+        ticket_id: Uuid,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError>;
 
     /// A unit's inbox entries after the cursor `after`, oldest first. Entries become
     /// visible in cursor order, so a reader resuming from its last cursor misses none.

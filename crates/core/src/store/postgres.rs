@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use super::pg_intake::{self, IntakeWriter};
 use super::{
-    AuditRecord, Effect, EffectOutcome, FollowUpRecord, InboxRecord, OutboxEntry, OutboxHandoff,
-    StoreError, TicketQuery, TicketRecord, TicketStore, Transition, TransitionOutcome,
-    headers_to_json,
+    AuditPage, AuditRecord, Effect, EffectOutcome, FollowUpRecord, InboxRecord, OutboxEntry,
+    OutboxHandoff, StoreError, TicketQuery, TicketRecord, TicketStore, Transition,
+    TransitionOutcome, headers_to_json,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -960,6 +960,41 @@ impl TicketStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_page(
+        &self,
+        ticket_id: Uuid,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        // One snapshot: the count and the lines agree while lines are being appended.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE ticket_id = $1")
+            .bind(ticket_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        let first = from.map_or(total.saturating_sub(limit), |f| f.min(total));
+        let rows = sqlx::query(
+            "SELECT ticket_id, at, actor, role, unit, action, from_state, to_state, reason, \
+               allowed FROM audit WHERE ticket_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
+        )
+        .bind(ticket_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(first).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditPage {
+            entries: rows.iter().map(audit_from_row).collect::<Result<_, _>>()?,
+            first,
+            total,
+        })
     }
 
     async fn inbox(

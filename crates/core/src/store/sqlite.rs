@@ -18,8 +18,9 @@ use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
 
 use super::{
-    AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery, TicketRecord,
-    TicketStore, TicketUpdate, Transition, TransitionOutcome, headers_to_json, tracking_number,
+    AuditPage, AuditRecord, FollowUpRecord, InboxRecord, OutboxEntry, StoreError, TicketQuery,
+    TicketRecord, TicketStore, TicketUpdate, Transition, TransitionOutcome, headers_to_json,
+    tracking_number,
 };
 use crate::bus::Message;
 use crate::petition::{Channel, TicketStatus};
@@ -519,6 +520,37 @@ impl TicketStore for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         docs(&rows)
+    }
+
+    async fn audit_page(
+        &self,
+        ticket_id: Uuid,
+        from: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        // One read transaction: the count and the lines agree.
+        let mut tx = self.reader.begin().await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE ticket_id = ?1")
+            .bind(ticket_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        let first = from.map_or(total.saturating_sub(limit), |f| f.min(total));
+        let rows = sqlx::query(
+            "SELECT doc FROM audit WHERE ticket_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3",
+        )
+        .bind(ticket_id.to_string())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(first).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(AuditPage {
+            entries: docs(&rows)?,
+            first,
+            total,
+        })
     }
 
     async fn inbox(
