@@ -1010,10 +1010,18 @@ fn auto_dispatch(
         inbox: inbox_for_new(&d),
         dispatch: d,
         routing: None,
-        reason: format!(
-            "auto: {} {} (confidence {:.2})",
-            routing.item_code, routing.item_name, routing.confidence
-        ),
+        // A unit-level routing's reason says why the unit is sure when the item is not.
+        reason: if routing.reason.is_empty() {
+            format!(
+                "auto: {} {} (confidence {:.2})",
+                routing.item_code, routing.item_name, routing.confidence
+            )
+        } else {
+            format!(
+                "auto: {} {} ({})",
+                routing.item_code, routing.item_name, routing.reason
+            )
+        },
         arbitration_event: None,
     })
 }
@@ -1363,6 +1371,42 @@ mod tests {
             routing: s.routing.or(t.routing.clone()),
             ..t.clone()
         })
+    }
+
+    #[test]
+    fn the_audit_line_of_an_automatic_dispatch_says_why_it_was_automatic() {
+        let reason = |t: &TicketRecord| {
+            let s = step(
+                t,
+                &Command::AutoDispatch,
+                &Actor::system(),
+                t.received_at,
+                &catalog(),
+                &Deadlines::default(),
+                &Rules::default(),
+            )
+            .unwrap();
+            s.reason
+        };
+        let mut t = routed();
+        let r = t.routing.clone().unwrap();
+        assert_eq!(
+            reason(&t),
+            format!(
+                "auto: {} {} (confidence {:.2})",
+                r.item_code, r.item_name, r.confidence
+            )
+        );
+        // Unit-level: the item is a best guess; the line must not read as a confident item.
+        t.routing.as_mut().unwrap().reason =
+            "unit-level: DEP-ZJ at confidence 0.99 (threshold 0.64)".into();
+        assert_eq!(
+            reason(&t),
+            format!(
+                "auto: {} {} (unit-level: DEP-ZJ at confidence 0.99 (threshold 0.64))",
+                r.item_code, r.item_name
+            )
+        );
     }
 
     #[test]
