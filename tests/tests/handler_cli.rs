@@ -37,11 +37,14 @@ fn handler_bin() -> PathBuf {
     bin
 }
 
-/// A handler's shell: only the credentials given, and a home without a config file.
+/// A handler's shell (`minyi-handler`), or a dispatcher's (`minyi dispatch`): only the
+/// credentials given, and a home (and working directory) without a config file or
+/// development credentials.
 struct Shell {
     endpoint: String,
     token: Option<String>,
     home: tempfile::TempDir,
+    dispatcher: bool,
 }
 
 impl Shell {
@@ -50,21 +53,40 @@ impl Shell {
             endpoint: format!("http://{}", c.dispatch.grpc),
             token: unit.map(|u| c.dispatch.token_for(Role::Handler, Some(u))),
             home: tempfile::tempdir().unwrap(),
+            dispatcher: false,
+        }
+    }
+
+    fn dispatcher(c: &Cluster) -> Shell {
+        Shell {
+            token: Some(c.dispatch.token_for(Role::Dispatcher, None)),
+            dispatcher: true,
+            ..Shell::new(c, None)
         }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(handler_bin());
+        let (mut cmd, var) = if self.dispatcher {
+            let mut cmd = Command::new(handler_bin().with_file_name("minyi"));
+            cmd.arg("dispatch")
+                .env("MINYI_ENDPOINT", &self.endpoint)
+                .current_dir(self.home.path());
+            (cmd, "MINYI_TOKEN")
+        } else {
+            let mut cmd = Command::new(handler_bin());
+            cmd.env("MINYI_HANDLER_ENDPOINT", &self.endpoint);
+            (cmd, "MINYI_HANDLER_TOKEN")
+        };
         cmd.args(args)
             .env_remove("MINYI_HANDLER_TOKEN")
+            .env_remove("MINYI_TOKEN")
             .env_remove("MINYI_HANDLER_CONFIG")
             .env_remove("RUST_BACKTRACE")
             .env("HOME", self.home.path())
-            .env("MINYI_HANDLER_ENDPOINT", &self.endpoint)
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(t) = &self.token {
-            cmd.env("MINYI_HANDLER_TOKEN", t);
+            cmd.env(var, t);
         }
         cmd
     }
@@ -129,6 +151,32 @@ fn territorial_text() -> String {
 /// Submits a territorial petition without an address (classification cannot place it, so it
 /// waits for a dispatcher), then dispatches it by hand to ST-GM. Returns (id, tracking number).
 async fn dispatched_to_gm(c: &Cluster, title: &str) -> (String, String) {
+    let (id, tracking) = waiting_for_dispatcher(c, title).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
+    loop {
+        match dispatcher
+            .dispatch(DispatchRequest {
+                ticket: id.clone(),
+                lead_unit: "ST-GM".into(),
+                ..DispatchRequest::default()
+            })
+            .await
+        {
+            Ok(_) => break,
+            // Dispatch has not consumed the routing event yet.
+            Err(e) if e.code() == Code::FailedPrecondition && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("manual dispatch failed: {e:?}"),
+        }
+    }
+    (id, tracking)
+}
+
+/// Submits a territorial petition without an address, which waits for a dispatcher. Returns
+/// (id, tracking number).
+async fn waiting_for_dispatcher(c: &Cluster, title: &str) -> (String, String) {
     let mut agent = c.intake.intake(Some(Role::Agent)).await;
     let t = agent
         .submit_petition(SubmitPetitionRequest {
@@ -169,24 +217,6 @@ async fn dispatched_to_gm(c: &Cluster, title: &str) -> (String, String) {
             now.status
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut dispatcher = c.dispatch.dispatch(Role::Dispatcher, None).await;
-    loop {
-        match dispatcher
-            .dispatch(DispatchRequest {
-                ticket: t.id.clone(),
-                lead_unit: "ST-GM".into(),
-                ..DispatchRequest::default()
-            })
-            .await
-        {
-            Ok(_) => break,
-            // Dispatch has not consumed the routing event yet.
-            Err(e) if e.code() == Code::FailedPrecondition && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("manual dispatch failed: {e:?}"),
-        }
     }
     (t.id, t.tracking_number)
 }
@@ -314,6 +344,114 @@ async fn a_handler_works_a_ticket_from_the_command_line() {
         .await;
     assert!(stderr.contains("reason"), "{stderr}");
 
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_dispatcher_works_the_queue_from_the_command_line() {
+    let c = spawn_cluster().await;
+    let (id, tracking) = waiting_for_dispatcher(&c, "井盖缺失").await;
+    let d = Shell::dispatcher(&c);
+
+    // The queue, with the classifier's suggestions.
+    let queue = d.json(&["--json", "queue"]).await;
+    let waiting = queue["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ticket_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not in {queue}"));
+    let suggestions = waiting["routing"]["suggestions"].as_array().unwrap();
+    assert!(!suggestions.is_empty(), "{waiting}");
+    let table = d.ok(&["queue"]).await;
+    let row = table
+        .lines()
+        .find(|l| l.contains(&tracking))
+        .unwrap_or_else(|| panic!("{tracking} not in\n{table}"));
+    assert!(row.contains("waiting") && row.contains("井盖缺失"), "{row}");
+    let shown = d.ok(&["show", &tracking]).await;
+    assert!(
+        shown.contains("[needs_dispatcher]") && shown.contains("suggestion:   1. "),
+        "{shown}"
+    );
+
+    // 派单: an unknown unit is named; then to ST-GM (once dispatch has the routing).
+    let stderr = d.fails(&["send", &tracking, "--unit", "NOPE"]).await;
+    assert!(stderr.contains("lead_unit: unknown unit NOPE"), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sent = loop {
+        let out = d
+            .run(&["send", &tracking, "--unit", "ST-GM", "--note", "属地"])
+            .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(
+            stderr.contains("cannot do that now") && Instant::now() < deadline,
+            "{stderr}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        sent.starts_with(&format!("{tracking} sent to 光明街道 (ST-GM) as ")),
+        "{sent}"
+    );
+
+    // 延期: the unit asks, the dispatcher approves; nothing is left to decide after.
+    let gm = Shell::new(&c, Some("ST-GM"));
+    gm.ok(&["accept", &id]).await;
+    gm.ok(&["extend", &id, "--days", "2", "--reason", "需协调管线单位"])
+        .await;
+    let out = d
+        .ok(&["extension", &tracking, "--approve", "--note", "同意"])
+        .await;
+    assert!(out.contains("extension approved; complete by 20"), "{out}");
+    let stderr = d.fails(&["extension", &tracking, "--refuse"]).await;
+    assert!(stderr.contains("cannot do that now"), "{stderr}");
+
+    // 回访: dissatisfied on the unit's side reopens it; satisfied closes; then 归档.
+    gm.ok(&["complete", &id, "--reply", "井盖已补装"]).await;
+    let out = d
+        .ok(&[
+            "callback",
+            &tracking,
+            "--rating",
+            "dissatisfied",
+            "--cause",
+            "unit",
+        ])
+        .await;
+    assert!(
+        out.contains("reopened for 光明街道 (ST-GM) to redo"),
+        "{out}"
+    );
+    gm.ok(&["complete", &id, "--reply", "井盖已更换为防盗井盖"])
+        .await;
+    let out = d
+        .ok(&["callback", &tracking, "--rating", "satisfied"])
+        .await;
+    assert!(out.contains("callback recorded"), "{out}");
+    let archived = d.json(&["--json", "archive", &tracking]).await;
+    assert_eq!(archived["state"], "archived", "{archived}");
+    let trail = d.ok(&["--json", "audit", &tracking]).await;
+    let last: Value = serde_json::from_str(trail.lines().last().unwrap()).unwrap();
+    assert_eq!(last["action"], "archived", "{trail}");
+    let actions: Vec<String> = trail
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["action"].to_string())
+        .collect();
+    assert!(actions.contains(&"\"reopened\"".to_owned()), "{actions:?}");
+
+    // Usage errors are clap's: --unit or --next, a rating from the list.
+    let out = d.run(&["send", &tracking]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = d.run(&["callback", &tracking, "--rating", "bad"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("basically_satisfied"),
+        "{out:?}"
+    );
     c.stop().await;
 }
 

@@ -311,11 +311,16 @@ impl tonic::service::Interceptor for Bearer {
 pub type Client = DispatchServiceClient<InterceptedService<Channel, Bearer>>;
 
 async fn connect(s: &Settings) -> anyhow::Result<Client> {
-    let header: MetadataValue<Ascii> = format!("Bearer {}", s.token)
-        .parse()
-        .context("the token is not valid header text")?;
     // The agent CLI's way to dial: same endpoint checks, TLS, same "cannot reach" wording.
     let channel = crate::tls::connect(&s.endpoint, &s.tls).await?;
+    client(channel, &s.token)
+}
+
+/// A dispatch client that sends `token` with every call.
+pub(crate) fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
+    let header: MetadataValue<Ascii> = format!("Bearer {token}")
+        .parse()
+        .context("the token is not valid header text")?;
     Ok(DispatchServiceClient::with_interceptor(
         channel,
         Bearer(header),
@@ -350,20 +355,20 @@ pub fn explain(status: &tonic::Status, endpoint: &str) -> String {
 }
 
 /// Terminal output: colour only on a terminal and without `NO_COLOR`.
-struct Out {
-    json: bool,
+pub(crate) struct Out {
+    pub(crate) json: bool,
     color: bool,
 }
 
 impl Out {
-    fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         let color =
             !json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         Out { json, color }
     }
 
     /// Writes one line and flushes it, so a pipe sees each entry as it arrives.
-    fn line(&self, s: &str) -> std::io::Result<()> {
+    pub(crate) fn line(&self, s: &str) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{s}")?;
         out.flush()
@@ -441,7 +446,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         HandlerCommand::Audit { ticket } => {
-            return audit(&mut client, &out, ticket, &endpoint).await;
+            return audit(&mut client, &out, ticket, |s| explain(s, &endpoint)).await;
         }
         HandlerCommand::Accept { ticket } => {
             let t = client
@@ -638,12 +643,13 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a ticket's whole audit trail a page at a time, as the pages arrive.
-async fn audit(
+/// Prints a ticket's whole audit trail a page at a time, as the pages arrive; `explain` words
+/// a gRPC error.
+pub(crate) async fn audit(
     client: &mut Client,
     out: &Out,
     ticket: String,
-    endpoint: &str,
+    explain: impl Fn(&tonic::Status) -> String,
 ) -> anyhow::Result<()> {
     let mut page_token = String::new();
     loop {
@@ -654,7 +660,7 @@ async fn audit(
                 page_token,
             })
             .await
-            .map_err(|s| anyhow::anyhow!(explain(&s, endpoint)))?
+            .map_err(|s| anyhow::anyhow!(explain(&s)))?
             .into_inner();
         for a in &r.entries {
             if out.json {
@@ -864,9 +870,14 @@ fn entry_human(e: &InboxEntry, out: &Out) -> String {
 }
 
 /// Details for a person; times in Beijing time.
-fn ticket_human(t: &DispatchTicket, out: &Out, now: DateTime<Utc>) -> String {
+pub(crate) fn ticket_human(t: &DispatchTicket, out: &Out, now: DateTime<Utc>) -> String {
     let mut s = String::new();
-    let state = state_name(t.state);
+    // Not dispatched (yet): the ticket's status, e.g. needs_dispatcher.
+    let state = match state_name(t.state) {
+        "unspecified" => minyi_core::petition::TicketStatus::from_proto(t.status)
+            .map_or("unspecified", |s| s.as_str()),
+        state => state,
+    };
     let _ = write!(
         s,
         "{}  [{}]",
@@ -938,6 +949,26 @@ fn ticket_human(t: &DispatchTicket, out: &Out, now: DateTime<Utc>) -> String {
     field("reply", &t.reply);
     if let Some(r) = &t.routing {
         field("routing", &routing_human(r));
+        // What a dispatcher chooses from, while the ticket waits for one.
+        if t.lead_unit.is_empty() || state == "returned" {
+            for (i, g) in r.suggestions.iter().enumerate() {
+                let unit = if g.unit.is_empty() {
+                    "(territorial: unit depends on the street)"
+                } else {
+                    &g.unit
+                };
+                field(
+                    "suggestion",
+                    &format!(
+                        "{}. {} {} → {unit}  ({:.2})",
+                        i + 1,
+                        g.item_code,
+                        g.item_name,
+                        g.confidence
+                    ),
+                );
+            }
+        }
     }
     for r in &t.returns {
         field(
@@ -1071,7 +1102,7 @@ fn named_units(t: &DispatchTicket, units: &[String]) -> String {
         .join(", ")
 }
 
-fn unit_label(code: &str, name: &str) -> String {
+pub(crate) fn unit_label(code: &str, name: &str) -> String {
     match (code, name) {
         ("", _) => "-".into(),
         (code, "") => code.to_owned(),
@@ -1079,7 +1110,7 @@ fn unit_label(code: &str, name: &str) -> String {
     }
 }
 
-fn title_of(t: &DispatchTicket) -> String {
+pub(crate) fn title_of(t: &DispatchTicket) -> String {
     if t.title.trim().is_empty() {
         one_line(&t.text)
     } else {
@@ -1087,7 +1118,7 @@ fn title_of(t: &DispatchTicket) -> String {
     }
 }
 
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -1096,7 +1127,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// `2026-12-10 17:30` in Beijing time, `-` when absent.
-fn beijing(ts: Option<&Timestamp>) -> String {
+pub(crate) fn beijing(ts: Option<&Timestamp>) -> String {
     ts.and_then(from_timestamp)
         .map(|d| {
             d.with_timezone(&minyi_core::clock::shanghai())
@@ -1145,12 +1176,12 @@ fn char_width(c: char) -> usize {
     }
 }
 
-fn width(s: &str) -> usize {
+pub(crate) fn width(s: &str) -> usize {
     s.chars().map(char_width).sum()
 }
 
 /// At most `max` columns, ending in `…` when cut.
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if width(s) <= max {
         return s.to_owned();
     }
@@ -1167,7 +1198,7 @@ fn truncate(s: &str, max: usize) -> String {
     out
 }
 
-fn pad(s: &str, cols: usize) -> String {
+pub(crate) fn pad(s: &str, cols: usize) -> String {
     let w = width(s);
     format!("{s}{}", " ".repeat(cols.saturating_sub(w)))
 }

@@ -4,6 +4,7 @@
 //! - [`app`]: builds backends and services and runs them until shutdown (used by tests too).
 //! - [`client`]: the agent commands (`minyi petition …`) over gRPC.
 //! - [`arbitrate`]: the arbitrators' commands (`minyi arbitrate …`).
+//! - [`dispatcher`]: the dispatchers' commands (`minyi dispatch …`).
 //! - [`demo`]: `minyi dev --demo`, a replay of realistic petitions.
 //! - [`bench`]: `minyi bench intake|pipeline`, gRPC load generators with HDR histograms.
 //! - [`bench_timers`]: `minyi bench timers`, the SLA timer store under a million timers.
@@ -21,6 +22,7 @@ pub mod catalog_db;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod dispatcher;
 pub mod handler;
 pub mod health;
 pub mod signal;

@@ -71,6 +71,13 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: i64,
     },
+    /// Dispatcher commands (派单): queue, show, audit, send, extension, callback, archive.
+    Dispatch {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: minyi::dispatcher::DispatchCommand,
+    },
     /// Arbitrator commands (快裁): list, show, decide.
     Arbitrate {
         #[command(flatten)]
@@ -316,6 +323,7 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
             println!("{out}");
             Ok(())
         }
+        Command::Dispatch { conn, command } => minyi::dispatcher::run(&conn, command).await,
         Command::Arbitrate { conn, command } => {
             let out = minyi::arbitrate::run(&conn, command).await?;
             println!("{out}");
