@@ -47,6 +47,8 @@ pub enum Via {
     Text,
     /// From coordinates.
     Coordinates,
+    /// From places the petition's own text names (no address was given).
+    Message,
 }
 
 /// Why a location could not be resolved.
@@ -275,6 +277,44 @@ impl Gazetteer {
         )
     }
 
+    /// Resolves a petition's own text, for a ticket that came without an address: stricter
+    /// than [`Gazetteer::resolve_text`], since a message may mention places other than the
+    /// matter's. Every place named (a name inside a longer one found at the same spot does
+    /// not count: 楼村 in 楼村湿地公园) must lie in one street; the community is kept when
+    /// exactly one is named. Returns the resolution and the names found, in text order.
+    pub fn resolve_message(&self, text: &str) -> (Resolution, Vec<String>) {
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        // Every occurrence as a byte span, longest first so that nested ones can be dropped.
+        let mut spans: Vec<(usize, usize, &Place)> = Vec::new();
+        for p in &self.places {
+            if p.name.is_empty() {
+                continue;
+            }
+            for (at, _) in text.match_indices(p.name.as_str()) {
+                spans.push((at, at + p.name.len(), p));
+            }
+        }
+        spans.sort_by_key(|&(a, b, _)| (std::cmp::Reverse(b - a), a));
+        let mut kept: Vec<(usize, usize, &Place)> = Vec::new();
+        for span @ (a, b, _) in spans {
+            if !kept.iter().any(|&(ka, kb, _)| ka <= a && b <= kb) {
+                kept.push(span);
+            }
+        }
+        kept.sort_by_key(|&(a, _, _)| a);
+        let mut names: Vec<String> = Vec::new();
+        for (_, _, p) in &kept {
+            if !names.contains(&p.name) {
+                names.push(p.name.clone());
+            }
+        }
+        let r = resolve_candidates(
+            kept.iter().map(|(_, _, p)| (&p.street, &p.community)),
+            Via::Message,
+        );
+        (r, names)
+    }
+
     /// Resolves a WGS84 point by point-in-polygon over the community areas.
     pub fn resolve_point(&self, lat: f64, lon: f64) -> Resolution {
         if !lat.is_finite() || !lon.is_finite() || lat.abs() > 90.0 || lon.abs() > 180.0 {
@@ -378,6 +418,25 @@ fn contains(polygon: &[(f64, f64)], lat: f64, lon: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_resolves_only_when_every_place_it_names_is_in_one_street() {
+        let g = Gazetteer::guangming();
+        let (r, names) = g.resolve_message("你好，在长圳公共住房42号旁边，垃圾很多");
+        assert_eq!(r.street(), Some("ST-YT"));
+        assert_eq!(names, ["长圳公共住房"]);
+        // A name inside a longer one at the same spot does not count on its own.
+        let (r, names) = g.resolve_message("楼村湿地公园的路灯坏了");
+        assert_eq!(r.street(), Some("ST-XH"));
+        assert_eq!(names, ["楼村湿地公园"]);
+        // Two places in two streets: no street, whatever their lengths.
+        let (r, names) = g.resolve_message("我住凤凰城，在长圳公共住房上班，路上井盖缺失");
+        assert!(!r.is_resolved(), "{r:?}");
+        assert_eq!(names, ["凤凰城", "长圳公共住房"]);
+        let (r, names) = g.resolve_message("路灯坏了很久");
+        assert_eq!(r, Resolution::unresolved(UnresolvedReason::NoMatch));
+        assert!(names.is_empty());
+    }
 
     #[test]
     fn ray_casting_concave() {

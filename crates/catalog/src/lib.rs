@@ -36,7 +36,7 @@ pub use demo::{DEMO_ITEM_COUNT, demo_history, demo_slice};
 pub use diff::{CatalogDiff, diff};
 pub use error::CatalogError;
 pub use format::Format;
-pub use gazetteer::{Gazetteer, Resolution, Via};
+pub use gazetteer::{Gazetteer, Resolution, UnresolvedReason, Via};
 pub use live::LiveCatalog;
 pub use model::{
     Catalog, CatalogItem, Grade, Limits, Responsibility, STREET_OWNER, Unit, UnitDirectory,

@@ -60,7 +60,7 @@ impl ClassificationService for ClassificationApi {
         let router = self.router.current().ok_or_else(|| {
             Status::unavailable("the classifier is still training; try again shortly")
         })?;
-        let place = router.locate(&location.address, point);
+        let place = router.locate(&text, &location.address, point);
         let (suggestions, routing) = router.preview(&text, &place, k);
         let threshold = router.model.auto_threshold();
         let auto = routing.decision == crate::router::AUTO;

@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 
 use minyi_catalog::model::CatalogItem;
-use minyi_catalog::{Catalog, Gazetteer, Resolution};
+use minyi_catalog::{Catalog, Gazetteer, Resolution, UnresolvedReason};
 use minyi_classifier::{Model, Prediction};
 
 use crate::model::{OWNER_TOP_K, STREET_OWNER, owner_confidence, owner_of};
@@ -75,15 +75,31 @@ pub const NEEDS_DISPATCHER: &str = "needs_dispatcher";
 pub struct Place {
     pub street: Option<String>,
     pub community: Option<String>,
+    /// The places the petition text names, when the location comes from them (the ticket
+    /// had no address or coordinates, or its address names no known place).
+    pub named_in_text: Vec<String>,
 }
 
 impl Router {
-    pub fn locate(&self, address: &str, point: Option<(f64, f64)>) -> Place {
-        let text = (!address.trim().is_empty()).then_some(address);
-        match self.gazetteer.resolve(text, point) {
-            r @ Resolution::Resolved { .. } => Place {
-                street: r.street().map(str::to_owned),
-                community: r.community().map(str::to_owned),
+    /// Where the matter is: the address or coordinates as the gazetteer resolves them. When
+    /// the ticket has no coordinates and no address that names a known place, the places the
+    /// petition's text names, if they all lie in one street ([`Gazetteer::resolve_message`]);
+    /// anything else (an ambiguous address, coordinates outside the district) stays
+    /// unresolved for a dispatcher.
+    pub fn locate(&self, text: &str, address: &str, point: Option<(f64, f64)>) -> Place {
+        let address = (!address.trim().is_empty()).then_some(address);
+        let place = |r: &Resolution, named_in_text: Vec<String>| Place {
+            street: r.street().map(str::to_owned),
+            community: r.community().map(str::to_owned),
+            named_in_text,
+        };
+        match self.gazetteer.resolve(address, point) {
+            r @ Resolution::Resolved { .. } => place(&r, Vec::new()),
+            Resolution::Unresolved {
+                reason: UnresolvedReason::NoMatch,
+            } if point.is_none() => match self.gazetteer.resolve_message(text) {
+                (r @ Resolution::Resolved { .. }, names) => place(&r, names),
+                _ => Place::default(),
             },
             Resolution::Unresolved { .. } => Place::default(),
         }
@@ -171,7 +187,7 @@ impl Router {
     /// item whose unit is sure goes to that unit instead (see `unit_level`). A territorial
     /// item with an unresolved location always goes to a dispatcher: never a guessed street.
     pub fn decide(&self, text: &str, address: &str, point: Option<(f64, f64)>) -> RoutingRecord {
-        let place = self.locate(address, point);
+        let place = self.locate(text, address, point);
         let predictions = self.model.predict(text, OWNER_TOP_K);
         self.decide_for(&place, &predictions)
     }
@@ -196,8 +212,25 @@ impl Router {
         (shown, routing)
     }
 
-    /// [`Router::decide`] on the `OWNER_TOP_K` best predictions for a text at `place`.
+    /// [`Router::decide`] on the `OWNER_TOP_K` best predictions for a text at `place`; the
+    /// reason says where a location read from the petition text came from.
     fn decide_for(&self, place: &Place, predictions: &[Prediction]) -> RoutingRecord {
+        let mut r = self.decide_at(place, predictions);
+        if !place.named_in_text.is_empty() {
+            let located = format!(
+                "located by the petition text: {}",
+                place.named_in_text.join("、")
+            );
+            r.reason = if r.reason.is_empty() {
+                located
+            } else {
+                format!("{}; {located}", r.reason)
+            };
+        }
+        r
+    }
+
+    fn decide_at(&self, place: &Place, predictions: &[Prediction]) -> RoutingRecord {
         let suggestions = self.suggestions(&predictions[..predictions.len().min(5)], place);
         let mut r = RoutingRecord {
             suggestions,

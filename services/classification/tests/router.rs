@@ -140,7 +140,7 @@ fn an_uncertain_item_goes_to_its_unit_when_the_unit_is_sure() {
         "我要反映一个情况，一直没人管",
         "投诉",
     ];
-    let place = router.locate("光明街道东周社区", None);
+    let place = router.locate("", "光明街道东周社区", None);
     for text in vague {
         let r = router.decide(text, "光明街道东周社区", None);
         assert_eq!(r.decision, NEEDS_DISPATCHER, "{r:?}");
@@ -199,5 +199,56 @@ fn an_uncertain_item_goes_to_its_unit_when_the_unit_is_sure() {
     assert!(
         checked >= 6,
         "only {checked} territorial texts were read as territorial"
+    );
+}
+
+#[test]
+fn without_an_address_the_places_the_petition_names_locate_it_when_they_agree() {
+    let router = small_router();
+    let mut auto = 0;
+    for item in router.catalog.items() {
+        if !matches!(item.responsibility, Responsibility::Territorial) {
+            continue;
+        }
+        // The same text, so the same predictions: as if the address had been given.
+        let text = format!("{}（楼村湿地公园）", item.phrasings.join("，"));
+        let by_address = router.decide(&text, "楼村湿地公园", None);
+        let by_text = router.decide(&text, "", None);
+        assert_eq!(
+            (&by_text.decision, &by_text.lead_unit, &by_text.street),
+            (
+                &by_address.decision,
+                &by_address.lead_unit,
+                &by_address.street
+            )
+        );
+        assert_eq!(by_text.street, "ST-XH");
+        assert!(
+            by_text
+                .reason
+                .ends_with("located by the petition text: 楼村湿地公园"),
+            "{}",
+            by_text.reason
+        );
+        auto += usize::from(by_text.decision == AUTO);
+        // Places in two streets: no street, so no territorial dispatch.
+        let two = format!("{text}，我住凤凰城");
+        let r = router.decide(&two, "", None);
+        assert!(r.street.is_empty(), "{r:?}");
+        assert!(
+            r.decision == NEEDS_DISPATCHER || r.item_code != item.code,
+            "{r:?}"
+        );
+        // An address that names nothing known, with coordinates outside the district: the
+        // text is not used.
+        let r = router.decide(&text, "某某路", Some((30.0, 120.0)));
+        assert!(r.street.is_empty(), "{r:?}");
+        // An address that names nothing known, without coordinates: the text is.
+        let r = router.decide(&text, "某某路", None);
+        assert_eq!(r.street, "ST-XH");
+    }
+    assert!(
+        auto >= 3,
+        "only {auto} territorial items were routed by the text"
     );
 }

@@ -1010,7 +1010,8 @@ fn auto_dispatch(
         inbox: inbox_for_new(&d),
         dispatch: d,
         routing: None,
-        // A unit-level routing's reason says why the unit is sure when the item is not.
+        // The routing's reason: why the unit is sure when the item is not (unit-level), or
+        // where the location came from.
         reason: if routing.reason.is_empty() {
             format!(
                 "auto: {} {} (confidence {:.2})",
@@ -1018,8 +1019,8 @@ fn auto_dispatch(
             )
         } else {
             format!(
-                "auto: {} {} ({})",
-                routing.item_code, routing.item_name, routing.reason
+                "auto: {} {} (confidence {:.2}; {})",
+                routing.item_code, routing.item_name, routing.confidence, routing.reason
             )
         },
         arbitration_event: None,
@@ -1403,8 +1404,9 @@ mod tests {
         assert_eq!(
             reason(&t),
             format!(
-                "auto: {} {} (unit-level: DEP-ZJ at confidence 0.99 (threshold 0.64))",
-                r.item_code, r.item_name
+                "auto: {} {} (confidence {:.2}; unit-level: DEP-ZJ at confidence 0.99 (threshold \
+                 0.64))",
+                r.item_code, r.item_name, r.confidence
             )
         );
     }
