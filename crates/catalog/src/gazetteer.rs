@@ -177,6 +177,9 @@ const LANDMARKS: &[(&str, &str, &str)] = &[
     ("将石村", "ST-MT", "JIANGSHI"),
 ];
 
+/// Characters of a petition's text that [`Gazetteer::resolve_message`] reads.
+pub const MESSAGE_CHARS: usize = 1_000;
+
 /// Demo bounding boxes of the streets: (street, lat_min, lat_max, lon_min, lon_max).
 const STREET_BOXES: &[(&str, f64, f64, f64, f64)] = &[
     ("ST-GOM", 22.76, 22.83, 113.85, 113.90),
@@ -281,9 +284,15 @@ impl Gazetteer {
     /// than [`Gazetteer::resolve_text`], since a message may mention places other than the
     /// matter's. Every place named (a name inside a longer one found at the same spot does
     /// not count: 楼村 in 楼村湿地公园) must lie in one street; the community is kept when
-    /// exactly one is named. Returns the resolution and the names found, in text order.
+    /// exactly one is named. Only the first [`MESSAGE_CHARS`] characters are read (where a
+    /// petition says where; the classifier reads as many). Returns the resolution and the
+    /// names found, in text order.
     pub fn resolve_message(&self, text: &str) -> (Resolution, Vec<String>) {
-        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let text: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .take(MESSAGE_CHARS)
+            .collect();
         // Every occurrence as a byte span, longest first so that nested ones can be dropped.
         let mut spans: Vec<(usize, usize, &Place)> = Vec::new();
         for p in &self.places {
@@ -436,6 +445,15 @@ mod tests {
         let (r, names) = g.resolve_message("路灯坏了很久");
         assert_eq!(r, Resolution::unresolved(UnresolvedReason::NoMatch));
         assert!(names.is_empty());
+        // Only the beginning is read: a place far down a long text, or a name repeated
+        // thousands of times, costs no more than a normal petition.
+        let far = format!("{}凤凰城", "路".repeat(MESSAGE_CHARS));
+        assert!(!g.resolve_message(&far).0.is_resolved());
+        let (r, names) = g.resolve_message(&"楼村湿地公园".repeat(20_000));
+        assert_eq!(
+            (r.street(), names[0].as_str()),
+            (Some("ST-XH"), "楼村湿地公园")
+        );
     }
 
     #[test]
