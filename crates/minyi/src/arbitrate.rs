@@ -114,9 +114,10 @@ fn case_text(t: &DispatchTicket) -> String {
     if !t.audit.is_empty() {
         if t.audit_total > t.audit.len() as u64 {
             out.push_str(&format!(
-                "  history (the last {} of {} lines; ListAudit pages through them all):\n",
+                "  history (the last {} of {} lines; `minyi dispatch audit {}` prints them all):\n",
                 t.audit.len(),
-                t.audit_total
+                t.audit_total,
+                t.tracking_number
             ));
         } else {
             out.push_str("  history:\n");
