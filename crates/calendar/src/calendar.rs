@@ -190,6 +190,27 @@ impl Calendar {
         self.utc(date.and_time(start.time()))
     }
 
+    /// Where a clock counted in working days starts for something that arrives at `instant`:
+    /// the instant itself on a working day; on a day off, the opening of the first
+    /// working-hour window of the next working day. (From Saturday 03:00, one working day
+    /// counted with [`Calendar::add_working_days`] ends Monday 03:00, before Monday's office
+    /// hours; counted from this start it ends Tuesday at opening: a full working day.)
+    pub fn working_day_start(
+        &self,
+        instant: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, CalendarError> {
+        let local = self.local(instant)?;
+        if self.is_working_day(local.date())? {
+            return Ok(instant);
+        }
+        let day = self.next_working_day(local.date())?;
+        let open = self
+            .windows_on(day)
+            .next()
+            .map_or_else(|| day.and_time(NaiveTime::MIN), |(open, _)| open);
+        self.utc(open)
+    }
+
     /// The number of working days in `(from, to]`, so that
     /// `working_days_between(d, add_working_days(d, n).date) == n` for `n >= 1`.
     /// Negative when `to` is before `from` (the count of `(to, from]`, negated).
@@ -581,6 +602,30 @@ mod tests {
                 .working_days_between(date("2025-09-30"), date("2025-10-11"))
                 .unwrap(),
             3
+        );
+    }
+
+    #[test]
+    fn a_day_counted_clock_starts_at_the_next_opening_on_a_day_off() {
+        let calendar = Calendar::china();
+        // Saturday 2026-09-26 03:04: Monday 09:00.
+        assert_eq!(
+            calendar.working_day_start(at("2026-09-26T03:04")).unwrap(),
+            at("2026-09-28T09:00")
+        );
+        // A working day keeps its instant, even before opening or after closing.
+        for t in ["2026-09-28T03:04", "2026-09-28T20:00"] {
+            assert_eq!(calendar.working_day_start(at(t)).unwrap(), at(t));
+        }
+        // National Day: from Thursday 10-01 to Thursday 10-08; the make-up Saturday 10-10
+        // is a working day.
+        assert_eq!(
+            calendar.working_day_start(at("2026-10-01T15:00")).unwrap(),
+            at("2026-10-08T09:00")
+        );
+        assert_eq!(
+            calendar.working_day_start(at("2026-10-10T15:00")).unwrap(),
+            at("2026-10-10T15:00")
         );
     }
 

@@ -87,8 +87,18 @@ impl Deadlines {
         }
     }
 
+    /// `limit` counted from `from`. A limit in working days that starts on a day off counts
+    /// from the next working day's opening, so the unit gets the working days in full
+    /// (see [`Calendar::working_day_start`]); working hours start there anyway.
     fn after(&self, from: DateTime<Utc>, limit: Limit, estimated: &mut bool) -> DateTime<Utc> {
-        match limit.after(&self.calendar, from) {
+        let counted = match limit {
+            Limit::Days(_) => self
+                .calendar
+                .working_day_start(from)
+                .and_then(|start| limit.after(&self.calendar, start)),
+            Limit::Hours(_) => limit.after(&self.calendar, from),
+        };
+        match counted {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "deadline past the loaded calendar; estimating on weekdays");
@@ -124,8 +134,9 @@ mod tests {
     #[test]
     fn deadlines_count_working_time_and_estimate_past_the_calendar() {
         let d = Deadlines::default();
-        // Friday 2026-09-25 10:00 Beijing; 2 working days later skips the weekend.
-        let from = Utc.with_ymd_and_hms(2026, 9, 25, 2, 0, 0).unwrap();
+        // Thursday 2026-09-24 10:00 Beijing; 2 working days later skips 中秋 (Friday 25 to
+        // Sunday 27): Tuesday 10:00.
+        let from = Utc.with_ymd_and_hms(2026, 9, 24, 2, 0, 0).unwrap();
         let due = d.due(from, 4, 2);
         assert!(!due.estimated);
         assert_eq!(
@@ -133,6 +144,22 @@ mod tests {
             Some(Utc.with_ymd_and_hms(2026, 9, 29, 2, 0, 0).unwrap())
         );
         assert!(due.accept_by.unwrap() > from);
+        // Dispatched on Saturday 2026-09-26 (中秋) at 03:04: the two working days are Monday
+        // and Tuesday in full (not Monday 03:04 + 1), the accept hours start Monday 09:00.
+        let saturday = Utc.with_ymd_and_hms(2026, 9, 25, 19, 4, 0).unwrap();
+        let due = d.due(saturday, 4, 2);
+        assert_eq!(
+            due.complete_by,
+            Some(Utc.with_ymd_and_hms(2026, 9, 30, 1, 0, 0).unwrap())
+        );
+        assert_eq!(
+            due.accept_by,
+            Some(Utc.with_ymd_and_hms(2026, 9, 28, 7, 0, 0).unwrap())
+        );
+        assert_eq!(
+            d.add_days(saturday, 1).0,
+            Utc.with_ymd_and_hms(2026, 9, 29, 1, 0, 0).unwrap()
+        );
         // Past 2026 there is no calendar: weekdays only, flagged.
         let late = Utc.with_ymd_and_hms(2026, 12, 30, 2, 0, 0).unwrap();
         let due = d.due(late, 0, 5);
