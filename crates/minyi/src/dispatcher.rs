@@ -93,16 +93,7 @@ fn explain(status: &tonic::Status, endpoint: &str) -> String {
 
 /// Runs one dispatcher command, printing as it goes.
 pub async fn run(conn: &Connection, command: DispatchCommand) -> anyhow::Result<()> {
-    match execute(conn, command).await {
-        // The reader went away (`| head`): not an error.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
-        }
-        r => r,
-    }
+    crate::handler::reader_gone_is_fine(execute(conn, command).await)
 }
 
 async fn execute(conn: &Connection, command: DispatchCommand) -> anyhow::Result<()> {

@@ -407,8 +407,12 @@ impl Out {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match execute(cli).await {
-        // The reader went away (`| head`): not an error.
+    reader_gone_is_fine(execute(cli).await)
+}
+
+/// A command's result, where the reader going away (`| head`) is not an error.
+pub(crate) fn reader_gone_is_fine(r: anyhow::Result<()>) -> anyhow::Result<()> {
+    match r {
         Err(e)
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
