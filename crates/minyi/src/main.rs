@@ -220,11 +220,12 @@ async fn run(config_file: Option<PathBuf>, command: Command) -> anyhow::Result<(
             let creds = app.write_dev_credentials()?;
             let scheme = if app.tls() { "https" } else { "http" };
             eprintln!(
-                "\nMinyi (embedded) is up.\n  gRPC  {scheme}://{}\n  HTTP  {scheme}://{}\n  data  {}\n  development tokens for every role: {}\n  try:  minyi petition submit --text '小区门口垃圾堆积三天无人清理' --phone 13800138000\n",
+                "\nMinyi (embedded) is up.\n  gRPC  {scheme}://{}\n  HTTP  {scheme}://{}\n  data  {}\n  development tokens for every role: {}\n  try:  minyi petition submit --text '小区门口垃圾堆积三天无人清理' --phone 13800138000\n        minyi dispatch queue        (what waits for a dispatcher)\n        {scheme}://{}/dashboard   (sign in with the supervisor token)\n",
                 app.grpc_addr(),
                 app.http_addr(),
                 data_dir.display(),
-                creds.display()
+                creds.display(),
+                app.http_addr()
             );
             let (demo_stop, demo_rx) = tokio::sync::watch::channel(false);
             if demo {
