@@ -377,7 +377,7 @@ async fn a_dispatcher_works_the_queue_from_the_command_line() {
 
     // 派单: an unknown unit is named; then to ST-GM (once dispatch has the routing).
     let stderr = d.fails(&["send", &tracking, "--unit", "NOPE"]).await;
-    assert!(stderr.contains("lead_unit: unknown unit NOPE"), "{stderr}");
+    assert!(stderr.contains("--unit: unknown unit NOPE"), "{stderr}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let sent = loop {
         let out = d

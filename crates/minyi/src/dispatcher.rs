@@ -9,6 +9,7 @@ use minyi_proto::dispatch::{
     ListQueueRequest, RecordCallbackRequest,
 };
 use serde_json::json;
+use tonic_types::StatusExt;
 
 use crate::client::Connection;
 use crate::handler::{
@@ -76,9 +77,34 @@ pub enum DispatchCommand {
     Archive { ticket: String },
 }
 
-/// One plain sentence for a gRPC error.
+/// The flag of a request field the server names in a refusal (`lead_unit` is `--unit`).
+fn flag_of(field: &str) -> String {
+    let (name, index) = field
+        .split_once('[')
+        .map_or((field, ""), |(n, _)| (n, field));
+    match name {
+        "lead_unit" => "--unit".into(),
+        "co_units" => format!("--co ({index})"),
+        "use_next_suggestion" => "--next".into(),
+        "item_code" => "--item".into(),
+        "rating" | "cause" | "note" => format!("--{name}"),
+        _ => field.to_owned(),
+    }
+}
+
+/// One plain sentence for a gRPC error; invalid fields named by their flags.
 fn explain(status: &tonic::Status, endpoint: &str) -> String {
     match status.code() {
+        tonic::Code::InvalidArgument => match status.get_details_bad_request() {
+            Some(br) => {
+                let mut msg = "the request has invalid fields:".to_owned();
+                for v in br.field_violations {
+                    msg.push_str(&format!("\n  {}: {}", flag_of(&v.field), v.description));
+                }
+                msg
+            }
+            None => crate::client::explain(status),
+        },
         tonic::Code::FailedPrecondition => format!("cannot do that now: {}", status.message()),
         tonic::Code::Unavailable => {
             format!("cannot reach Minyi at {endpoint} ({})", status.message())
@@ -325,4 +351,19 @@ async fn queue(client: &mut Client, out: &Out, limit: u32, endpoint: &str) -> an
     ));
     out.line(&s)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flag_of;
+
+    #[test]
+    fn refused_fields_are_named_by_their_flags() {
+        assert_eq!(flag_of("lead_unit"), "--unit");
+        assert_eq!(flag_of("co_units[1]"), "--co (co_units[1])");
+        assert_eq!(flag_of("use_next_suggestion"), "--next");
+        assert_eq!(flag_of("item_code"), "--item");
+        assert_eq!(flag_of("note"), "--note");
+        assert_eq!(flag_of("ticket"), "ticket");
+    }
 }
