@@ -5,20 +5,17 @@
 use chrono::Utc;
 use minyi_dispatch::machine::{CAUSES, RATINGS};
 use minyi_proto::dispatch::{
-    ArchiveRequest, DecideExtensionRequest, DispatchRequest, DispatchTicket, GetTicketRequest,
-    ListQueueRequest, RecordCallbackRequest,
+    ArchiveRequest, DecideExtensionRequest, DispatchRequest, GetTicketRequest, ListQueueRequest,
+    RecordCallbackRequest,
 };
 use serde_json::json;
 use tonic_types::StatusExt;
 
 use crate::client::Connection;
 use crate::handler::{
-    Client, Out, audit, beijing, one_line, pad, state_name, ticket_human, ticket_json, title_of,
-    truncate, unit_label,
+    Client, Out, audit, beijing, first_tickets, one_line, pad, state_name, ticket_human,
+    ticket_json, title_of, truncate, unit_label,
 };
-
-/// Tickets asked of ListQueue per call (its maximum).
-const MAX_PAGE: u32 = 500;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DispatchCommand {
@@ -130,7 +127,7 @@ async fn execute(conn: &Connection, command: DispatchCommand) -> anyhow::Result<
     let fail = |s: tonic::Status| anyhow::anyhow!(explain(&s, &endpoint));
     let (t, msg) = match command {
         DispatchCommand::Queue { limit } => {
-            return queue(&mut client, &out, limit, &endpoint).await;
+            return queue(&client, &out, limit, &endpoint).await;
         }
         DispatchCommand::Show { ticket } => {
             let t = client
@@ -259,30 +256,27 @@ async fn execute(conn: &Connection, command: DispatchCommand) -> anyhow::Result<
 }
 
 /// The queue, oldest first, with each ticket's best suggestions and the units' loads.
-async fn queue(client: &mut Client, out: &Out, limit: u32, endpoint: &str) -> anyhow::Result<()> {
-    let mut tickets: Vec<DispatchTicket> = Vec::new();
-    let mut load = std::collections::BTreeMap::new();
-    let mut page_token = String::new();
-    let mut more = false;
-    while (tickets.len() as u64) < u64::from(limit) {
-        let want = (limit - tickets.len() as u32).min(MAX_PAGE);
-        let r = client
-            .list_queue(ListQueueRequest {
-                page_size: want,
-                page_token,
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!(explain(&s, endpoint)))?
-            .into_inner();
-        tickets.extend(r.tickets);
-        load.extend(r.unit_load);
-        page_token = r.next_page_token;
-        more = !page_token.is_empty();
-        if !more {
-            break;
+async fn queue(client: &Client, out: &Out, limit: u32, endpoint: &str) -> anyhow::Result<()> {
+    // Every page carries the loads of all units.
+    let load = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let (tickets, more) = first_tickets(limit, |page_size, page_token| {
+        let mut client = client.clone();
+        let load = &load;
+        async move {
+            let r = client
+                .list_queue(ListQueueRequest {
+                    page_size,
+                    page_token,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!(explain(&s, endpoint)))?
+                .into_inner();
+            load.borrow_mut().extend(r.unit_load);
+            Ok((r.tickets, r.next_page_token))
         }
-    }
-    tickets.truncate(limit as usize);
+    })
+    .await?;
+    let load = load.into_inner();
     if out.json {
         out.line(
             &json!({

@@ -432,7 +432,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     let me = settings.unit();
     let (t, msg) = match cli.command {
         HandlerCommand::Inbox { states, limit } => {
-            return inbox(&mut client, &out, states, limit, &endpoint).await;
+            return inbox(&client, &out, states, limit, &endpoint).await;
         }
         HandlerCommand::Watch { from } => return watch(&mut client, &out, from, &endpoint).await,
         HandlerCommand::Show { ticket } => {
@@ -680,36 +680,58 @@ pub(crate) async fn audit(
     }
 }
 
-async fn inbox(
-    client: &mut Client,
-    out: &Out,
-    states: Vec<StateFilter>,
+/// The first `limit` tickets of a paged list call, `call(page_size, page_token)` returning a
+/// page and the next token; and whether more remain.
+pub(crate) async fn first_tickets<F, Fut>(
     limit: u32,
-    endpoint: &str,
-) -> anyhow::Result<()> {
-    let states: Vec<i32> = states.into_iter().map(StateFilter::to_proto).collect();
+    mut call: F,
+) -> anyhow::Result<(Vec<DispatchTicket>, bool)>
+where
+    F: FnMut(u32, String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<DispatchTicket>, String)>>,
+{
     let mut tickets = Vec::new();
     let mut page_token = String::new();
     let mut more = false;
     while (tickets.len() as u64) < u64::from(limit) {
         let want = (limit - tickets.len() as u32).min(MAX_PAGE);
-        let r = client
-            .list_inbox(ListInboxRequest {
-                states: states.clone(),
-                page_size: want,
-                page_token: page_token.clone(),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!(explain(&s, endpoint)))?
-            .into_inner();
-        tickets.extend(r.tickets);
-        page_token = r.next_page_token;
+        let (page, next) = call(want, page_token).await?;
+        tickets.extend(page);
+        page_token = next;
         more = !page_token.is_empty();
         if !more {
             break;
         }
     }
     tickets.truncate(limit as usize);
+    Ok((tickets, more))
+}
+
+async fn inbox(
+    client: &Client,
+    out: &Out,
+    states: Vec<StateFilter>,
+    limit: u32,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    let states: Vec<i32> = states.into_iter().map(StateFilter::to_proto).collect();
+    let (tickets, more) = first_tickets(limit, |page_size, page_token| {
+        let mut client = client.clone();
+        let states = states.clone();
+        async move {
+            let r = client
+                .list_inbox(ListInboxRequest {
+                    states,
+                    page_size,
+                    page_token,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!(explain(&s, endpoint)))?
+                .into_inner();
+            Ok((r.tickets, r.next_page_token))
+        }
+    })
+    .await?;
     if out.json {
         out.line(
             &json!({
