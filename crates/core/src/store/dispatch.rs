@@ -288,24 +288,6 @@ pub struct AuditPage {
     pub total: u64,
 }
 
-impl AuditPage {
-    /// The page of `trail` that [`super::TicketStore::audit_page`] returns (in-memory
-    /// adapters, and the contract the database adapters follow).
-    pub fn of(trail: &[AuditRecord], from: Option<u64>, limit: usize) -> Self {
-        let total = trail.len();
-        let first = match from {
-            Some(f) => usize::try_from(f).unwrap_or(usize::MAX).min(total),
-            None => total.saturating_sub(limit),
-        };
-        let end = first.saturating_add(limit).min(total);
-        AuditPage {
-            entries: trail[first..end].to_vec(),
-            first: first as u64,
-            total: total as u64,
-        }
-    }
-}
-
 /// At most this many audit lines travel with a ticket ([`AuditPage::newest`]): the whole
 /// trail of a ticket refused thousands of times must not make the ticket unreadable.
 pub const AUDIT_LINES_IN_VIEW: usize = 200;
@@ -314,6 +296,37 @@ pub const AUDIT_LINES_IN_VIEW: usize = 200;
 pub const AUDIT_BYTES_IN_VIEW: usize = 1 << 20;
 
 impl AuditPage {
+    /// The page of `trail` that [`super::TicketStore::audit_page`] returns (in-memory
+    /// adapters, and the contract the database adapters follow).
+    pub fn of(trail: &[AuditRecord], from: Option<u64>, limit: usize) -> Self {
+        let lines = match from {
+            Some(f) => {
+                let skip = usize::try_from(f).unwrap_or(usize::MAX);
+                trail.iter().skip(skip).take(limit).cloned().collect()
+            }
+            None => trail.iter().rev().take(limit).cloned().collect(),
+        };
+        Self::from_query(lines, trail.len() as u64, from)
+    }
+
+    /// A page from what a database returned for `from`: the lines from `from` on, oldest
+    /// first, or with `from` = `None` the last lines newest first (`ORDER BY seq DESC
+    /// LIMIT n`); `total` is the trail's length.
+    pub fn from_query(mut entries: Vec<AuditRecord>, total: u64, from: Option<u64>) -> Self {
+        let first = match from {
+            Some(f) => f.min(total),
+            None => {
+                entries.reverse();
+                total.saturating_sub(entries.len() as u64)
+            }
+        };
+        AuditPage {
+            entries,
+            first,
+            total,
+        }
+    }
+
     /// The newest lines of a ticket's trail that fit in a message: at most
     /// [`AUDIT_LINES_IN_VIEW`] lines and [`AUDIT_BYTES_IN_VIEW`] bytes of text.
     pub async fn newest(

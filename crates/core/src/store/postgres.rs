@@ -968,33 +968,42 @@ impl TicketStore for PostgresStore {
         from: Option<u64>,
         limit: usize,
     ) -> Result<AuditPage, StoreError> {
-        // One snapshot: the count and the lines agree while lines are being appended.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE ticket_id = $1")
+        // One statement: the window count is the whole trail's, from the same snapshot.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match from {
+            None => sqlx::query(
+                "SELECT ticket_id, at, actor, role, unit, action, from_state, to_state, reason, \
+                   allowed, count(*) OVER () AS total FROM audit WHERE ticket_id = $1 \
+                 ORDER BY seq DESC LIMIT $2",
+            )
             .bind(ticket_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let total = u64::try_from(total).unwrap_or(0);
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-        let first = from.map_or(total.saturating_sub(limit), |f| f.min(total));
-        let rows = sqlx::query(
-            "SELECT ticket_id, at, actor, role, unit, action, from_state, to_state, reason, \
-               allowed FROM audit WHERE ticket_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
-        )
-        .bind(ticket_id)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(i64::try_from(first).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
+            .bind(limit),
+            Some(f) => sqlx::query(
+                "SELECT ticket_id, at, actor, role, unit, action, from_state, to_state, reason, \
+                   allowed, count(*) OVER () AS total FROM audit WHERE ticket_id = $1 \
+                 ORDER BY seq LIMIT $2 OFFSET $3",
+            )
+            .bind(ticket_id)
+            .bind(limit)
+            .bind(i64::try_from(f).unwrap_or(i64::MAX)),
+        }
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
-        Ok(AuditPage {
-            entries: rows.iter().map(audit_from_row).collect::<Result<_, _>>()?,
-            first,
-            total,
-        })
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get("total")?,
+            // Past the end (or no trail): the count alone.
+            None => {
+                sqlx::query_scalar("SELECT count(*) FROM audit WHERE ticket_id = $1")
+                    .bind(ticket_id)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(AuditPage::from_query(
+            rows.iter().map(audit_from_row).collect::<Result<_, _>>()?,
+            u64::try_from(total).unwrap_or(0),
+            from,
+        ))
     }
 
     async fn inbox(

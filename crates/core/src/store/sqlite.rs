@@ -528,29 +528,40 @@ impl TicketStore for SqliteStore {
         from: Option<u64>,
         limit: usize,
     ) -> Result<AuditPage, StoreError> {
-        // One read transaction: the count and the lines agree.
-        let mut tx = self.reader.begin().await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM audit WHERE ticket_id = ?1")
+        // One statement: the window count is the whole trail's, taken with the lines.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match from {
+            None => sqlx::query(
+                "SELECT doc, count(*) OVER () AS total FROM audit WHERE ticket_id = ?1 \
+                 ORDER BY seq DESC LIMIT ?2",
+            )
             .bind(ticket_id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        let total = u64::try_from(total).unwrap_or(0);
-        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-        let first = from.map_or(total.saturating_sub(limit), |f| f.min(total));
-        let rows = sqlx::query(
-            "SELECT doc FROM audit WHERE ticket_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3",
-        )
-        .bind(ticket_id.to_string())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(i64::try_from(first).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
+            .bind(limit),
+            Some(f) => sqlx::query(
+                "SELECT doc, count(*) OVER () AS total FROM audit WHERE ticket_id = ?1 \
+                 ORDER BY seq LIMIT ?2 OFFSET ?3",
+            )
+            .bind(ticket_id.to_string())
+            .bind(limit)
+            .bind(i64::try_from(f).unwrap_or(i64::MAX)),
+        }
+        .fetch_all(&self.reader)
         .await?;
-        tx.commit().await?;
-        Ok(AuditPage {
-            entries: docs(&rows)?,
-            first,
-            total,
-        })
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get("total")?,
+            // Past the end (or no trail): the count alone.
+            None => {
+                sqlx::query_scalar("SELECT count(*) FROM audit WHERE ticket_id = ?1")
+                    .bind(ticket_id.to_string())
+                    .fetch_one(&self.reader)
+                    .await?
+            }
+        };
+        Ok(AuditPage::from_query(
+            docs(&rows)?,
+            u64::try_from(total).unwrap_or(0),
+            from,
+        ))
     }
 
     async fn inbox(
