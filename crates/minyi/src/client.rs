@@ -145,6 +145,11 @@ pub struct SubmitArgs {
 
 /// Turns a gRPC error into a message for a person: every bad field on its own line.
 pub fn explain(status: &tonic::Status) -> String {
+    explain_fields(status, str::to_owned)
+}
+
+/// [`explain`], naming each invalid field by `name(field)` (a command line's flag).
+pub fn explain_fields(status: &tonic::Status, name: impl Fn(&str) -> String) -> String {
     let mut msg = match status.code() {
         tonic::Code::Unauthenticated => format!("not signed in: {}", status.message()),
         tonic::Code::PermissionDenied => format!("not allowed: {}", status.message()),
@@ -157,7 +162,7 @@ pub fn explain(status: &tonic::Status) -> String {
         match status.get_details_bad_request() {
             Some(br) => {
                 for v in br.field_violations {
-                    msg.push_str(&format!("\n  {}: {}", v.field, v.description));
+                    msg.push_str(&format!("\n  {}: {}", name(&v.field), v.description));
                 }
             }
             None => msg.push_str(&format!(" {}", status.message())),

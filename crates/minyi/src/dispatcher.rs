@@ -9,7 +9,6 @@ use minyi_proto::dispatch::{
     RecordCallbackRequest,
 };
 use serde_json::json;
-use tonic_types::StatusExt;
 
 use crate::client::Connection;
 use crate::handler::{
@@ -89,28 +88,14 @@ fn flag_of(field: &str) -> String {
     }
 }
 
-/// One plain sentence for a gRPC error; invalid fields named by their flags.
+/// One plain sentence for a gRPC error, worded as for handlers; invalid fields named by
+/// their flags.
 fn explain(status: &tonic::Status, endpoint: &str) -> String {
     match status.code() {
-        tonic::Code::InvalidArgument => match status.get_details_bad_request() {
-            Some(br) => {
-                let mut msg = "the request has invalid fields:".to_owned();
-                for v in br.field_violations {
-                    msg.push_str(&format!("\n  {}: {}", flag_of(&v.field), v.description));
-                }
-                msg
-            }
-            None => crate::client::explain(status),
-        },
-        tonic::Code::FailedPrecondition => format!("cannot do that now: {}", status.message()),
-        tonic::Code::Unavailable => {
-            format!("cannot reach Minyi at {endpoint} ({})", status.message())
-        }
-        tonic::Code::Aborted => format!(
-            "the ticket changed meanwhile; look at it again and retry ({})",
-            status.message()
-        ),
-        _ => crate::client::explain(status),
+        tonic::Code::InvalidArgument => crate::client::explain_fields(status, flag_of),
+        // The handlers' wording names their token's variable.
+        tonic::Code::Unauthenticated => crate::client::explain(status),
+        _ => crate::handler::explain(status, endpoint),
     }
 }
 

@@ -1202,7 +1202,7 @@ fn char_width(c: char) -> usize {
     }
 }
 
-pub(crate) fn width(s: &str) -> usize {
+fn width(s: &str) -> usize {
     s.chars().map(char_width).sum()
 }
 

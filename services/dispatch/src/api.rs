@@ -160,22 +160,25 @@ pub fn status(e: EngineError) -> Status {
 
 type InboxStream = Pin<Box<dyn Stream<Item = Result<InboxEntry, Status>> + Send>>;
 
-fn page_size(n: u32) -> usize {
+/// A request's page size: `default` for 0, at most 500.
+fn page_size(n: u32, default: usize) -> usize {
     match n {
-        0 => 50,
+        0 => default,
         n => (n as usize).min(500),
     }
+}
+
+fn bad_page_token() -> Status {
+    let mut v = Violations::default();
+    v.add("page_token", "not a token this service issued");
+    invalid_argument(&v)
 }
 
 fn page_after(token: &str) -> Result<Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>, Status> {
     if token.is_empty() {
         return Ok(None);
     }
-    parse_page_token(token).map(Some).ok_or_else(|| {
-        let mut v = Violations::default();
-        v.add("page_token", "not a token this service issued");
-        invalid_argument(&v)
-    })
+    parse_page_token(token).map(Some).ok_or_else(bad_page_token)
 }
 
 #[tonic::async_trait]
@@ -259,7 +262,7 @@ impl DispatchService for DispatchApi {
         let who = claims(&request)?;
         let unit = Self::handler_unit(&who)?;
         let r = request.into_inner();
-        let limit = page_size(r.page_size);
+        let limit = page_size(r.page_size, 50);
         let mut query = TicketQuery {
             unit: Some(unit),
             limit: limit + 1,
@@ -320,16 +323,9 @@ impl DispatchService for DispatchApi {
         let from = if r.page_token.is_empty() {
             0
         } else {
-            r.page_token.parse::<u64>().map_err(|_| {
-                let mut v = Violations::default();
-                v.add("page_token", "not a token this service issued");
-                invalid_argument(&v)
-            })?
+            r.page_token.parse::<u64>().map_err(|_| bad_page_token())?
         };
-        let limit = match r.page_size {
-            0 => 100,
-            n => (n as usize).min(500),
-        };
+        let limit = page_size(r.page_size, 100);
         let t = self.readable(&who, &r.ticket).await?;
         let page = self
             .engine
@@ -459,7 +455,7 @@ impl DispatchService for DispatchApi {
             "read the dispatch queue",
         )?;
         let r = request.into_inner();
-        let limit = page_size(r.page_size);
+        let limit = page_size(r.page_size, 50);
         let tickets = self
             .engine
             .store
